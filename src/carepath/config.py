@@ -1,0 +1,21 @@
+"""Typed settings from the environment (prefix CAREPATH_); built by entrypoints only."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///carepath.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CAREPATH_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    smtp_url: str | None = None
+    mail_from: str = "carepath <no-reply@carepath.invalid>"
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    lease_seconds: int = Field(default=300, ge=5)
+    poll_seconds: float = Field(default=1.0, gt=0)
+    max_step_visits: int = Field(default=50, ge=1)
+    max_chain_depth: int = Field(default=5, ge=1)

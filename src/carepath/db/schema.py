@@ -1,0 +1,222 @@
+"""The database schema: one MetaData for SQLite and PostgreSQL.
+
+Per-contact tables (runs, run_steps, events, outbox, tasks, list_members)
+carry `contact_id` so they can later be distributed by contact.
+Identifiers (email, phone, names, external id) have their own columns so
+field-level encryption stays a local change.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+from carepath.db.types import Id, Json, UtcDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+LIVE_RUN = text("status IN ('active', 'waiting')")
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Json, nullable=False),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("external_id", String(200), unique=True),
+    Column("email", String(320), unique=True),
+    Column("phone", String(40)),
+    Column("first_name", String(200)),
+    Column("last_name", String(200)),
+    Column("birth_date", Date),
+    Column("sex", String(20)),
+    Column("time_zone", String(64)),
+    Column("tags", Json, nullable=False, default=list),
+    Column("attributes", Json, nullable=False, default=dict),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(20), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("checksum", String(64), nullable=False),
+    Column("body", Json, nullable=False),
+    Column("source", String(500)),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("kind", "name", "version"),
+)
+
+lists = Table(
+    "lists",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+list_members = Table(
+    "list_members",
+    metadata,
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("list_name", String(100), ForeignKey("lists.name"), primary_key=True),
+    Column("joined_at", UtcDateTime, nullable=False),
+    Index(None, "list_name"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("type", String(100), nullable=False),
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("data", Json, nullable=False, default=dict),
+    Column("source", String(40), nullable=False),
+    Column("chain_depth", Integer, nullable=False, default=0),
+    Column("processed_at", UtcDateTime),
+    Index(None, "contact_id", "type", "occurred_at"),
+    Index(
+        "ix_events_unprocessed",
+        "id",
+        postgresql_where=text("processed_at IS NULL"),
+        sqlite_where=text("processed_at IS NULL"),
+    ),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("workflow", String(100), nullable=False),
+    Column("resource_id", Id, ForeignKey("resources.id"), nullable=False),
+    Column("workflow_version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("current_step", String(100)),
+    Column("wake_at", UtcDateTime),
+    Column("waiting_for", String(100)),
+    Column("visits", Json, nullable=False, default=dict),
+    Column("chain_depth", Integer, nullable=False, default=0),
+    Column("parent_run_id", Id),
+    Column("trigger_event_id", Id),
+    Column("event_id", Id),
+    Column("revision", Integer, nullable=False, default=0),
+    Column("lease_owner", String(64)),
+    Column("lease_until", UtcDateTime),
+    Column("reason", Text),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_runs_due", "wake_at", postgresql_where=LIVE_RUN, sqlite_where=LIVE_RUN),
+    Index(None, "contact_id", "workflow"),
+    Index(
+        "ix_runs_waiting_for",
+        "contact_id",
+        "waiting_for",
+        postgresql_where=text("status = 'waiting'"),
+        sqlite_where=text("status = 'waiting'"),
+    ),
+    Index(None, "workflow", "workflow_version", "status"),
+)
+
+run_steps = Table(
+    "run_steps",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", Id, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("contact_id", Id, nullable=False),
+    Column("workflow", String(100), nullable=False),
+    Column("workflow_version", Integer, nullable=False),
+    Column("step", String(100), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("next_step", String(100)),
+    Column("detail", String(200)),
+    Column("error", Text),
+    Column("entered_at", UtcDateTime, nullable=False),
+    Column("left_at", UtcDateTime),
+    Index(None, "run_id"),
+    Index(None, "workflow", "workflow_version", "step"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("run_id", Id, ForeignKey("runs.id", ondelete="SET NULL")),
+    Column("workflow", String(100)),
+    Column("step", String(100)),
+    Column("channel", String(16), nullable=False),
+    Column("template", String(100), nullable=False),
+    Column("template_version", Integer, nullable=False),
+    Column("message_id", String(200), nullable=False, unique=True),
+    Column("subject", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_until", UtcDateTime),
+    Column("last_error", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime),
+    Index(
+        "ix_outbox_pending",
+        "next_attempt_at",
+        postgresql_where=text("status = 'pending'"),
+        sqlite_where=text("status = 'pending'"),
+    ),
+    Index(None, "contact_id"),
+    Index(None, "run_id"),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("run_id", Id, ForeignKey("runs.id", ondelete="SET NULL")),
+    Column("workflow", String(100)),
+    Column("step", String(100)),
+    Column("queue", String(100), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("outcome", String(100)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("completed_at", UtcDateTime),
+    Index(None, "queue", "status"),
+    Index(None, "contact_id"),
+)

@@ -1,0 +1,222 @@
+"""Validate a set of documents together: each on its own, then across documents."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from carepath.domain.conditions import Condition, InList, referenced_lists
+from carepath.domain.fields import ContactSchema, FieldSpec, parse_fields_document
+from carepath.domain.graph import check_workflow_graph, enroll_cycles
+from carepath.domain.problems import DocProblem, Problems
+from carepath.domain.resources import (
+    Kind,
+    ListDef,
+    SegmentDef,
+    Template,
+    document_kind,
+    parse_list,
+    parse_segment,
+    parse_template,
+)
+from carepath.domain.workflow import (
+    BranchStep,
+    EmailStep,
+    EnrollStep,
+    EventTrigger,
+    ListStep,
+    WaitForStep,
+    Workflow,
+)
+from carepath.domain.workflow_parser import WorkflowDraft, parse_workflow_draft
+
+
+@dataclass
+class Catalog:
+    """Everything known by name: stored resources overlaid with the documents at hand."""
+
+    custom_fields: dict[str, FieldSpec] = field(default_factory=dict)
+    workflows: dict[str, Workflow] = field(default_factory=dict)
+    templates: dict[str, Template] = field(default_factory=dict)
+    lists: dict[str, ListDef] = field(default_factory=dict)
+    segments: dict[str, SegmentDef] = field(default_factory=dict)
+
+    @property
+    def schema(self) -> ContactSchema:
+        return ContactSchema(self.custom_fields)
+
+
+@dataclass(frozen=True)
+class Document:
+    """One raw document and where it came from (`source` is for messages only)."""
+
+    source: str
+    raw: Mapping[str, object]
+
+
+@dataclass(frozen=True)
+class ParsedDocument:
+    document: Document
+    kind: Kind
+    name: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    document: Document | None
+    problem: DocProblem
+
+
+@dataclass
+class CatalogResult:
+    catalog: Catalog
+    parsed: list[ParsedDocument]
+    findings: list[Finding]
+
+
+def build_catalog(documents: Sequence[Document], existing: Catalog | None = None) -> CatalogResult:
+    """Parse every document over `existing`; collect all problems, in document order."""
+    base = existing or Catalog()
+    catalog = Catalog(
+        dict(base.custom_fields), dict(base.workflows), dict(base.templates),
+        dict(base.lists), dict(base.segments),
+    )  # fmt: skip
+    findings: list[Finding] = []
+    parsed: list[ParsedDocument] = []
+    seen: dict[tuple[Kind, str], Document] = {}
+
+    def sink(doc: Document, problems: Problems) -> None:
+        findings.extend(Finding(doc, p) for p in problems.items)
+
+    kinds: list[tuple[Document, Kind, str]] = []
+    for doc in documents:
+        problems = Problems()
+        found = document_kind(doc.raw, problems)
+        sink(doc, problems)
+        if found is None:
+            continue
+        kind, name = found
+        if (kind, name) in seen and kind is not Kind.FIELDS:
+            other = seen[(kind, name)].source
+            findings.append(
+                Finding(
+                    doc, DocProblem((kind.value,), f"{kind} {name!r} is also defined in {other}")
+                )
+            )
+            continue
+        seen[(kind, name)] = doc
+        kinds.append((doc, kind, name))
+
+    # Fields first: every other document is checked against the contact schema.
+    fields_docs = [(d, n) for d, k, n in kinds if k is Kind.FIELDS]
+    if fields_docs:
+        catalog.custom_fields = {}
+    for doc, name in fields_docs:
+        problems = Problems()
+        specs = parse_fields_document(doc.raw, problems)
+        for fname in sorted(set(specs) & set(catalog.custom_fields)):
+            problems.add(("fields", fname), f"field {fname!r} is declared twice")
+        catalog.custom_fields.update(specs)
+        sink(doc, problems)
+        parsed.append(ParsedDocument(doc, Kind.FIELDS, name))
+
+    schema = catalog.schema
+    drafts: dict[str, WorkflowDraft] = {}
+    for doc, kind, name in kinds:
+        if kind is Kind.FIELDS:
+            continue
+        problems = Problems()
+        ok = _parse_into(catalog, drafts, doc, kind, schema, problems)
+        sink(doc, problems)
+        if ok:
+            parsed.append(ParsedDocument(doc, kind, name))
+
+    by_workflow = {name: doc for doc, kind, name in kinds if kind is Kind.WORKFLOW}
+    every_workflow = {**catalog.workflows, **{n: d.workflow for n, d in drafts.items()}}
+    for name, doc in by_workflow.items():
+        draft = drafts.get(name)
+        if draft is not None:
+            problems = Problems()
+            check_workflow_graph(draft.workflow, problems, broken=draft.broken_steps)
+            check_references(draft.workflow, catalog, problems, workflows=set(every_workflow))
+            sink(doc, problems)
+    for cycle in enroll_cycles(every_workflow.values()):
+        names = " -> ".join([*(e.source for e in cycle), cycle[0].source])
+        first = cycle[0]
+        doc = by_workflow.get(first.source)
+        message = f"workflows enroll each other with no wait: {names}"
+        findings.append(Finding(doc, DocProblem(("steps", first.step, "enroll"), message)))
+    return CatalogResult(catalog, parsed, findings)
+
+
+def _parse_into(
+    catalog: Catalog,
+    drafts: dict[str, WorkflowDraft],
+    doc: Document,
+    kind: Kind,
+    schema: ContactSchema,
+    problems: Problems,
+) -> bool:
+    raw = doc.raw
+    match kind:
+        case Kind.WORKFLOW:
+            draft = parse_workflow_draft(raw, schema, problems)
+            if draft is not None:
+                drafts[draft.workflow.name] = draft
+                if draft.complete:
+                    catalog.workflows[draft.workflow.name] = draft.workflow
+            return draft is not None and draft.complete
+        case Kind.TEMPLATE:
+            template = parse_template(raw, problems)
+            if template:
+                catalog.templates[template.name] = template
+            return template is not None
+        case Kind.LIST:
+            list_def = parse_list(raw, problems)
+            if list_def:
+                catalog.lists[list_def.name] = list_def
+            return list_def is not None
+        case Kind.SEGMENT:
+            segment = parse_segment(raw, schema, problems)
+            if segment:
+                catalog.segments[segment.name] = segment
+            return segment is not None
+        case Kind.FORM:
+            problems.add(("form",), "form documents are not supported in this version")
+            return False
+    return False
+
+
+def check_references(
+    workflow: Workflow, catalog: Catalog, problems: Problems, *, workflows: set[str] | None = None
+) -> None:
+    """Templates, lists, segments and workflows a workflow names must exist."""
+    conditions: list[tuple[tuple[str | int, ...], Condition]] = []
+    if isinstance(workflow.trigger, EventTrigger) and workflow.trigger.when:
+        conditions.append((("trigger", "when"), workflow.trigger.when))
+    for name, step in workflow.steps.items():
+        path = ("steps", name)
+        match step:
+            case EmailStep(template=template) if template not in catalog.templates:
+                problems.add((*path, "email"), f"unknown template {template!r}")
+            case EnrollStep(workflow=target) if target not in (
+                workflows if workflows is not None else catalog.workflows
+            ):
+                problems.add((*path, "enroll"), f"unknown workflow {target!r}")
+            case ListStep(add=add, remove=remove):
+                for list_name in (*add, *remove):
+                    if list_name not in catalog.lists:
+                        problems.add((*path, "list"), f"unknown list {list_name!r}")
+            case BranchStep(cases=cases):
+                conditions.extend(
+                    ((*path, "branch", i, "when"), c.when) for i, c in enumerate(cases)
+                )
+            case WaitForStep(where=where) if where is not None:
+                conditions.append(((*path, "wait_for", "where"), where))
+    for path, condition in conditions:
+        for list_name in sorted(referenced_lists(condition)):
+            if list_name not in catalog.lists:
+                problems.add(path, f"unknown list {list_name!r}")
+
+
+__all__ = ["Catalog", "CatalogResult", "Document", "Finding", "InList", "build_catalog"]

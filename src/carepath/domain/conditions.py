@@ -1,0 +1,441 @@
+"""The condition language (DESIGN.md §3): parsing into a typed tree and evaluation.
+
+One tree serves triggers, branches, goals and (later) segments. Evaluation
+here is the Python side, over one contact's facts; semantics follow SQL so a
+compiler can give the same answers: a missing value makes every comparison
+false, except `exists`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+
+from carepath.domain.durations import DurationError, parse_duration
+from carepath.domain.fields import ContactSchema, FieldSpec, FieldType, coerce_value, parse_datetime
+from carepath.domain.problems import Path, Problems
+
+
+class Op(StrEnum):
+    EQ = "eq"
+    NE = "ne"
+    LT = "lt"
+    LTE = "lte"
+    GT = "gt"
+    GTE = "gte"
+    IN = "in"
+    CONTAINS = "contains"
+    EXISTS = "exists"
+    BETWEEN = "between"
+    ANNIVERSARY_WITHIN = "anniversary_within"
+    BEFORE = "before"
+    AFTER = "after"
+
+
+class Scope(StrEnum):
+    CONTACT = "contact"
+    EVENT = "event"
+    TRIGGER = "trigger"
+
+
+@dataclass(frozen=True)
+class FieldTest:
+    scope: Scope
+    path: tuple[str, ...]
+    op: Op
+    value: object
+    spec: FieldSpec | None = None
+
+    @property
+    def field(self) -> str:
+        return ".".join((self.scope, *self.path))
+
+
+@dataclass(frozen=True)
+class AllOf:
+    items: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    items: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    item: Condition
+
+
+@dataclass(frozen=True)
+class InList:
+    name: str
+
+
+@dataclass(frozen=True)
+class InSegment:
+    name: str
+
+
+Condition = AllOf | AnyOf | Not | FieldTest | InList | InSegment
+
+
+@dataclass(frozen=True)
+class EventFacts:
+    type: str
+    occurred_at: datetime
+    data: Mapping[str, object]
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a condition may look at, for one contact at one instant."""
+
+    contact: Mapping[str, object]
+    now: datetime
+    lists: frozenset[str] = frozenset()
+    segments: frozenset[str] = frozenset()
+    trigger: EventFacts | None = None
+    event: EventFacts | None = None
+
+
+@dataclass(frozen=True)
+class ConditionRules:
+    """Which references a condition may use where it appears."""
+
+    schema: ContactSchema
+    scopes: frozenset[Scope] = field(default_factory=lambda: frozenset(Scope))
+
+
+_COMBINATORS = ("all", "any", "not")
+_OPS = {op.value for op in Op}
+
+
+def parse_condition(
+    raw: object, path: Path, rules: ConditionRules, problems: Problems
+) -> Condition | None:
+    """Parse a condition; every problem found is added to `problems`."""
+    if not isinstance(raw, Mapping) or not raw:
+        problems.add(path, "a condition is a mapping such as {field: contact.age, gte: 50}")
+        return None
+    keys = set(raw)
+    if keys & set(_COMBINATORS):
+        return _parse_combinator(raw, path, rules, problems)
+    if "field" in keys:
+        return _parse_field_test(raw, path, rules, problems)
+    if keys == {"in_list"} or keys == {"in_segment"}:
+        (key, name), *_ = raw.items()
+        if not isinstance(name, str) or not name:
+            problems.add((*path, key), "must name a list or segment")
+            return None
+        return InList(name) if key == "in_list" else InSegment(name)
+    if "event" in keys:
+        problems.add(path, "event-history conditions are not supported in this version")
+        return None
+    problems.add(path, f"unknown condition keys: {', '.join(sorted(map(str, keys)))}")
+    return None
+
+
+def _parse_combinator(
+    raw: Mapping[object, object], path: Path, rules: ConditionRules, problems: Problems
+) -> Condition | None:
+    if len(raw) != 1:
+        problems.add(path, "all/any/not must be the only key of its condition")
+        return None
+    (key, body), *_ = raw.items()
+    key = str(key)
+    if key == "not":
+        inner = parse_condition(body, (*path, "not"), rules, problems)
+        return Not(inner) if inner else None
+    if not isinstance(body, list) or not body:
+        problems.add((*path, key), f"{key} takes a non-empty list of conditions")
+        return None
+    items = [parse_condition(c, (*path, key, i), rules, problems) for i, c in enumerate(body)]
+    if any(item is None for item in items):
+        return None
+    parsed = tuple(item for item in items if item is not None)
+    return AllOf(parsed) if key == "all" else AnyOf(parsed)
+
+
+def _parse_field_test(
+    raw: Mapping[object, object], path: Path, rules: ConditionRules, problems: Problems
+) -> FieldTest | None:
+    ops = [k for k in raw if k != "field"]
+    unknown = [str(k) for k in ops if k not in _OPS]
+    if unknown:
+        problems.add(path, f"unknown operator {unknown[0]!r} (expected one of {', '.join(Op)})")
+        return None
+    if len(ops) != 1:
+        problems.add(path, "a field condition takes exactly one operator")
+        return None
+    op = Op(str(ops[0]))
+    reference = _parse_reference(raw["field"], (*path, "field"), rules, problems)
+    if reference is None:
+        return None
+    scope, names, spec = reference
+    value = _parse_operand(op, raw[op.value], spec, (*path, op.value), problems)
+    if value is _INVALID:
+        return None
+    return FieldTest(scope, names, op, value, spec)
+
+
+def _parse_reference(
+    raw: object, path: Path, rules: ConditionRules, problems: Problems
+) -> tuple[Scope, tuple[str, ...], FieldSpec | None] | None:
+    if not isinstance(raw, str) or "." not in raw:
+        problems.add(path, "field must be contact.NAME, event.data.NAME or trigger.data.NAME")
+        return None
+    head, *rest = raw.split(".")
+    try:
+        scope = Scope(head)
+    except ValueError:
+        problems.add(path, f"unknown field scope {head!r} (expected contact, event or trigger)")
+        return None
+    if scope not in rules.scopes:
+        allowed = ", ".join(sorted(rules.scopes))
+        problems.add(path, f"{scope}.* cannot be used here (allowed: {allowed})")
+        return None
+    if any(not part for part in rest):
+        problems.add(path, "empty part in field reference")
+        return None
+    if scope is Scope.CONTACT:
+        spec = rules.schema.get(rest[0]) if len(rest) == 1 else None
+        if spec is None:
+            problems.add(path, f"unknown contact field {'.'.join(rest)!r}")
+            return None
+        return scope, tuple(rest), spec
+    if rest[0] not in {"type", "occurred_at", "data"} or (rest[0] == "data") != (len(rest) > 1):
+        problems.add(path, f"{scope} fields are type, occurred_at or data.NAME")
+        return None
+    spec = FieldSpec("occurred_at", FieldType.DATETIME) if rest == ["occurred_at"] else None
+    return scope, tuple(rest), spec
+
+
+class _Invalid:
+    pass
+
+
+_INVALID = _Invalid()
+
+
+def _parse_operand(
+    op: Op, raw: object, spec: FieldSpec | None, path: Path, problems: Problems
+) -> object:
+    if op is Op.EXISTS:
+        if not isinstance(raw, bool):
+            problems.add(path, "exists takes true or false")
+            return _INVALID
+        return raw
+    if op in (Op.BEFORE, Op.AFTER):
+        return _parse_moment(raw, path, problems)
+    if op is Op.ANNIVERSARY_WITHIN:
+        if spec is not None and spec.type not in (FieldType.DATE, FieldType.DATETIME):
+            problems.add(path, "anniversary_within needs a date field")
+            return _INVALID
+        try:
+            return parse_duration(raw)
+        except DurationError as exc:
+            problems.add(path, str(exc))
+            return _INVALID
+    if op in (Op.IN, Op.BETWEEN):
+        if not isinstance(raw, list) or (op is Op.BETWEEN and len(raw) != 2):
+            problems.add(
+                path, "between takes [low, high]" if op is Op.BETWEEN else "in takes a list"
+            )
+            return _INVALID
+        values = [_typed(v, spec, path, problems) for v in raw]
+        return _INVALID if _INVALID in values else tuple(values)
+    if op is Op.CONTAINS and spec is not None and spec.type is FieldType.LIST:
+        return raw
+    return _typed(raw, spec, path, problems)
+
+
+def _typed(raw: object, spec: FieldSpec | None, path: Path, problems: Problems) -> object:
+    if isinstance(raw, Mapping | list):
+        problems.add(path, "a comparison value must be a single value")
+        return _INVALID
+    if spec is None or spec.type is FieldType.LIST:
+        return raw
+    try:
+        return coerce_value(spec, raw)
+    except ValueError as exc:
+        problems.add(path, f"value does not fit field type: {exc}")
+        return _INVALID
+
+
+def _parse_moment(raw: object, path: Path, problems: Problems) -> object:
+    """`before`/`after` take a duration relative to now (-90d) or an absolute date."""
+    if isinstance(raw, datetime | date):
+        return parse_datetime(raw)
+    if isinstance(raw, str):
+        try:
+            return parse_duration(raw, allow_negative=True)
+        except DurationError:
+            pass
+        try:
+            return parse_datetime(raw)
+        except ValueError:
+            pass
+    problems.add(path, "takes a relative duration such as -90d or an ISO date")
+    return _INVALID
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def evaluate(condition: Condition, facts: Facts) -> bool:
+    match condition:
+        case AllOf(items):
+            return all(evaluate(c, facts) for c in items)
+        case AnyOf(items):
+            return any(evaluate(c, facts) for c in items)
+        case Not(item):
+            return not evaluate(item, facts)
+        case InList(name):
+            return name in facts.lists
+        case InSegment(name):
+            return name in facts.segments
+        case FieldTest():
+            return _evaluate_test(condition, facts)
+    raise TypeError(f"not a condition: {type(condition).__name__}")
+
+
+def resolve(test_scope: Scope, path: Sequence[str], facts: Facts) -> object:
+    """The value a reference names, or None when it is absent."""
+    if test_scope is Scope.CONTACT:
+        if path[0] == "age":
+            return age_on(facts.contact.get("birth_date"), facts.now)
+        return facts.contact.get(path[0])
+    source = facts.event if test_scope is Scope.EVENT else facts.trigger
+    if source is None:
+        return None
+    if path[0] == "type":
+        return source.type
+    if path[0] == "occurred_at":
+        return source.occurred_at
+    value: object = source.data
+    for part in path[1:]:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def age_on(birth: object, now: datetime) -> int | None:
+    if not isinstance(birth, date):
+        return None
+    today = now.date()
+    before_birthday = (today.month, today.day) < (birth.month, birth.day)
+    return today.year - birth.year - int(before_birthday)
+
+
+def _evaluate_test(test: FieldTest, facts: Facts) -> bool:
+    actual = resolve(test.scope, test.path, facts)
+    if test.op is Op.EXISTS:
+        return (actual is not None) is test.value
+    if actual is None:
+        return False
+    expected = test.value
+    try:
+        match test.op:
+            case Op.EQ:
+                return bool(_comparable(actual, expected) and actual == expected)
+            case Op.NE:
+                return bool(_comparable(actual, expected) and actual != expected)
+            case Op.LT | Op.LTE | Op.GT | Op.GTE:
+                return _ordered(test.op, actual, expected)
+            case Op.IN:
+                assert isinstance(expected, tuple)
+                return any(_comparable(actual, v) and actual == v for v in expected)
+            case Op.BETWEEN:
+                assert isinstance(expected, tuple)
+                low, high = expected
+                return _ordered(Op.GTE, actual, low) and _ordered(Op.LTE, actual, high)
+            case Op.CONTAINS:
+                if isinstance(actual, list):
+                    return expected in actual
+                return isinstance(actual, str) and isinstance(expected, str) and expected in actual
+            case Op.BEFORE | Op.AFTER:
+                return _relative(test.op, actual, expected, facts.now)
+            case Op.ANNIVERSARY_WITHIN:
+                assert isinstance(expected, timedelta)
+                return _anniversary_within(actual, expected, facts.now)
+    except (TypeError, ValueError):
+        return False
+    return False
+
+
+def _comparable(a: object, b: object) -> bool:
+    numbers = (int, float)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool)
+    if isinstance(a, numbers) and isinstance(b, numbers):
+        return True
+    if isinstance(a, datetime) or isinstance(b, datetime):
+        return isinstance(a, datetime) and isinstance(b, datetime)
+    return type(a) is type(b)
+
+
+def _ordered(op: Op, actual: object, expected: object) -> bool:
+    if not _comparable(actual, expected) or isinstance(actual, bool | list):
+        return False
+    a, b = actual, expected
+    match op:
+        case Op.LT:
+            return a < b  # type: ignore[operator]
+        case Op.LTE:
+            return a <= b  # type: ignore[operator]
+        case Op.GT:
+            return a > b  # type: ignore[operator]
+        case _:
+            return a >= b  # type: ignore[operator]
+
+
+def _relative(op: Op, actual: object, expected: object, now: datetime) -> bool:
+    bound = now + expected if isinstance(expected, timedelta) else expected
+    assert isinstance(bound, datetime)
+    if isinstance(actual, str):
+        actual = parse_datetime(actual)
+    if isinstance(actual, datetime):
+        return actual < bound if op is Op.BEFORE else actual > bound
+    if isinstance(actual, date):
+        return actual < bound.date() if op is Op.BEFORE else actual > bound.date()
+    return False
+
+
+def _anniversary_within(actual: object, window: timedelta, now: datetime) -> bool:
+    """True when the next anniversary of the date falls within `window` from today.
+
+    29 February is celebrated on 28 February in common years.
+    """
+    if isinstance(actual, str):
+        actual = date.fromisoformat(actual[:10])
+    if isinstance(actual, datetime):
+        actual = actual.date()
+    if not isinstance(actual, date):
+        return False
+    today = now.date()
+    for year in (today.year, today.year + 1):
+        day = anniversary_in(actual, year)
+        if day >= today:
+            return (day - today) <= window
+    return False
+
+
+def anniversary_in(day: date, year: int) -> date:
+    try:
+        return day.replace(year=year)
+    except ValueError:  # 29 February in a common year
+        return date(year, 2, 28)
+
+
+def referenced_lists(condition: Condition) -> set[str]:
+    match condition:
+        case AllOf(items) | AnyOf(items):
+            return set().union(*(referenced_lists(c) for c in items))
+        case Not(item):
+            return referenced_lists(item)
+        case InList(name):
+            return {name}
+    return set()

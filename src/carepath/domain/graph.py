@@ -1,0 +1,172 @@
+"""Graph checks on workflows: targets, reachability, loops with no wait, enroll cycles."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from carepath.domain.problems import Problems
+from carepath.domain.workflow import (
+    WAITING_STEPS,
+    BranchStep,
+    EnrollStep,
+    GotoStep,
+    SplitStep,
+    WaitForStep,
+    Workflow,
+    successors,
+)
+
+
+def check_workflow_graph(
+    workflow: Workflow, problems: Problems, *, broken: frozenset[str] = frozenset()
+) -> None:
+    """Unknown targets, unreachable steps and cycles that contain no wait.
+
+    `broken` names steps that exist but failed to parse: they are not unknown,
+    and reachability is not judged, since their successors are not known.
+    """
+    steps = workflow.steps
+    for name, step in steps.items():
+        for key, target in _named_targets(step):
+            if target not in steps and target not in broken:
+                problems.add(("steps", name, *key), f"unknown step {target!r}")
+    if not broken:
+        reachable = _reachable(workflow.start, steps)
+        for name in steps:
+            if name not in reachable:
+                problems.add(("steps", name), "step is unreachable from start")
+    for cycle in _cycles_without_wait(steps):
+        loop = " -> ".join([*cycle, cycle[0]])
+        problems.add(("steps", cycle[0]), f"loop with no wait: {loop}")
+
+
+def _named_targets(step: object) -> list[tuple[tuple[str | int, ...], str]]:
+    """(key path inside the step, target) pairs, for messages that point at the key."""
+    match step:
+        case BranchStep(cases, otherwise):
+            found: list[tuple[tuple[str | int, ...], str]] = [
+                (("branch", i, "goto"), c.goto) for i, c in enumerate(cases)
+            ]
+            return [*found, (("otherwise",), otherwise)] if otherwise else found
+        case SplitStep(paths):
+            return [(("split", i, "goto"), p.goto) for i, p in enumerate(paths)]
+        case GotoStep(target):
+            return [(("goto",), target)]
+        case WaitForStep(next=nxt, on_timeout=timeout):
+            pairs = [(("next",), nxt), (("on_timeout",), timeout)]
+            return [(k, t) for k, t in pairs if t]
+    nxt = getattr(step, "next", None)
+    return [(("next",), nxt)] if nxt else []
+
+
+def _reachable(start: str, steps: Mapping[str, object]) -> set[str]:
+    seen: set[str] = set()
+    stack = [start]
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in steps:
+            continue
+        seen.add(name)
+        stack.extend(successors(steps[name]))  # type: ignore[arg-type]
+    return seen
+
+
+def _cycles_without_wait(steps: Mapping[str, object]) -> list[list[str]]:
+    """Strongly connected components of the graph where waits cut their out-edges."""
+    edges = {
+        name: [] if isinstance(step, WAITING_STEPS) else [t for t in successors(step) if t in steps]  # type: ignore[arg-type]
+        for name, step in steps.items()
+    }
+    return [scc for scc in strongly_connected(edges) if len(scc) > 1 or scc[0] in edges[scc[0]]]
+
+
+def strongly_connected(edges: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """Tarjan's algorithm, iterative so deep graphs cannot overflow the stack.
+
+    Targets that are not keys (an unknown workflow, say) are nodes with no edges.
+    """
+    order = {name: i for i, name in enumerate(edges)}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    result: list[list[str]] = []
+    counter = 0
+    for root in edges:
+        if root in index:
+            continue
+        work = [(root, iter(edges[root]))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(edges.get(child, ()))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                result.append(sorted(component, key=lambda n: order.get(n, len(order))))
+    return result
+
+
+@dataclass(frozen=True)
+class EnrollEdge:
+    source: str
+    step: str
+    target: str
+
+
+def immediate_enrollments(workflow: Workflow) -> list[EnrollEdge]:
+    """Enroll steps reachable from start without passing a wait."""
+    found: list[EnrollEdge] = []
+    seen: set[str] = set()
+    stack = [workflow.start]
+    while stack:
+        name = stack.pop()
+        if name in seen or name not in workflow.steps:
+            continue
+        seen.add(name)
+        step = workflow.steps[name]
+        if isinstance(step, EnrollStep):
+            found.append(EnrollEdge(workflow.name, name, step.workflow))
+        if not isinstance(step, WAITING_STEPS):
+            stack.extend(successors(step))
+    return found
+
+
+def enroll_cycles(workflows: Iterable[Workflow]) -> list[list[EnrollEdge]]:
+    """Cycles of workflows enrolling each other with no wait on the way."""
+    edges_by_source: dict[str, list[EnrollEdge]] = {}
+    for wf in workflows:
+        edges_by_source[wf.name] = immediate_enrollments(wf)
+    graph = {src: [e.target for e in es] for src, es in edges_by_source.items()}
+    cycles: list[list[EnrollEdge]] = []
+    for scc in strongly_connected(graph):
+        members = set(scc)
+        if len(scc) == 1 and scc[0] not in graph.get(scc[0], []):
+            continue
+        cycles.append(
+            [e for src in scc for e in edges_by_source.get(src, []) if e.target in members]
+        )
+    return cycles

@@ -1,0 +1,215 @@
+"""The workflow model: frozen dataclasses built by `workflow_parser`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import time, timedelta
+from enum import StrEnum
+
+from carepath.domain.conditions import Condition
+
+
+class Purpose(StrEnum):
+    MARKETING = "marketing"
+    TREATMENT = "treatment"
+    OPERATIONS = "operations"
+
+
+class EndStatus(StrEnum):
+    """How an `exit` step ends a run."""
+
+    COMPLETED = "completed"
+    CONVERTED = "converted"
+    EXITED = "exited"
+
+
+@dataclass(frozen=True)
+class EmailStep:
+    template: str
+    next: str | None
+
+
+@dataclass(frozen=True)
+class UpdateStep:
+    set: Mapping[str, object]
+    unset: tuple[str, ...]
+    add_tags: tuple[str, ...]
+    remove_tags: tuple[str, ...]
+    next: str | None
+
+
+@dataclass(frozen=True)
+class ListStep:
+    add: tuple[str, ...]
+    remove: tuple[str, ...]
+    next: str | None
+
+
+@dataclass(frozen=True)
+class WaitStep:
+    """Wait a duration, or until a date named by a field (with offset and local time)."""
+
+    duration: timedelta | None
+    until: str | None
+    offset: timedelta
+    at: time | None
+    next: str | None
+
+
+@dataclass(frozen=True)
+class WaitForStep:
+    event: str
+    within: timedelta
+    where: Condition | None
+    next: str | None
+    on_timeout: str | None
+
+
+@dataclass(frozen=True)
+class BranchCase:
+    when: Condition
+    goto: str
+
+
+@dataclass(frozen=True)
+class BranchStep:
+    cases: tuple[BranchCase, ...]
+    otherwise: str | None
+
+
+@dataclass(frozen=True)
+class SplitPath:
+    weight: int
+    goto: str
+
+
+@dataclass(frozen=True)
+class SplitStep:
+    paths: tuple[SplitPath, ...]
+
+
+@dataclass(frozen=True)
+class TaskStep:
+    queue: str
+    title: str
+    next: str | None
+
+
+@dataclass(frozen=True)
+class EnrollStep:
+    workflow: str
+    end_current: bool
+    next: str | None
+
+
+@dataclass(frozen=True)
+class GotoStep:
+    target: str
+
+
+@dataclass(frozen=True)
+class ExitStep:
+    status: EndStatus
+
+
+Step = (
+    EmailStep
+    | UpdateStep
+    | ListStep
+    | WaitStep
+    | WaitForStep
+    | BranchStep
+    | SplitStep
+    | TaskStep
+    | EnrollStep
+    | GotoStep
+    | ExitStep
+)
+
+WAITING_STEPS = (WaitStep, WaitForStep)
+
+
+@dataclass(frozen=True)
+class EventMatch:
+    """An event type, optionally narrowed by a condition on the event and contact."""
+
+    event: str
+    when: Condition | None = None
+
+
+@dataclass(frozen=True)
+class EventTrigger:
+    event: str
+    when: Condition | None
+
+
+@dataclass(frozen=True)
+class ManualTrigger:
+    pass
+
+
+Trigger = EventTrigger | ManualTrigger
+
+
+class ReentryMode(StrEnum):
+    NEVER = "never"
+    ALWAYS = "always"
+    AFTER = "after"
+
+
+@dataclass(frozen=True)
+class Reentry:
+    mode: ReentryMode
+    after: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class Workflow:
+    name: str
+    title: str
+    purpose: Purpose
+    trigger: Trigger
+    reentry: Reentry
+    goal: EventMatch | None
+    exit_when: EventMatch | None
+    start: str
+    steps: Mapping[str, Step]
+
+
+def successors(step: Step) -> list[str]:
+    """Every step a step can lead to, in a stable order."""
+    match step:
+        case BranchStep(cases, otherwise):
+            targets = [c.goto for c in cases]
+            return [*targets, otherwise] if otherwise else targets
+        case SplitStep(paths):
+            return [p.goto for p in paths]
+        case GotoStep(target):
+            return [target]
+        case ExitStep():
+            return []
+        case WaitForStep(next=next_, on_timeout=timeout):
+            return [t for t in (next_, timeout) if t]
+    nxt = getattr(step, "next", None)
+    return [nxt] if nxt else []
+
+
+def step_kind(step: Step) -> str:
+    """The action key a step was written with (`email`, `wait_for`, …)."""
+    return _KIND_NAMES[type(step)]
+
+
+_KIND_NAMES: dict[type, str] = {
+    EmailStep: "email",
+    UpdateStep: "update",
+    ListStep: "list",
+    WaitStep: "wait",
+    WaitForStep: "wait_for",
+    BranchStep: "branch",
+    SplitStep: "split",
+    TaskStep: "task",
+    EnrollStep: "enroll",
+    GotoStep: "goto",
+    ExitStep: "exit",
+}

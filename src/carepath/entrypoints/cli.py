@@ -1,0 +1,442 @@
+"""The `carepath` command line (Typer + Rich)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import sqlalchemy as sa
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from carepath.channels.email import SmtpSender
+from carepath.config import Settings
+from carepath.db.schema import run_steps, runs
+from carepath.domain.durations import DurationError, parse_duration
+from carepath.domain.fields import parse_datetime
+from carepath.domain.json_schema import SCHEMA_KINDS, document_schema
+from carepath.domain.runs import Limits
+from carepath.entrypoints.worker import StopFlag, run_worker
+from carepath.errors import CarepathError, InvalidInput, Problem
+from carepath.services import catalog_store, contacts, reports, tasks
+from carepath.services.clock import simulated_now, wall_time
+from carepath.services.context import EngineContext
+from carepath.services.documents import load_paths
+from carepath.services.enrollment import EnrollRequest, enroll
+from carepath.services.events import ingest_events, read_jsonl
+from carepath.services.setup import init_database, open_database
+from carepath.services.work import advance_clock, drain
+
+# Tracebacks never show local variables: they may hold contact data.
+app = typer.Typer(
+    help="carepath: patient-journey automation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+clock_app = typer.Typer(help="Show or move the simulated clock.", no_args_is_help=True)
+contacts_app = typer.Typer(help="Import contacts.", no_args_is_help=True)
+events_app = typer.Typer(help="Ingest events.", no_args_is_help=True)
+tasks_app = typer.Typer(help="Contact-center tasks.", no_args_is_help=True)
+runs_app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
+report_app = typer.Typer(help="Reports.", no_args_is_help=True)
+for sub, name in (
+    (clock_app, "clock"), (contacts_app, "contacts"), (events_app, "events"),
+    (tasks_app, "tasks"), (runs_app, "runs"), (report_app, "report"),
+):  # fmt: skip
+    app.add_typer(sub, name=name)
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="Database URL or SQLite file (default: CAREPATH_DATABASE_URL or carepath.db)."
+    ),
+]
+
+
+def settings_for(db: str | None) -> Settings:
+    settings = Settings()
+    if db:
+        settings.database_url = db if "://" in db else f"sqlite:///{db}"
+    return settings
+
+
+def fail(problems: list[Problem] | str, code: int = 2) -> NoReturn:
+    # Plain writes: one problem per line, never wrapped, so editors and CI can parse them.
+    for problem in [problems] if isinstance(problems, str) else problems:
+        sys.stderr.write(f"{problem}\n")
+    raise typer.Exit(code)
+
+
+@contextmanager
+def errors_to_exit() -> Iterator[None]:
+    """CarepathError → `location: message` lines on stderr and exit code 2."""
+    try:
+        yield
+    except InvalidInput as exc:
+        fail(exc.problems)
+    except CarepathError as exc:
+        fail(f"error: {exc}")
+
+
+def engine_context(db: str | None, *, with_smtp: bool = True) -> EngineContext:
+    settings = settings_for(db)
+    return EngineContext(
+        engine=open_database(settings.database_url),
+        sender=SmtpSender(settings.smtp_url) if with_smtp and settings.smtp_url else None,
+        limits=Limits(
+            max_step_visits=settings.max_step_visits, max_chain_depth=settings.max_chain_depth
+        ),
+        lease=timedelta(seconds=settings.lease_seconds),
+        batch_size=settings.batch_size,
+        mail_from=settings.mail_from,
+    )
+
+
+def _parse_moment(text: str) -> datetime:
+    try:
+        return parse_datetime(text)
+    except ValueError:
+        fail(f"error: {text!r} is not an ISO 8601 date-time such as 2026-01-05T08:00:00Z")
+
+
+@app.command()
+def init(
+    db: DbOption = None,
+    simulated_clock: Annotated[
+        str | None, typer.Option(help="Start a simulated clock at this UTC time (ISO 8601).")
+    ] = None,
+) -> None:
+    """Create or migrate the database."""
+    start = _parse_moment(simulated_clock) if simulated_clock else None
+    with errors_to_exit():
+        init_database(settings_for(db).database_url, simulated_clock=start).dispose()
+    out.print("database ready" + (f"; simulated clock at {start.isoformat()}" if start else ""))
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Files or directories of resources.")],
+    db: Annotated[
+        str | None, typer.Option("--db", help="Also check against what this database stores.")
+    ] = None,
+) -> None:
+    """Check resource files; print each problem as file:line: message."""
+    docs, problems = load_paths(paths)
+    with errors_to_exit():
+        if not problems:
+            if db:
+                engine = open_database(settings_for(db).database_url)
+                with engine.connect() as conn:
+                    problems = catalog_store.check_documents(conn, docs)
+            else:
+                problems = catalog_store.check_documents(None, docs)
+    if problems:
+        fail(problems)
+    out.print(f"{len(docs)} documents valid")
+
+
+@app.command()
+def apply(
+    paths: Annotated[list[Path], typer.Argument(help="Files or directories.")], db: DbOption = None
+) -> None:
+    """Validate, then store a new version of every resource that changed (all or nothing)."""
+    docs, problems = load_paths(paths)
+    if problems:
+        fail(problems)
+    with errors_to_exit():
+        engine = open_database(settings_for(db).database_url)
+        with engine.begin() as conn:
+            applied = catalog_store.apply_documents(conn, docs, now=wall_time())
+    table = Table("kind", "name", "version", "status")
+    for item in applied:
+        table.add_row(
+            item.kind.value,
+            item.name,
+            str(item.version),
+            "new version" if item.changed else "unchanged",
+        )
+    out.print(table)
+
+
+@app.command()
+def schema(
+    kind: Annotated[str | None, typer.Argument(help=f"One of: {', '.join(SCHEMA_KINDS)}.")] = None,
+) -> None:
+    """Print the JSON Schema of the documents users write."""
+    if kind is not None and kind not in SCHEMA_KINDS:
+        fail(f"error: unknown kind {kind!r} (expected one of {', '.join(SCHEMA_KINDS)})")
+    sys.stdout.write(json.dumps(document_schema(kind), indent=2) + "\n")
+
+
+@contacts_app.command("import")
+def contacts_import(
+    file: Annotated[Path, typer.Argument(help=".csv or .jsonl file")], db: DbOption = None
+) -> None:
+    """Import contacts (upsert by external_id, then email); nothing is written on any error."""
+    if not file.is_file():
+        fail(f"{file}: no such file")
+    with errors_to_exit():
+        ctx = engine_context(db, with_smtp=False)
+        with ctx.engine.begin() as conn:
+            schema_ = ctx.cache.current(conn).catalog.schema
+            result = contacts.import_contacts(conn, file, schema_, now=ctx.clock.now(conn))
+    out.print(f"{result.created} created, {result.updated} updated")
+
+
+@events_app.command("ingest")
+def events_ingest(
+    file: Annotated[Path, typer.Argument(help=".jsonl file, one event per line")],
+    db: DbOption = None,
+) -> None:
+    """Store events (processing happens in the worker); nothing is written on any error."""
+    if not file.is_file():
+        fail(f"{file}: no such file")
+    with errors_to_exit():
+        ctx = engine_context(db, with_smtp=False)
+        items = read_jsonl(file)
+        with ctx.engine.begin() as conn:
+            result = ingest_events(conn, items, now=ctx.clock.now(conn), source="cli")
+    out.print(f"{result.accepted} accepted, {result.duplicates} duplicates ignored")
+
+
+@app.command("enroll")
+def enroll_command(
+    workflow: Annotated[str, typer.Argument(help="Workflow name.")],
+    contact: Annotated[
+        list[str], typer.Option("--contact", help="Contact id, external id or email.")
+    ],
+    db: DbOption = None,
+) -> None:
+    """Enroll contacts into a workflow by hand (re-entry rules apply)."""
+    with errors_to_exit():
+        ctx = engine_context(db, with_smtp=False)
+        with ctx.engine.begin() as conn:
+            current = ctx.cache.current(conn)
+            current.workflow_version(workflow)
+            ids = [contacts.find_contact(conn, ref) for ref in contact]
+            outcome = enroll(
+                conn, current, [EnrollRequest(cid, workflow) for cid in ids],
+                now=ctx.clock.now(conn), max_chain_depth=ctx.limits.max_chain_depth,
+            )  # fmt: skip
+    out.print(f"{len(outcome.run_ids)} enrolled")
+    for skipped in outcome.skipped:
+        out.print(f"contact {skipped.request.contact_id} skipped: {skipped.reason}")
+
+
+@app.command()
+def worker(
+    db: DbOption = None,
+    once: Annotated[bool, typer.Option("--once", help="Drain what is due now and exit.")] = False,
+) -> None:
+    """Process events, advance due runs and deliver the outbox."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    with errors_to_exit():
+        ctx = engine_context(db)
+        if once:
+            done = drain(ctx)
+        else:
+            stop = StopFlag()
+            stop.install()
+            done = run_worker(ctx, poll_seconds=settings_for(db).poll_seconds, stop=stop)
+    out.print(f"events {done.events}, runs {done.runs}, steps {done.steps}, sent {done.sent}")
+
+
+@clock_app.command("show")
+def clock_show(db: DbOption = None) -> None:
+    """Print business time (simulated or system)."""
+    with errors_to_exit():
+        ctx = engine_context(db, with_smtp=False)
+        with ctx.engine.connect() as conn:
+            simulated = simulated_now(conn)
+    out.print(
+        f"simulated {simulated.isoformat()}" if simulated else f"system {wall_time().isoformat()}"
+    )
+
+
+@clock_app.command("advance")
+def clock_advance(
+    duration: Annotated[str, typer.Argument(help="How far, e.g. 3d or 12h.")], db: DbOption = None
+) -> None:
+    """Move the simulated clock, running everything that falls due in between, in order."""
+    try:
+        delta = parse_duration(duration)
+    except DurationError as exc:
+        fail(f"error: {exc}")
+    with errors_to_exit():
+        ctx = engine_context(db)
+        now, done = advance_clock(ctx, delta)
+    out.print(
+        f"clock at {now.isoformat()}: events {done.events}, runs {done.runs}, steps {done.steps}, sent {done.sent}"
+    )
+
+
+@tasks_app.command("list")
+def tasks_list(
+    db: DbOption = None,
+    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
+    status: Annotated[str, typer.Option(help="open, completed or all.")] = "open",
+) -> None:
+    """List tasks (ids and titles; no contact details)."""
+    with errors_to_exit():
+        ctx = engine_context(db, with_smtp=False)
+        with ctx.engine.connect() as conn:
+            rows = tasks.list_tasks(conn, queue=queue, status=None if status == "all" else status)
+    table = Table("task", "contact", "queue", "title", "status", "created")
+    for r in rows:
+        table.add_row(
+            str(r.id), str(r.contact_id), r.queue, r.title, r.status, r.created_at.isoformat()
+        )
+    out.print(table)
+
+
+@tasks_app.command("complete")
+def tasks_complete(
+    task_id: Annotated[int, typer.Argument()],
+    outcome: Annotated[str, typer.Option(help="What happened, e.g. booked or no-answer.")] = "done",
+    db: DbOption = None,
+) -> None:
+    """Complete a task; emits task.completed for journeys waiting on it."""
+    with errors_to_exit():
+        ctx = engine_context(db, with_smtp=False)
+        with ctx.engine.begin() as conn:
+            tasks.complete_task(conn, task_id, outcome=outcome, now=ctx.clock.now(conn))
+    out.print(f"task {task_id} completed: {outcome}")
+
+
+@runs_app.command("show")
+def runs_show(
+    contact: Annotated[str, typer.Argument(help="Contact id, external id or email.")],
+    db: DbOption = None,
+) -> None:
+    """A contact's runs and their step history."""
+    with errors_to_exit():
+        ctx = engine_context(db, with_smtp=False)
+        with ctx.engine.connect() as conn:
+            contact_id = contacts.find_contact(conn, contact)
+            run_rows = conn.execute(
+                sa.select(runs).where(runs.c.contact_id == contact_id).order_by(runs.c.id)
+            ).all()
+            step_rows = conn.execute(
+                sa.select(run_steps)
+                .where(run_steps.c.contact_id == contact_id)
+                .order_by(run_steps.c.id)
+            ).all()
+    for run in run_rows:
+        out.print(
+            f"[bold]run {run.id}[/bold] {run.workflow} v{run.workflow_version}: {run.status}"
+            + (f" at {run.current_step}" if run.current_step else "")
+            + (
+                f" until {run.wake_at.isoformat()}"
+                if run.wake_at and run.status == "waiting"
+                else ""
+            )
+            + (f" ({run.reason})" if run.reason else "")
+        )
+        table = Table("step", "kind", "outcome", "next", "entered", "left", "detail")
+        for s in (s for s in step_rows if s.run_id == run.id):
+            table.add_row(
+                s.step, s.kind, s.outcome, s.next_step or "", s.entered_at.isoformat(),
+                s.left_at.isoformat() if s.left_at else "", s.error or s.detail or "",
+            )  # fmt: skip
+        out.print(table)
+
+
+@report_app.command("funnel")
+def report_funnel(
+    workflow: Annotated[str, typer.Argument()],
+    db: DbOption = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+) -> None:
+    """Per-step funnel: entered, completed, waiting, converted, dropped."""
+    if fmt not in ("table", "csv", "json"):
+        fail("error: --format is table, csv or json")
+    with errors_to_exit():
+        ctx = engine_context(db, with_smtp=False)
+        with ctx.engine.connect() as conn:
+            current = ctx.cache.current(conn)
+            wf = current.catalog.workflows.get(workflow)
+            if wf is None:
+                fail(f"error: no workflow named {workflow!r}")
+            rows = reports.funnel(conn, workflow, list(wf.steps))
+            statuses = reports.run_status_counts(conn, workflow)
+    print_funnel(rows, statuses, fmt=fmt)
+
+
+def print_funnel(
+    rows: list[reports.FunnelRow], statuses: dict[str, int], *, fmt: str = "table"
+) -> None:
+    if fmt == "json":
+        sys.stdout.write(
+            json.dumps({"steps": [asdict(r) for r in rows], "runs": statuses}, indent=2) + "\n"
+        )
+        return
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["step", "kind", "entered", "completed", "waiting", "converted", "dropped"])
+        for r in rows:
+            writer.writerow(
+                [r.step, r.kind, r.entered, r.completed, r.waiting, r.converted, r.dropped]
+            )
+        return
+    table = Table(
+        "step",
+        "kind",
+        "entered",
+        "completed",
+        "waiting",
+        "converted",
+        "dropped",
+        title="journey funnel",
+    )
+    for r in rows:
+        table.add_row(
+            r.step,
+            r.kind,
+            *(str(v) for v in (r.entered, r.completed, r.waiting, r.converted, r.dropped)),
+        )
+    out.print(table)
+    out.print("runs: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
+
+
+@app.command()
+def demo(
+    db: Annotated[
+        Path, typer.Option("--db", help="SQLite file to create (replaced if present).")
+    ] = Path("carepath-demo.db"),
+    contacts_count: Annotated[
+        int, typer.Option("--contacts", min=1, max=100_000, help="Synthetic contacts.")
+    ] = 300,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same run.")] = 7,
+) -> None:
+    """Run the bariatric journey end to end on a fresh SQLite database with simulated time."""
+    from carepath.entrypoints.demo import run_demo  # noqa: PLC0415 - heavy, only for this command
+
+    with errors_to_exit():
+        result = run_demo(db, contacts_count=contacts_count, seed=seed, console=out)
+    for name, (rows, statuses) in result.funnels.items():
+        out.print(f"\n[bold]{name}[/bold]")
+        print_funnel(rows, statuses)
+    messages = ", ".join(f"{k} {v}" for k, v in sorted(result.outbox.items()))
+    out.print(f"\nmessages: {messages}; received by the SMTP sink: {result.smtp_received}")
+    out.print(f"database: {db}")
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

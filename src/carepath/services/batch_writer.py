@@ -1,0 +1,393 @@
+"""Writing a batch of advanced runs with a bounded number of statements.
+
+Collects run updates, history rows and effects (emails into the outbox,
+contact updates, list changes, tasks, enrollments, emitted events) for the
+whole batch, then writes each kind with one executemany / multi-row insert.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from carepath.channels.templates import RenderError
+from carepath.db.dialect import insert_ignoring_conflicts
+from carepath.db.schema import contacts, list_members, outbox, run_steps, runs, tasks
+from carepath.domain.conditions import EventFacts, Facts
+from carepath.domain.runs import (
+    TERMINAL_STATUSES,
+    Advance,
+    ChangeLists,
+    CreateTask,
+    RunStatus,
+    SendEmail,
+    StartRun,
+    StepOutcome,
+    StepRecord,
+    UpdateContact,
+)
+from carepath.domain.workflow import Workflow
+from carepath.services.catalog_store import CurrentCatalog
+from carepath.services.contacts import to_storage
+from carepath.services.context import EngineContext
+from carepath.services.enrollment import EnrollRequest, enroll
+from carepath.services.events import NewEvent, store_events
+
+COMPLETION_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.CONVERTED})
+
+
+class BatchWriter:
+    def __init__(
+        self,
+        conn: Connection,
+        ctx: EngineContext,
+        current: CurrentCatalog,
+        *,
+        now: datetime,
+        contacts: dict[int, dict[str, object]],
+        lists: dict[int, set[str]],
+    ) -> None:
+        self.conn = conn
+        self.ctx = ctx
+        self.current = current
+        self.now = now
+        self.contacts = contacts
+        self.lists = lists
+        self._original_lists = {cid: set(names) for cid, names in lists.items()}
+        self._touched_contacts: set[int] = set()
+        self.run_updates: list[dict[str, Any]] = []
+        self.closes: list[dict[str, Any]] = []
+        self.step_rows: list[dict[str, Any]] = []
+        self.outbox_rows: list[dict[str, Any]] = []
+        self.task_rows: list[dict[str, Any]] = []
+        self.enrollments: list[EnrollRequest] = []
+        self.new_events: list[NewEvent] = []
+
+    # ----------------------------------------------------------- collecting
+
+    def fail_run(self, row: Row[Any], reason: str) -> None:
+        self._update_run(row, status=RunStatus.FAILED, step=row.current_step, reason=reason)
+
+    def add(self, row: Row[Any], workflow: Workflow, advance: Advance) -> None:
+        rendered, failure = self._render_emails(row, workflow, advance)
+        self.outbox_rows.extend(rendered)
+        if failure is not None:
+            step, reason = failure
+            # The run fails at that email step: what the domain decided after it is void.
+            kept = advance.records[: [r.step for r in advance.records].index(step)]
+            kept_steps = {r.step for r in kept}
+            effects = tuple(e for e in advance.effects if e.step in kept_steps)
+            self._history(row, kept, closed=advance.closed_wait, failure=failure)
+            self._apply_effects(row, replace(advance, effects=effects))
+            self._update_run(row, status=RunStatus.FAILED, step=step, reason=reason)
+            return
+        self._history(row, advance.records, closed=advance.closed_wait)
+        self._apply_effects(row, advance)
+        self._update_run(
+            row,
+            status=advance.status,
+            step=advance.current_step,
+            wake_at=advance.wake_at,
+            waiting_for=advance.waiting_for,
+            visits=dict(advance.visits),
+            reason=advance.reason,
+        )
+        if advance.status in COMPLETION_STATUSES:
+            self.new_events.append(
+                NewEvent(
+                    type="workflow.completed",
+                    contact_id=row.contact_id,
+                    occurred_at=self.now,
+                    idempotency_key=f"run:{row.id}:{advance.status}",
+                    data={"workflow": row.workflow, "status": advance.status.value},
+                    source="engine",
+                    chain_depth=row.chain_depth + 1,
+                )
+            )
+
+    def _update_run(
+        self,
+        row: Row[Any],
+        *,
+        status: RunStatus,
+        step: str | None,
+        wake_at: datetime | None = None,
+        waiting_for: str | None = None,
+        visits: dict[str, int] | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.run_updates.append(
+            {
+                "b_id": row.id,
+                "status": status.value,
+                "current_step": step,
+                "wake_at": wake_at,
+                "waiting_for": waiting_for,
+                "visits": visits if visits is not None else (row.visits or {}),
+                "reason": reason,
+                "ended_at": self.now if status in TERMINAL_STATUSES else None,
+                "updated_at": self.now,
+                "revision": row.revision + 1,
+            }
+        )
+
+    def _history(
+        self,
+        row: Row[Any],
+        records: tuple[StepRecord, ...],
+        *,
+        closed: StepOutcome | None,
+        failure: tuple[str, str] | None = None,
+    ) -> None:
+        """Close the wait the run was parked on, append one row per step executed.
+
+        `failure` is a reason found after the domain decided (a template that
+        cannot render): it is recorded as a failed row at the run's step.
+        """
+        if closed is not None:
+            first = records[0].step if records else None
+            self.closes.append({"b_run": row.id, "outcome": closed.value, "next_step": first})
+        base = {
+            "run_id": row.id,
+            "contact_id": row.contact_id,
+            "workflow": row.workflow,
+            "workflow_version": row.workflow_version,
+            "entered_at": self.now,
+        }
+        for record in records:
+            failed = record.outcome is StepOutcome.FAILED
+            self.step_rows.append(
+                base
+                | {
+                    "step": record.step,
+                    "kind": record.kind,
+                    "outcome": record.outcome.value,
+                    "next_step": record.next_step,
+                    "detail": None if failed else record.detail,
+                    "error": record.detail if failed else None,
+                    "left_at": None if record.outcome is StepOutcome.WAITING else self.now,
+                }
+            )
+        if failure is not None:
+            step, reason = failure
+            self.step_rows.append(
+                base
+                | {
+                    "step": step,
+                    "kind": "email",
+                    "outcome": StepOutcome.FAILED.value,
+                    "next_step": None,
+                    "detail": None,
+                    "error": reason,
+                    "left_at": self.now,
+                }  # fmt: skip
+            )
+
+    def _render_emails(
+        self, row: Row[Any], workflow: Workflow, advance: Advance
+    ) -> tuple[list[dict[str, Any]], tuple[str, str] | None]:
+        """Outbox rows for the run's sends, up to the first that cannot render: (step, reason)."""
+        sends = [e for e in advance.effects if isinstance(e, SendEmail)]
+        if not sends:
+            return [], None
+        facts = advance.facts
+        assert facts is not None
+        context = _template_context(facts, workflow)
+        rows = []
+        for send in sends:
+            template = self.current.catalog.templates.get(send.template)
+            if template is None:
+                return rows, (
+                    send.step,
+                    f"step {send.step}: template {send.template} no longer exists",
+                )
+            version = self.current.template_version(send.template)
+            try:
+                mail = self.ctx.renderer.render(template, version, context)
+            except RenderError as exc:
+                return rows, (send.step, f"step {send.step}: {exc}")
+            has_address = bool(facts.contact.get("email"))
+            rows.append(
+                {
+                    "contact_id": row.contact_id,
+                    "run_id": row.id,
+                    "workflow": row.workflow,
+                    "step": send.step,
+                    "channel": "email",
+                    "template": send.template,
+                    "template_version": version,
+                    "message_id": f"<{uuid.uuid4().hex}@carepath.invalid>",
+                    "subject": mail.subject,
+                    "html": mail.html,
+                    "text": mail.text,
+                    "status": "pending" if has_address else "skipped",
+                    "attempts": 0,
+                    "next_attempt_at": self.now,
+                    "last_error": None if has_address else "contact has no email address",
+                    "created_at": self.now,
+                }
+            )
+        return rows, None
+
+    def _apply_effects(self, row: Row[Any], advance: Advance) -> None:
+        cid = row.contact_id
+        for effect in advance.effects:
+            match effect:
+                case UpdateContact():
+                    self._touched_contacts.add(cid)
+                case ChangeLists():
+                    pass
+                case CreateTask(step=step, queue=queue, title=title):
+                    self.task_rows.append(
+                        {
+                            "contact_id": cid,
+                            "run_id": row.id,
+                            "workflow": row.workflow,
+                            "step": step,
+                            "queue": queue,
+                            "title": title,
+                            "status": "open",
+                            "created_at": self.now,
+                        }  # fmt: skip
+                    )
+                case StartRun(workflow=target):
+                    self.enrollments.append(
+                        EnrollRequest(
+                            contact_id=cid,
+                            workflow=target,
+                            trigger_event_id=row.trigger_event_id,
+                            chain_depth=row.chain_depth + 1,
+                            parent_run_id=row.id,
+                        )
+                    )
+        if advance.facts is not None:
+            self.contacts[cid] = dict(advance.facts.contact)
+            self.lists[cid] = set(advance.facts.lists)
+
+    # ------------------------------------------------------------- writing
+
+    def flush(self) -> None:
+        conn = self.conn
+        if self.run_updates:
+            columns = [c for c in self.run_updates[0] if c != "b_id"]
+            conn.execute(
+                runs.update()
+                .where(runs.c.id == sa.bindparam("b_id"))
+                .values(
+                    {
+                        **{c: sa.bindparam(c) for c in columns},
+                        "lease_owner": None,
+                        "lease_until": None,
+                    }
+                ),
+                self.run_updates,
+            )
+        if self.closes:
+            conn.execute(
+                run_steps.update()
+                .where(run_steps.c.run_id == sa.bindparam("b_run"), run_steps.c.left_at.is_(None))
+                .values(
+                    left_at=self.now,
+                    outcome=sa.bindparam("outcome"),
+                    next_step=sa.bindparam("next_step"),
+                ),
+                self.closes,
+            )
+        if self.step_rows:
+            conn.execute(run_steps.insert(), self.step_rows)
+        if self.outbox_rows:
+            conn.execute(outbox.insert(), self.outbox_rows)
+        if self.task_rows:
+            conn.execute(tasks.insert(), self.task_rows)
+        self._flush_contacts()
+        self._flush_lists()
+        if self.enrollments:
+            enroll(
+                conn,
+                self.current,
+                self.enrollments,
+                now=self.now,
+                max_chain_depth=self.ctx.limits.max_chain_depth,
+            )
+        if self.new_events:
+            store_events(conn, self.new_events, now=self.now)
+
+    def _flush_contacts(self) -> None:
+        if not self._touched_contacts:
+            return
+        schema = self.current.catalog.schema
+        params = [
+            {"b_id": cid, **to_storage(self.contacts[cid], schema), "updated_at": self.now}
+            for cid in sorted(self._touched_contacts)
+        ]
+        columns = [c for c in params[0] if c != "b_id"]
+        self.conn.execute(
+            contacts.update()
+            .where(contacts.c.id == sa.bindparam("b_id"))
+            .values({c: sa.bindparam(c) for c in columns}),
+            params,
+        )
+
+    def _flush_lists(self) -> None:
+        joined: list[dict[str, Any]] = []
+        left: dict[str, list[int]] = defaultdict(list)
+        for cid, names in self.lists.items():
+            before = self._original_lists.get(cid, set())
+            joined += [
+                {"contact_id": cid, "list_name": n, "joined_at": self.now}
+                for n in sorted(names - before)
+            ]
+            for name in sorted(before - names):
+                left[name].append(cid)
+        insert_ignoring_conflicts(self.conn, list_members, joined)
+        for name, ids in left.items():
+            self.conn.execute(
+                list_members.delete().where(
+                    list_members.c.list_name == name, list_members.c.contact_id.in_(ids)
+                )
+            )
+        stamp = self.now.isoformat()
+        self.new_events += [
+            NewEvent(
+                "list.joined",
+                j["contact_id"],
+                self.now,
+                f"list:{j['list_name']}:{j['contact_id']}:joined:{stamp}",
+                {"list": j["list_name"]},
+                "engine",
+            )  # fmt: skip
+            for j in joined
+        ]
+        self.new_events += [
+            NewEvent(
+                "list.left",
+                cid,
+                self.now,
+                f"list:{name}:{cid}:left:{stamp}",
+                {"list": name},
+                "engine",
+            )
+            for name, ids in left.items()
+            for cid in ids
+        ]
+
+
+def _event_context(event: EventFacts | None) -> dict[str, object]:
+    if event is None:
+        return {}
+    return {"type": event.type, "occurred_at": event.occurred_at, "data": dict(event.data)}
+
+
+def _template_context(facts: Facts, workflow: Workflow) -> dict[str, object]:
+    return {
+        "contact": dict(facts.contact),
+        "trigger": _event_context(facts.trigger),
+        "event": _event_context(facts.event),
+        "workflow": {"name": workflow.name, "title": workflow.title},
+    }

@@ -1,0 +1,250 @@
+"""Stored resources: apply new versions atomically, and load the current catalog.
+
+Every resource is immutable once stored; `apply` adds a version only for what
+changed. The in-process cache is keyed on the highest resource id, so a
+worker sees a new apply at its next batch without re-reading everything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from carepath.db.schema import lists, resources
+from carepath.domain.catalog import Catalog, Document, build_catalog
+from carepath.domain.problems import Problems
+from carepath.domain.resources import FIELDS_RESOURCE_NAME, Kind
+from carepath.domain.workflow import Workflow
+from carepath.domain.workflow_parser import parse_workflow
+from carepath.errors import InvalidInput, NotFound, Problem
+from carepath.services.documents import SourceDocument
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    id: int
+    kind: Kind
+    name: str
+    version: int
+    checksum: str
+    body: Mapping[str, object]
+
+
+@dataclass(frozen=True)
+class AppliedResource:
+    kind: Kind
+    name: str
+    version: int
+    changed: bool
+
+
+@dataclass
+class CurrentCatalog:
+    catalog: Catalog
+    versions: dict[tuple[Kind, str], StoredVersion]
+
+    def workflow_version(self, name: str) -> StoredVersion:
+        stored = self.versions.get((Kind.WORKFLOW, name))
+        if stored is None:
+            raise NotFound(f"no workflow named {name!r}")
+        return stored
+
+    def template_version(self, name: str) -> int:
+        return self.versions[(Kind.TEMPLATE, name)].version
+
+
+def canonical_body(raw: Mapping[str, object]) -> dict[str, object]:
+    """The document as plain JSON (dates as ISO text), as stored and checksummed."""
+
+    def encode(value: object) -> str:
+        if isinstance(value, datetime | date):
+            return value.isoformat()
+        raise TypeError(f"cannot store a {type(value).__name__} value")
+
+    result = json.loads(json.dumps(raw, default=encode))
+    assert isinstance(result, dict)
+    return result
+
+
+def checksum(body: Mapping[str, object]) -> str:
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def latest_versions(conn: Connection) -> dict[tuple[Kind, str], StoredVersion]:
+    newest = (
+        sa.select(resources.c.kind, resources.c.name, sa.func.max(resources.c.version).label("v"))
+        .group_by(resources.c.kind, resources.c.name)
+        .subquery()
+    )
+    rows = conn.execute(
+        sa.select(resources).join(
+            newest,
+            sa.and_(
+                resources.c.kind == newest.c.kind,
+                resources.c.name == newest.c.name,
+                resources.c.version == newest.c.v,
+            ),
+        )
+    )
+    return {
+        (Kind(r.kind), r.name): StoredVersion(
+            r.id, Kind(r.kind), r.name, r.version, r.checksum, r.body
+        )
+        for r in rows
+    }
+
+
+def _stored_documents(versions: Mapping[tuple[Kind, str], StoredVersion]) -> list[Document]:
+    return [Document(f"stored {v.kind} {v.name}", v.body) for v in versions.values()]
+
+
+def build_current(conn: Connection) -> CurrentCatalog:
+    versions = latest_versions(conn)
+    result = build_catalog(_stored_documents(versions))
+    return CurrentCatalog(result.catalog, versions)
+
+
+def _merge_fields(docs: Sequence[SourceDocument]) -> dict[str, object]:
+    merged: dict[str, object] = {}
+    for doc in docs:
+        body = doc.document.raw.get("fields")
+        if isinstance(body, Mapping):
+            merged.update(body)
+    return {"fields": merged}
+
+
+def check_documents(conn: Connection | None, docs: Sequence[SourceDocument]) -> list[Problem]:
+    """Problems in `docs`, checked together with what is stored (when a database is given)."""
+    stored = latest_versions(conn) if conn is not None else {}
+    return _check(stored, docs)[1]
+
+
+def _check(
+    stored: Mapping[tuple[Kind, str], StoredVersion], docs: Sequence[SourceDocument]
+) -> tuple[Catalog, list[Problem]]:
+    by_doc = {id(d.document): d for d in docs}
+    new_docs = [d.document for d in docs]
+    kinds = _declared_kinds(new_docs)
+    kept = [
+        doc for key, doc in zip(stored, _stored_documents(stored), strict=True) if key not in kinds
+    ]
+    result = build_catalog([*kept, *new_docs])
+    problems = []
+    for finding in result.findings:
+        source = by_doc.get(id(finding.document)) if finding.document else None
+        location = (
+            source.locate(finding.problem.path)
+            if source
+            else (finding.document.source if finding.document else "")
+        )
+        problems.append(Problem(location, finding.problem.message))
+    return result.catalog, problems
+
+
+def _declared_kinds(docs: Sequence[Document]) -> set[tuple[Kind, str]]:
+    found: set[tuple[Kind, str]] = set()
+    for doc in docs:
+        first = next(iter(doc.raw), None)
+        try:
+            kind = Kind(str(first))
+        except ValueError:
+            continue
+        name = FIELDS_RESOURCE_NAME if kind is Kind.FIELDS else str(doc.raw[str(first)])
+        found.add((kind, name))
+    return found
+
+
+def apply_documents(
+    conn: Connection, docs: Sequence[SourceDocument], *, now: datetime
+) -> list[AppliedResource]:
+    """Validate `docs` with everything stored, then store new versions of what changed.
+
+    The caller owns the transaction: on any problem nothing is written.
+    """
+    stored = latest_versions(conn)
+    catalog, problems = _check(stored, docs)
+    if problems:
+        raise InvalidInput(problems)
+    bodies: dict[tuple[Kind, str], tuple[dict[str, object], str]] = {}
+    fields_docs = [d for d in docs if next(iter(d.document.raw)) == Kind.FIELDS.value]
+    if fields_docs:
+        bodies[(Kind.FIELDS, FIELDS_RESOURCE_NAME)] = (
+            _merge_fields(fields_docs),
+            fields_docs[0].file,
+        )
+    for doc in docs:
+        kind_key = str(next(iter(doc.document.raw)))
+        if kind_key != Kind.FIELDS.value:
+            bodies[(Kind(kind_key), str(doc.document.raw[kind_key]))] = (
+                canonical_body(doc.document.raw), doc.file,
+            )  # fmt: skip
+    applied: list[AppliedResource] = []
+    for (kind, name), (raw_body, source) in bodies.items():
+        body = canonical_body(raw_body)
+        digest = checksum(body)
+        previous = stored.get((kind, name))
+        if previous is not None and previous.checksum == digest:
+            applied.append(AppliedResource(kind, name, previous.version, changed=False))
+            continue
+        version = previous.version + 1 if previous else 1
+        conn.execute(
+            resources.insert().values(
+                kind=kind.value,
+                name=name,
+                version=version,
+                checksum=digest,
+                body=body,
+                source=source,
+                created_at=now,
+            )  # fmt: skip
+        )
+        applied.append(AppliedResource(kind, name, version, changed=True))
+    _sync_lists(conn, catalog, now)
+    return applied
+
+
+def _sync_lists(conn: Connection, catalog: Catalog, now: datetime) -> None:
+    existing = {r.name: r.title for r in conn.execute(sa.select(lists.c.name, lists.c.title))}
+    for name, list_def in catalog.lists.items():
+        if name not in existing:
+            conn.execute(lists.insert().values(name=name, title=list_def.title, created_at=now))
+        elif existing[name] != list_def.title:
+            conn.execute(lists.update().where(lists.c.name == name).values(title=list_def.title))
+
+
+@dataclass
+class CatalogCache:
+    """Per-process cache of the current catalog and of workflow versions by id."""
+
+    _marker: int | None = None
+    _current: CurrentCatalog | None = None
+    _workflows: dict[int, Workflow] = field(default_factory=dict)
+
+    def current(self, conn: Connection) -> CurrentCatalog:
+        marker = conn.execute(sa.select(sa.func.max(resources.c.id))).scalar()
+        if self._current is None or marker != self._marker:
+            self._current = build_current(conn)
+            self._marker = marker
+        return self._current
+
+    def workflows_by_id(self, conn: Connection, ids: set[int]) -> dict[int, Workflow | None]:
+        """Workflow versions by resource id; None when a stored version no longer parses."""
+        missing = ids - set(self._workflows)
+        if missing:
+            current = self.current(conn)
+            rows = conn.execute(
+                sa.select(resources.c.id, resources.c.body).where(resources.c.id.in_(missing))
+            )
+            for row in rows:
+                problems = Problems()
+                parsed = parse_workflow(row.body, current.catalog.schema, problems)
+                if parsed is not None:
+                    self._workflows[row.id] = parsed
+        return {i: self._workflows.get(i) for i in ids}

@@ -1,0 +1,60 @@
+"""Business time: the system clock, or a simulated clock kept in the database.
+
+Leases always use wall time (they are about worker liveness); everything a
+journey schedules uses business time from here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from carepath.db.schema import settings
+from carepath.domain.fields import parse_datetime
+from carepath.errors import ConfigurationError
+
+CLOCK_KEY = "clock"
+
+
+class Clock(Protocol):
+    def now(self, conn: Connection) -> datetime: ...
+
+
+def wall_time() -> datetime:
+    return datetime.now(UTC)
+
+
+class SystemClock:
+    def now(self, conn: Connection) -> datetime:
+        return wall_time()
+
+
+class DatabaseClock:
+    """Reads the clock setting each time: simulated when the database says so."""
+
+    def now(self, conn: Connection) -> datetime:
+        simulated = simulated_now(conn)
+        return simulated if simulated is not None else wall_time()
+
+
+def simulated_now(conn: Connection) -> datetime | None:
+    value = conn.execute(sa.select(settings.c.value).where(settings.c.key == CLOCK_KEY)).scalar()
+    if not isinstance(value, dict) or value.get("mode") != "simulated":
+        return None
+    return parse_datetime(value["now"])
+
+
+def set_simulated_now(conn: Connection, now: datetime) -> None:
+    """Move the simulated clock (never backwards: scheduled work depends on it)."""
+    current = simulated_now(conn)
+    if current is not None and now < current:
+        raise ConfigurationError("the simulated clock cannot move backwards")
+    value = {"mode": "simulated", "now": now.astimezone(UTC).isoformat()}
+    updated = conn.execute(
+        settings.update().where(settings.c.key == CLOCK_KEY).values(value=value)
+    ).rowcount
+    if not updated:
+        conn.execute(settings.insert().values(key=CLOCK_KEY, value=value))

@@ -1,0 +1,259 @@
+"""Contacts: typed facts for conditions, and all-or-nothing import from CSV or JSONL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from carepath.db.schema import contacts, events
+from carepath.domain.fields import (
+    COLUMN_FIELDS,
+    CORE_FIELDS,
+    READ_ONLY_FIELDS,
+    ContactSchema,
+    FieldSpec,
+    FieldType,
+    coerce_value,
+)
+from carepath.domain.scheduling import is_time_zone
+from carepath.errors import InvalidInput, NotFound, Problem
+
+IMPORT_BATCH = 1000
+FACT_COLUMNS = ("id", *sorted(COLUMN_FIELDS), "tags", "attributes", "created_at")
+
+
+def contact_facts(row: Row[Any] | Mapping[str, Any], schema: ContactSchema) -> dict[str, object]:
+    """A contact as conditions and templates see it: core and custom fields, typed."""
+    data = row._mapping if isinstance(row, Row) else row
+    facts: dict[str, object] = {name: data[name] for name in FACT_COLUMNS if name != "attributes"}
+    facts["tags"] = list(data["tags"] or [])
+    for name, value in (data["attributes"] or {}).items():
+        spec = schema.custom.get(name)
+        if spec is None:
+            continue
+        try:
+            facts[name] = coerce_value(spec, value)
+        except ValueError:
+            facts[name] = None
+    return facts
+
+
+def to_storage(facts: Mapping[str, object], schema: ContactSchema) -> dict[str, object]:
+    """Column values and the attributes JSON for a contact's facts."""
+    values: dict[str, object] = {name: facts.get(name) for name in COLUMN_FIELDS}
+    values["tags"] = list(facts.get("tags") or [])  # type: ignore[call-overload]
+    values["attributes"] = {
+        name: _json_value(facts[name]) for name in schema.custom if facts.get(name) is not None
+    }
+    return values
+
+
+def _json_value(value: object) -> object:
+    return value.isoformat() if isinstance(value, date | datetime) else value
+
+
+def load_facts(
+    conn: Connection, ids: Iterable[int], schema: ContactSchema
+) -> dict[int, dict[str, object]]:
+    rows = conn.execute(
+        sa.select(*(contacts.c[n] for n in FACT_COLUMNS)).where(contacts.c.id.in_(set(ids)))
+    )
+    return {row.id: contact_facts(row, schema) for row in rows}
+
+
+# ------------------------------------------------------------------ import
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    created: int
+    updated: int
+
+
+def read_records(path: Path) -> Iterator[tuple[int, Mapping[str, object]]]:
+    """(line number, record) pairs from a .csv or .jsonl file."""
+    if path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            for record in reader:
+                yield reader.line_num, {k: v for k, v in record.items() if v not in ("", None)}
+        return
+    if path.suffix not in (".jsonl", ".ndjson"):
+        raise InvalidInput([Problem(path.name, "contacts are imported from .csv or .jsonl files")])
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInput(
+                    [Problem(f"{path.name}:{number}", f"invalid JSON: {exc.msg}")]
+                ) from None
+            if not isinstance(record, dict):
+                raise InvalidInput([Problem(f"{path.name}:{number}", "each line is a JSON object")])
+            yield number, record
+
+
+def check_record(
+    record: Mapping[str, object], schema: ContactSchema
+) -> tuple[dict[str, object], list[str]]:
+    """A record's typed values, or messages naming the fields that are wrong."""
+    values: dict[str, object] = {}
+    errors: list[str] = []
+    for name, raw in record.items():
+        spec = schema.get(name)
+        if spec is None:
+            errors.append(f"{name}: unknown field")
+            continue
+        if name in READ_ONLY_FIELDS and name != "tags":
+            errors.append(f"{name}: cannot be imported")
+            continue
+        try:
+            values[name] = _coerce_import(spec, raw)
+        except ValueError as exc:
+            errors.append(f"{name}: {exc}")
+    if not values.get("external_id") and not values.get("email"):
+        errors.append("external_id or email is required to identify the contact")
+    return values, errors
+
+
+def _coerce_import(spec: FieldSpec, raw: object) -> object:
+    if spec.type is FieldType.LIST and isinstance(raw, str):
+        raw = [part.strip() for part in raw.split(";") if part.strip()]
+    value = coerce_value(spec, raw)
+    if spec.name == "email" and (not isinstance(value, str) or "@" not in value):
+        raise ValueError("not an email address")
+    if spec.name == "email" and isinstance(value, str):
+        value = value.strip().lower()
+    if spec.name == "time_zone" and (not isinstance(value, str) or not is_time_zone(value)):
+        raise ValueError("not an IANA time zone name")
+    return value
+
+
+def import_contacts(
+    conn: Connection, path: Path, schema: ContactSchema, *, now: datetime
+) -> ImportResult:
+    """Validate every record first; write only if all are valid (caller owns the transaction)."""
+    checked: list[dict[str, object]] = []
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for line, record in read_records(path):
+        values, errors = check_record(record, schema)
+        key = str(values.get("external_id") or values.get("email"))
+        if key in seen:
+            errors.append(f"same contact as line {seen[key]}")
+        seen[key] = line
+        problems.extend(Problem(f"{path.name}:{line}", message) for message in errors)
+        checked.append(values)
+    if problems:
+        raise InvalidInput(problems)
+    created = updated = 0
+    for start in range(0, len(checked), IMPORT_BATCH):
+        c, u = upsert_contacts(conn, checked[start : start + IMPORT_BATCH], schema, now=now)
+        created += c
+        updated += u
+    return ImportResult(created, updated)
+
+
+def upsert_contacts(
+    conn: Connection,
+    records: Sequence[Mapping[str, object]],
+    schema: ContactSchema,
+    *,
+    now: datetime,
+) -> tuple[int, int]:
+    """Insert or update a batch of checked records, matched by external_id, then email."""
+    existing = _match_existing(conn, records)
+    ids = list(existing.values())
+    current = load_facts(conn, ids, schema) if ids else {}
+    inserts: list[dict[str, object]] = []
+    updates: list[dict[str, object]] = []
+    for index, record in enumerate(records):
+        contact_id = existing.get(index)
+        if contact_id is None:
+            facts = {name: record.get(name) for name in CORE_FIELDS} | dict(record)
+            row = to_storage(facts, schema) | {"created_at": now, "updated_at": now}
+            inserts.append(row)
+        else:
+            facts = current[contact_id] | dict(record)
+            updates.append({"b_id": contact_id, **to_storage(facts, schema), "updated_at": now})
+    if updates:
+        columns = [c for c in updates[0] if c != "b_id"]
+        conn.execute(
+            contacts.update()
+            .where(contacts.c.id == sa.bindparam("b_id"))
+            .values({c: sa.bindparam(c) for c in columns}),
+            updates,
+        )
+    if inserts:
+        new_ids = conn.execute(contacts.insert().returning(contacts.c.id), inserts).scalars().all()
+        conn.execute(
+            events.insert(),
+            [
+                {
+                    "idempotency_key": f"contact:{cid}:created",
+                    "type": "contact.created",
+                    "contact_id": cid,
+                    "occurred_at": now,
+                    "received_at": now,
+                    "data": {},
+                    "source": "import",
+                    "chain_depth": 0,
+                }
+                for cid in new_ids
+            ],
+        )
+    return len(inserts), len(updates)
+
+
+def _match_existing(conn: Connection, records: Sequence[Mapping[str, object]]) -> dict[int, int]:
+    """Record index -> existing contact id, by external_id first, then email."""
+    external = {str(r["external_id"]): i for i, r in enumerate(records) if r.get("external_id")}
+    emails = {str(r["email"]): i for i, r in enumerate(records) if r.get("email")}
+    found: dict[int, int] = {}
+    if external:
+        rows = conn.execute(
+            sa.select(contacts.c.id, contacts.c.external_id).where(
+                contacts.c.external_id.in_(external)
+            )
+        )
+        found.update({external[r.external_id]: r.id for r in rows})
+    if emails:
+        rows = conn.execute(
+            sa.select(contacts.c.id, contacts.c.email).where(contacts.c.email.in_(emails))
+        )
+        for r in rows:
+            found.setdefault(emails[r.email], r.id)
+    return found
+
+
+def find_contact(conn: Connection, reference: str) -> int:
+    """A contact id from `id`, `external_id` or `email` (as `123`, `ext:MRN-1`, `a@b.c`)."""
+    column, value = reference_column(reference)
+    found = conn.execute(sa.select(contacts.c.id).where(column == value)).scalar()
+    if found is None:
+        raise NotFound("no contact matches that reference")
+    return int(found)
+
+
+def reference_column(reference: str) -> tuple[sa.ColumnElement[Any], object]:
+    if reference.isdigit():
+        return contacts.c.id, int(reference)
+    if "@" in reference:
+        return contacts.c.email, reference.strip().lower()
+    return contacts.c.external_id, reference.removeprefix("ext:")
+
+
+def parse_records_text(text: str) -> list[dict[str, str]]:
+    """CSV text to records (used by tests and the demo generator)."""
+    return list(csv.DictReader(io.StringIO(text)))

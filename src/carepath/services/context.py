@@ -1,0 +1,35 @@
+"""What a worker process keeps between batches: engine, caches, limits, identity."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from carepath.channels.email import EmailSender
+from carepath.channels.templates import TemplateRenderer
+from carepath.domain.runs import Limits
+from carepath.services.catalog_store import CatalogCache
+from carepath.services.clock import Clock, DatabaseClock
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class EngineContext:
+    engine: Engine
+    sender: EmailSender | None = None
+    clock: Clock = field(default_factory=DatabaseClock)
+    limits: Limits = field(default_factory=Limits)
+    worker_id: str = field(default_factory=new_worker_id)
+    lease: timedelta = timedelta(minutes=5)
+    batch_size: int = 500
+    mail_from: str = "carepath <no-reply@carepath.invalid>"
+    cache: CatalogCache = field(default_factory=CatalogCache)
+    renderer: TemplateRenderer = field(default_factory=TemplateRenderer)

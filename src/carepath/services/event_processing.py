@@ -1,0 +1,244 @@
+"""Processing stored events in batches: goals and exits, waking waits, triggers.
+
+For each event, in order: a live run whose workflow's goal matches ends as
+converted, one whose exit_when matches ends as exited; a run waiting for
+this event (within its window, `where` satisfied) moves on; then workflows
+whose trigger matches enroll the contact. Every change bumps the run's
+revision, so a worker holding a stale copy of the run discards its result.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from carepath.db.schema import LIVE_RUN, contacts, events, run_steps, runs
+from carepath.domain.conditions import EventFacts, Facts, evaluate
+from carepath.domain.runs import RunStatus, StepOutcome
+from carepath.domain.workflow import EventMatch, EventTrigger, WaitForStep, Workflow
+from carepath.services.contacts import load_facts
+from carepath.services.context import EngineContext
+from carepath.services.enrollment import EnrollRequest, enroll
+from carepath.services.events import NewEvent, store_events
+from carepath.services.facts import event_facts, load_events, load_lists
+
+
+@dataclass
+class _LiveRun:
+    row: Row[Any]
+    workflow: Workflow | None
+    status: RunStatus
+    ended: bool = False
+
+
+@dataclass
+class _Changes:
+    run_updates: list[dict[str, Any]] = field(default_factory=list)
+    closes: list[dict[str, Any]] = field(default_factory=list)
+    enrollments: list[EnrollRequest] = field(default_factory=list)
+    new_events: list[NewEvent] = field(default_factory=list)
+
+
+def claim_events(conn: Connection, *, limit: int) -> list[Row[Any]]:
+    return conn.execute(
+        sa.select(events)
+        .where(events.c.processed_at.is_(None))
+        .order_by(events.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+
+
+def process_events(ctx: EngineContext, *, now: datetime, limit: int | None = None) -> int:
+    """Process one batch of unprocessed events; returns how many were processed."""
+    with ctx.engine.begin() as conn:
+        batch = claim_events(conn, limit=limit or ctx.batch_size)
+        if not batch:
+            return 0
+        contact_ids = sorted({e.contact_id for e in batch})
+        # Serialise per contact across workers (SQLite already has one writer).
+        conn.execute(
+            sa.select(contacts.c.id).where(contacts.c.id.in_(contact_ids)).with_for_update()
+        )
+        _process(conn, ctx, batch, contact_ids, now=now)
+        conn.execute(
+            events.update().where(events.c.id.in_([e.id for e in batch])).values(processed_at=now)
+        )
+        return len(batch)
+
+
+def _process(
+    conn: Connection,
+    ctx: EngineContext,
+    batch: list[Row[Any]],
+    contact_ids: list[int],
+    *,
+    now: datetime,
+) -> None:
+    current = ctx.cache.current(conn)
+    schema = current.catalog.schema
+    facts = load_facts(conn, contact_ids, schema)
+    lists = load_lists(conn, contact_ids)
+    live_rows = conn.execute(
+        sa.select(runs).where(runs.c.contact_id.in_(contact_ids), LIVE_RUN).order_by(runs.c.id)
+    ).all()
+    workflows = ctx.cache.workflows_by_id(conn, {r.resource_id for r in live_rows})
+    triggers = load_events(conn, [r.trigger_event_id for r in live_rows])
+    live: dict[int, list[_LiveRun]] = defaultdict(list)
+    for row in live_rows:
+        live[row.contact_id].append(
+            _LiveRun(row, workflows.get(row.resource_id), RunStatus(row.status))
+        )
+    by_trigger: dict[str, list[Workflow]] = defaultdict(list)
+    for workflow in current.catalog.workflows.values():
+        if isinstance(workflow.trigger, EventTrigger):
+            by_trigger[workflow.trigger.event].append(workflow)
+    changes = _Changes()
+    for event in batch:
+        contact = facts.get(event.contact_id)
+        if contact is None:
+            continue
+        incoming = event_facts(event)
+        for run in live[event.contact_id]:
+            if run.ended or run.workflow is None:
+                continue
+            run_facts = Facts(
+                contact, now, frozenset(lists[event.contact_id]),
+                trigger=triggers.get(run.row.trigger_event_id), event=incoming,
+            )  # fmt: skip
+            _apply_to_run(run, event, run_facts, changes, now=now)
+        event_only = Facts(
+            contact, now, frozenset(lists[event.contact_id]), trigger=incoming, event=incoming
+        )
+        for workflow in by_trigger.get(event.type, []):
+            trigger = workflow.trigger
+            assert isinstance(trigger, EventTrigger)
+            if trigger.when is None or evaluate(trigger.when, event_only):
+                changes.enrollments.append(
+                    EnrollRequest(event.contact_id, workflow.name, event.id, event.chain_depth)
+                )
+    _write(conn, ctx, current, changes, now=now)
+
+
+def _matches(match: EventMatch | None, event_type: str, facts: Facts) -> bool:
+    if match is None or match.event != event_type:
+        return False
+    return match.when is None or evaluate(match.when, facts)
+
+
+def _apply_to_run(
+    run: _LiveRun, event: Row[Any], facts: Facts, changes: _Changes, *, now: datetime
+) -> None:
+    workflow = run.workflow
+    assert workflow is not None
+    row = run.row
+    if _matches(workflow.goal, event.type, facts):
+        _end(run, RunStatus.CONVERTED, f"goal reached: {event.type}", changes, now=now)
+        changes.new_events.append(
+            NewEvent(
+                "workflow.completed",
+                row.contact_id,
+                now,
+                f"run:{row.id}:converted",
+                {"workflow": row.workflow, "status": "converted"},
+                "engine",
+                row.chain_depth + 1,
+            )  # fmt: skip
+        )
+        return
+    if _matches(workflow.exit_when, event.type, facts):
+        _end(run, RunStatus.EXITED, f"exit_when: {event.type}", changes, now=now)
+        return
+    if run.status is not RunStatus.WAITING or row.waiting_for != event.type:
+        return
+    step = workflow.steps.get(row.current_step or "")
+    if not isinstance(step, WaitForStep) or (
+        row.wake_at is not None and event.occurred_at > row.wake_at
+    ):
+        return
+    if step.where is not None and not evaluate(step.where, facts):
+        return
+    run.ended = True  # one event moves a waiting run once
+    changes.closes.append(
+        {"b_run": row.id, "outcome": StepOutcome.EVENT.value, "next_step": step.next}
+    )
+    changes.run_updates.append(
+        _run_values(
+            row, status=RunStatus.ACTIVE, step=step.next, now=now, wake_at=now, event_id=event.id
+        )
+    )
+
+
+def _end(
+    run: _LiveRun, status: RunStatus, reason: str, changes: _Changes, *, now: datetime
+) -> None:
+    run.ended = True
+    row = run.row
+    if run.status is RunStatus.WAITING:
+        changes.closes.append(
+            {"b_run": row.id, "outcome": StepOutcome.ENDED.value, "next_step": None}
+        )
+    changes.run_updates.append(
+        _run_values(row, status=status, step=row.current_step, now=now, reason=reason, ended_at=now)
+    )
+
+
+def _run_values(
+    row: Row[Any],
+    *,
+    status: RunStatus,
+    step: str | None,
+    now: datetime,
+    wake_at: datetime | None = None,
+    event_id: int | None = None,
+    reason: str | None = None,
+    ended_at: datetime | None = None,
+) -> dict[str, Any]:
+    return {
+        "b_id": row.id,
+        "status": status.value,
+        "current_step": step,
+        "wake_at": wake_at,
+        "waiting_for": None,
+        "event_id": event_id if event_id is not None else row.event_id,
+        "reason": reason,
+        "ended_at": ended_at,
+        "updated_at": now,
+        "revision": row.revision + 1,
+    }
+
+
+def _write(
+    conn: Connection, ctx: EngineContext, current: Any, changes: _Changes, *, now: datetime
+) -> None:
+    if changes.run_updates:
+        columns = [c for c in changes.run_updates[0] if c != "b_id"]
+        conn.execute(
+            runs.update()
+            .where(runs.c.id == sa.bindparam("b_id"))
+            .values({c: sa.bindparam(c) for c in columns}),
+            changes.run_updates,
+        )
+    if changes.closes:
+        conn.execute(
+            run_steps.update()
+            .where(run_steps.c.run_id == sa.bindparam("b_run"), run_steps.c.left_at.is_(None))
+            .values(
+                left_at=now, outcome=sa.bindparam("outcome"), next_step=sa.bindparam("next_step")
+            ),
+            changes.closes,
+        )
+    if changes.new_events:
+        store_events(conn, changes.new_events, now=now)
+    if changes.enrollments:
+        enroll(
+            conn, current, changes.enrollments, now=now, max_chain_depth=ctx.limits.max_chain_depth
+        )
+
+
+__all__ = ["EventFacts", "process_events"]

@@ -1,0 +1,175 @@
+"""Storing events: validated, contacts resolved in bulk, idempotent by key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from carepath.db.dialect import insert_ignoring_conflicts
+from carepath.db.schema import contacts, events
+from carepath.domain.fields import parse_datetime
+from carepath.domain.workflow_parser import EVENT_TYPE_CHARS
+from carepath.errors import InvalidInput, Problem
+
+REFERENCE_KEYS = ("id", "external_id", "email")
+MAX_KEY_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event ready to store: contact resolved, times parsed."""
+
+    type: str
+    contact_id: int
+    occurred_at: datetime
+    idempotency_key: str
+    data: Mapping[str, object]
+    source: str
+    chain_depth: int = 0
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+
+
+def _check_shape(raw: object) -> tuple[dict[str, Any] | None, list[str]]:
+    if not isinstance(raw, Mapping):
+        return None, ["an event is a JSON object"]
+    errors = []
+    unknown = set(raw) - {"type", "contact", "occurred_at", "idempotency_key", "data"}
+    errors += [f"{key}: unknown key" for key in sorted(map(str, unknown))]
+    kind = raw.get("type")
+    if not isinstance(kind, str) or not kind or not set(kind) <= EVENT_TYPE_CHARS:
+        errors.append("type: an event type is lower-case text such as lab.result_available")
+    ref = raw.get("contact")
+    if not isinstance(ref, Mapping) or len(ref) != 1 or next(iter(ref)) not in REFERENCE_KEYS:
+        errors.append("contact: name the contact by exactly one of id, external_id or email")
+    if "occurred_at" in raw:
+        try:
+            parse_datetime(raw["occurred_at"])
+        except (ValueError, TypeError):
+            errors.append("occurred_at: not an ISO 8601 date-time")
+    key = raw.get("idempotency_key")
+    if key is not None and (not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH):
+        errors.append(f"idempotency_key: text of 1 to {MAX_KEY_LENGTH} characters")
+    if not isinstance(raw.get("data", {}), Mapping):
+        errors.append("data: must be a JSON object")
+    return dict(raw), errors
+
+
+def derived_key(raw: Mapping[str, Any]) -> str:
+    """A key for events sent without one: the same content is the same event."""
+    canonical = json.dumps(
+        [raw.get("type"), raw.get("contact"), raw.get("occurred_at"), raw.get("data", {})],
+        sort_keys=True, default=str,
+    )  # fmt: skip
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def resolve_contacts(
+    conn: Connection, refs: Iterable[Mapping[str, Any]]
+) -> dict[tuple[str, str], int]:
+    """(kind, value) -> contact id, with one query per kind of reference."""
+    wanted: dict[str, set[object]] = {k: set() for k in REFERENCE_KEYS}
+    for ref in refs:
+        (kind, value), *_ = ref.items()
+        wanted[kind].add(_normal_ref(kind, value))
+    found: dict[tuple[str, str], int] = {}
+    for kind, values in wanted.items():
+        if not values:
+            continue
+        column = contacts.c[kind]
+        ids = [v for v in values if kind != "id" or isinstance(v, int)]
+        for row in conn.execute(sa.select(contacts.c.id, column).where(column.in_(ids))):
+            found[(kind, str(row[1]))] = row.id
+    return found
+
+
+def _normal_ref(kind: str, value: object) -> object:
+    if kind == "id":
+        return int(value) if isinstance(value, int | str) and str(value).isdigit() else value
+    if kind == "email" and isinstance(value, str):
+        return value.strip().lower()
+    return str(value)
+
+
+def ingest_events(
+    conn: Connection,
+    items: Sequence[tuple[str, object]],
+    *,
+    now: datetime,
+    source: str,
+) -> IngestResult:
+    """Store events given as (location, raw) pairs; all or nothing on any bad item."""
+    checked: list[tuple[str, dict[str, Any]]] = []
+    problems: list[Problem] = []
+    for location, raw in items:
+        record, errors = _check_shape(raw)
+        problems.extend(Problem(location, e) for e in errors)
+        if record is not None and not errors:
+            checked.append((location, record))
+    ids = resolve_contacts(conn, (r["contact"] for _, r in checked))
+    new: list[NewEvent] = []
+    for location, record in checked:
+        (kind, value), *_ = record["contact"].items()
+        contact_id = ids.get((kind, str(_normal_ref(kind, value))))
+        if contact_id is None:
+            problems.append(Problem(location, f"contact: no contact with that {kind}"))
+            continue
+        occurred = parse_datetime(record["occurred_at"]) if "occurred_at" in record else now
+        new.append(
+            NewEvent(
+                type=record["type"],
+                contact_id=contact_id,
+                occurred_at=occurred,
+                idempotency_key=record.get("idempotency_key") or derived_key(record),
+                data=record.get("data", {}),
+                source=source,
+            )
+        )
+    if problems:
+        raise InvalidInput(problems)
+    stored = store_events(conn, new, now=now)
+    return IngestResult(stored, len(new) - stored)
+
+
+def store_events(conn: Connection, new: Sequence[NewEvent], *, now: datetime) -> int:
+    """Insert events, ignoring keys already stored; returns how many were new."""
+    rows = [
+        {
+            "idempotency_key": e.idempotency_key,
+            "type": e.type,
+            "contact_id": e.contact_id,
+            "occurred_at": e.occurred_at,
+            "received_at": now,
+            "data": dict(e.data),
+            "source": e.source,
+            "chain_depth": e.chain_depth,
+        }
+        for e in new
+    ]
+    return len(insert_ignoring_conflicts(conn, events, rows, returning="id"))
+
+
+def read_jsonl(path: Path) -> list[tuple[str, object]]:
+    items: list[tuple[str, object]] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            location = f"{path.name}:{number}"
+            try:
+                items.append((location, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise InvalidInput([Problem(location, f"invalid JSON: {exc.msg}")]) from None
+    return items

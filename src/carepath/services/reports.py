@@ -1,0 +1,116 @@
+"""Journey funnel from run history: SQL aggregates, no loops over rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from carepath.db.schema import outbox, run_steps, runs
+from carepath.domain.runs import RunStatus, StepOutcome
+
+
+@dataclass(frozen=True)
+class FunnelRow:
+    step: str
+    kind: str
+    entered: int  # runs that reached the step
+    completed: int  # runs that left it and moved on
+    waiting: int  # runs parked on it now
+    converted: int  # runs that reached it and later converted
+    dropped: int  # runs that ended on it without converting (exited, failed, or completed here)
+
+
+def funnel(conn: Connection, workflow: str, step_order: list[str]) -> list[FunnelRow]:
+    rs = run_steps
+    visits = conn.execute(
+        sa.select(
+            rs.c.step,
+            sa.func.min(rs.c.kind).label("kind"),
+            sa.func.count(sa.distinct(rs.c.run_id)).label("entered"),
+            sa.func.count(sa.distinct(sa.case((rs.c.left_at.is_(None), rs.c.run_id)))).label(
+                "waiting"
+            ),
+            sa.func.count(
+                sa.distinct(
+                    sa.case(
+                        (
+                            sa.and_(
+                                rs.c.left_at.is_not(None),
+                                rs.c.outcome.not_in(
+                                    [StepOutcome.FAILED.value, StepOutcome.ENDED.value]
+                                ),
+                            ),
+                            rs.c.run_id,
+                        )
+                    )
+                )
+            ).label("completed"),
+        )
+        .where(rs.c.workflow == workflow, rs.c.kind != "error")
+        .group_by(rs.c.step)
+    ).all()
+    converted = dict(
+        conn.execute(
+            sa.select(rs.c.step, sa.func.count(sa.distinct(rs.c.run_id)))
+            .join(runs, runs.c.id == rs.c.run_id)
+            .where(rs.c.workflow == workflow, runs.c.status == RunStatus.CONVERTED.value)
+            .group_by(rs.c.step)
+        )
+        .tuples()
+        .all()
+    )
+    ended = dict(
+        conn.execute(
+            sa.select(runs.c.current_step, sa.func.count())
+            .where(
+                runs.c.workflow == workflow,
+                runs.c.status.in_(
+                    [RunStatus.EXITED.value, RunStatus.FAILED.value, RunStatus.COMPLETED.value]
+                ),
+            )
+            .group_by(runs.c.current_step)
+        )
+        .tuples()
+        .all()
+    )
+    by_step = {v.step: v for v in visits}
+    rows = []
+    for step in [*step_order, *sorted(set(by_step) - set(step_order))]:
+        v = by_step.get(step)
+        if v is None:
+            rows.append(FunnelRow(step, "", 0, 0, 0, 0, ended.get(step, 0)))
+            continue
+        rows.append(
+            FunnelRow(
+                step,
+                v.kind,
+                v.entered,
+                v.completed,
+                v.waiting,
+                converted.get(step, 0),
+                ended.get(step, 0),
+            )
+        )
+    return rows
+
+
+def run_status_counts(conn: Connection, workflow: str) -> dict[str, int]:
+    return dict(
+        conn.execute(
+            sa.select(runs.c.status, sa.func.count())
+            .where(runs.c.workflow == workflow)
+            .group_by(runs.c.status)
+        )
+        .tuples()
+        .all()
+    )
+
+
+def message_counts(conn: Connection) -> dict[str, int]:
+    return dict(
+        conn.execute(sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status))
+        .tuples()
+        .all()
+    )

@@ -1,0 +1,137 @@
+"""Migrations: an empty database upgraded to head is exactly the metadata, on both backends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from carepath.db import migrate
+from carepath.db.connection import make_engine
+from carepath.db.schema import metadata
+
+VERSION_TABLE = "alembic_version"
+
+
+@pytest.fixture
+def engine(empty_database_url: str) -> Iterator[sa.Engine]:
+    engine = make_engine(empty_database_url)
+    yield engine
+    engine.dispose()
+
+
+def _metadata_diff(engine: sa.Engine) -> list[Any]:
+    # compare_type=True and no callback: with the same type objects on both
+    # sides there are no spurious variant diffs (JSON/JSONB, BIGINT/INTEGER,
+    # timestamptz all compare equal), and a real mismatch on PostgreSQL (say
+    # JSON for JSONB, or TIMESTAMP without time zone) is reported.
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return list(compare_metadata(context, metadata))
+
+
+def _plain(value: Any, dialect: sa.Dialect) -> Any:
+    if isinstance(value, sa.types.TypeEngine):
+        return value.compile(dialect=dialect)
+    if isinstance(value, sa.sql.ClauseElement):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v, dialect) for k, v in sorted(value.items())}
+    if isinstance(value, list | tuple):
+        return [_plain(v, dialect) for v in value]
+    return value
+
+
+def _by_name(items: list[Any], dialect: sa.Dialect) -> list[Any]:
+    return sorted((_plain(item, dialect) for item in items), key=lambda d: str(d.get("name")))
+
+
+def _reflected(engine: sa.Engine) -> dict[str, Any]:
+    """Everything reflection reports about the schema, in comparable form.
+
+    compare_metadata does not look at an index's WHERE clause, so the partial
+    indexes are only proven by comparing this against `metadata.create_all`.
+    """
+    inspector = sa.inspect(engine)
+    dialect = engine.dialect
+    tables: dict[str, Any] = {}
+    for name in sorted(inspector.get_table_names()):
+        if name == VERSION_TABLE:
+            continue
+        tables[name] = {
+            "columns": [_plain(c, dialect) for c in inspector.get_columns(name)],
+            "pk": _plain(inspector.get_pk_constraint(name), dialect),
+            "fks": _by_name(inspector.get_foreign_keys(name), dialect),
+            "indexes": _by_name(inspector.get_indexes(name), dialect),
+            "uniques": _by_name(inspector.get_unique_constraints(name), dialect),
+            "checks": _by_name(inspector.get_check_constraints(name), dialect),
+        }
+    if engine.dialect.name == "postgresql":
+        tables["<sequences>"] = sorted(inspector.get_sequence_names())
+    return tables
+
+
+def _schema_of_create_all(engine: sa.Engine) -> dict[str, Any]:
+    """Reflect what metadata.create_all builds in this (otherwise empty) database."""
+    with engine.begin() as conn:
+        metadata.create_all(conn)
+    try:
+        return _reflected(engine)
+    finally:
+        with engine.begin() as conn:
+            metadata.drop_all(conn)
+
+
+def _user_tables(engine: sa.Engine) -> list[str]:
+    return sorted(set(sa.inspect(engine).get_table_names()) - {VERSION_TABLE})
+
+
+def test_upgrade_head_on_empty_database_gives_exactly_the_metadata(engine: sa.Engine) -> None:
+    expected = _schema_of_create_all(engine)
+    assert _user_tables(engine) == []
+
+    migrate.upgrade(engine)
+
+    assert _metadata_diff(engine) == []
+    assert _reflected(engine) == expected
+    assert sorted(expected) == sorted(
+        [*metadata.tables, *(["<sequences>"] if engine.dialect.name == "postgresql" else [])]
+    )
+
+
+def test_downgrade_base_drops_everything_and_upgrade_again_round_trips(
+    engine: sa.Engine,
+) -> None:
+    migrate.upgrade(engine)
+    first = _reflected(engine)
+
+    migrate.downgrade(engine, "base")
+
+    inspector = sa.inspect(engine)
+    assert inspector.get_table_names() == [VERSION_TABLE]
+    if engine.dialect.name == "postgresql":
+        assert inspector.get_sequence_names() == []
+    assert migrate.current_revision(engine) is None
+
+    migrate.upgrade(engine)
+
+    assert _metadata_diff(engine) == []
+    assert _reflected(engine) == first
+
+
+def test_is_current_is_false_before_upgrade_and_true_after(engine: sa.Engine) -> None:
+    assert migrate.current_revision(engine) is None
+    assert not migrate.is_current(engine)
+
+    migrate.upgrade(engine)
+
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    assert migrate.is_current(engine)
+
+    migrate.downgrade(engine, "base")
+
+    assert not migrate.is_current(engine)
