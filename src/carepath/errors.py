@@ -3,6 +3,10 @@
 Messages name fields and reasons, never values: a value may be PHI.
 """
 
+# `InvalidInput`, `NotFound` and `Conflict` are the API's vocabulary (their codes name them
+# the same way), so they keep their names without an `Error` suffix.
+# ruff: noqa: N818
+
 from __future__ import annotations
 
 from dataclasses import dataclass

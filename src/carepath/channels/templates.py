@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from jinja2 import StrictUndefined, TemplateError, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2 import Template as JinjaTemplate
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from carepath.domain.resources import Template
 
@@ -50,7 +52,9 @@ class TemplateRenderer:
     def __init__(self) -> None:
         self._html_env = _environment(autoescape=True)
         self._text_env = _environment(autoescape=False)
-        self._compiled: dict[tuple[str, int], tuple[object, object, object | None]] = {}
+        self._compiled: dict[
+            tuple[str, int], tuple[JinjaTemplate, JinjaTemplate, JinjaTemplate | None]
+        ] = {}
 
     def check(self, template: Template) -> list[str]:
         """Syntax problems in a template, without rendering it."""
@@ -85,9 +89,9 @@ class TemplateRenderer:
                 ) from None
         subject_t, html_t, text_t = self._compiled[key]
         try:
-            subject = " ".join(subject_t.render(context).split())  # type: ignore[attr-defined]
-            body = html_t.render(context)  # type: ignore[attr-defined]
-            text = text_t.render(context) if text_t else html_to_text(body)  # type: ignore[attr-defined]
+            subject = " ".join(subject_t.render(context).split())
+            body = html_t.render(context)
+            text = text_t.render(context) if text_t else html_to_text(body)
         except SecurityError:
             raise RenderError(f"template {template.name}: refused by the sandbox") from None
         except TemplateError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -10,6 +12,7 @@ from sqlalchemy.engine import Connection, make_url
 from carepath.errors import ConfigurationError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY_OPTION = "carepath_read_only"
 
 
 def normalise_url(url: str) -> str:
@@ -59,9 +62,20 @@ def _sqlite_engine(url: str, *, echo: bool) -> Engine:
     def _on_begin(conn: Connection) -> None:
         # IMMEDIATE takes the write lock up front: a deferred transaction that
         # later writes can fail with SQLITE_BUSY that busy_timeout cannot wait out.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Connections from `read_only` begin deferred: in WAL mode they read a
+        # snapshot without blocking, or being blocked by, the writer.
+        deferred = conn.get_execution_options().get(READ_ONLY_OPTION, False)
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
     return engine
+
+
+@contextmanager
+def read_only(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads only (on SQLite it never takes the write lock)."""
+    with engine.connect() as conn:
+        conn.execution_options(**{READ_ONLY_OPTION: True})
+        yield conn
 
 
 def is_postgres(engine: Engine | Connection) -> bool:

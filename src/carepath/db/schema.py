@@ -22,7 +22,7 @@ from sqlalchemy import (
     text,
 )
 
-from carepath.db.types import Id, Json, UtcDateTime
+from carepath.db.types import Id, Json, OrderedJson, UtcDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -69,7 +69,7 @@ resources = Table(
     Column("name", String(100), nullable=False),
     Column("version", Integer, nullable=False),
     Column("checksum", String(64), nullable=False),
-    Column("body", Json, nullable=False),
+    Column("body", OrderedJson, nullable=False),
     Column("source", String(500)),
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("kind", "name", "version"),

@@ -12,6 +12,9 @@ from sqlalchemy.types import TypeDecorator
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 Json = JSON().with_variant(JSONB(), "postgresql")
+# Documents users wrote keep their key order (JSONB would sort it): the first
+# key names the kind, and step order is how the author reads the workflow.
+OrderedJson = JSON()
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -76,23 +76,41 @@ class CatalogResult:
 
 def build_catalog(documents: Sequence[Document], existing: Catalog | None = None) -> CatalogResult:
     """Parse every document over `existing`; collect all problems, in document order."""
-    base = existing or Catalog()
-    catalog = Catalog(
-        dict(base.custom_fields), dict(base.workflows), dict(base.templates),
-        dict(base.lists), dict(base.segments),
-    )  # fmt: skip
+    catalog = _copy_catalog(existing or Catalog())
     findings: list[Finding] = []
-    parsed: list[ParsedDocument] = []
+    kinds = _identify_documents(documents, findings)
+    # Fields first: every other document is checked against the contact schema.
+    parsed = _parse_fields_documents(catalog, kinds, findings)
+    drafts: dict[str, WorkflowDraft] = {}
+    parsed += _parse_other_documents(catalog, drafts, kinds, findings)
+    _check_workflows(catalog, drafts, kinds, findings)
+    return CatalogResult(catalog, parsed, findings)
+
+
+def _copy_catalog(base: Catalog) -> Catalog:
+    return Catalog(
+        dict(base.custom_fields),
+        dict(base.workflows),
+        dict(base.templates),
+        dict(base.lists),
+        dict(base.segments),
+    )
+
+
+def _record(findings: list[Finding], doc: Document, problems: Problems) -> None:
+    findings.extend(Finding(doc, p) for p in problems.items)
+
+
+def _identify_documents(
+    documents: Sequence[Document], findings: list[Finding]
+) -> list[tuple[Document, Kind, str]]:
+    """Each document's kind and name; a name defined twice is reported and skipped."""
     seen: dict[tuple[Kind, str], Document] = {}
-
-    def sink(doc: Document, problems: Problems) -> None:
-        findings.extend(Finding(doc, p) for p in problems.items)
-
     kinds: list[tuple[Document, Kind, str]] = []
     for doc in documents:
         problems = Problems()
         found = document_kind(doc.raw, problems)
-        sink(doc, problems)
+        _record(findings, doc, problems)
         if found is None:
             continue
         kind, name = found
@@ -106,31 +124,54 @@ def build_catalog(documents: Sequence[Document], existing: Catalog | None = None
             continue
         seen[(kind, name)] = doc
         kinds.append((doc, kind, name))
+    return kinds
 
-    # Fields first: every other document is checked against the contact schema.
+
+def _parse_fields_documents(
+    catalog: Catalog, kinds: Sequence[tuple[Document, Kind, str]], findings: list[Finding]
+) -> list[ParsedDocument]:
+    """Replace the catalog's custom fields with those the fields documents declare."""
     fields_docs = [(d, n) for d, k, n in kinds if k is Kind.FIELDS]
     if fields_docs:
         catalog.custom_fields = {}
+    parsed: list[ParsedDocument] = []
     for doc, name in fields_docs:
         problems = Problems()
         specs = parse_fields_document(doc.raw, problems)
         for fname in sorted(set(specs) & set(catalog.custom_fields)):
             problems.add(("fields", fname), f"field {fname!r} is declared twice")
         catalog.custom_fields.update(specs)
-        sink(doc, problems)
+        _record(findings, doc, problems)
         parsed.append(ParsedDocument(doc, Kind.FIELDS, name))
+    return parsed
 
+
+def _parse_other_documents(
+    catalog: Catalog,
+    drafts: dict[str, WorkflowDraft],
+    kinds: Sequence[tuple[Document, Kind, str]],
+    findings: list[Finding],
+) -> list[ParsedDocument]:
     schema = catalog.schema
-    drafts: dict[str, WorkflowDraft] = {}
+    parsed: list[ParsedDocument] = []
     for doc, kind, name in kinds:
         if kind is Kind.FIELDS:
             continue
         problems = Problems()
-        ok = _parse_into(catalog, drafts, doc, kind, schema, problems)
-        sink(doc, problems)
+        ok = _parse_into(catalog, drafts, doc, kind, schema=schema, problems=problems)
+        _record(findings, doc, problems)
         if ok:
             parsed.append(ParsedDocument(doc, kind, name))
+    return parsed
 
+
+def _check_workflows(
+    catalog: Catalog,
+    drafts: Mapping[str, WorkflowDraft],
+    kinds: Sequence[tuple[Document, Kind, str]],
+    findings: list[Finding],
+) -> None:
+    """Graph and reference checks per workflow, then enroll cycles across workflows."""
     by_workflow = {name: doc for doc, kind, name in kinds if kind is Kind.WORKFLOW}
     every_workflow = {**catalog.workflows, **{n: d.workflow for n, d in drafts.items()}}
     for name, doc in by_workflow.items():
@@ -139,14 +180,17 @@ def build_catalog(documents: Sequence[Document], existing: Catalog | None = None
             problems = Problems()
             check_workflow_graph(draft.workflow, problems, broken=draft.broken_steps)
             check_references(draft.workflow, catalog, problems, workflows=set(every_workflow))
-            sink(doc, problems)
+            _record(findings, doc, problems)
     for cycle in enroll_cycles(every_workflow.values()):
         names = " -> ".join([*(e.source for e in cycle), cycle[0].source])
         first = cycle[0]
-        doc = by_workflow.get(first.source)
         message = f"workflows enroll each other with no wait: {names}"
-        findings.append(Finding(doc, DocProblem(("steps", first.step, "enroll"), message)))
-    return CatalogResult(catalog, parsed, findings)
+        findings.append(
+            Finding(
+                by_workflow.get(first.source),
+                DocProblem(("steps", first.step, "enroll"), message),
+            )
+        )
 
 
 def _parse_into(
@@ -154,6 +198,7 @@ def _parse_into(
     drafts: dict[str, WorkflowDraft],
     doc: Document,
     kind: Kind,
+    *,
     schema: ContactSchema,
     problems: Problems,
 ) -> bool:
@@ -213,10 +258,10 @@ def check_references(
                 )
             case WaitForStep(where=where) if where is not None:
                 conditions.append(((*path, "wait_for", "where"), where))
-    for path, condition in conditions:
+    for condition_path, condition in conditions:
         for list_name in sorted(referenced_lists(condition)):
             if list_name not in catalog.lists:
-                problems.add(path, f"unknown list {list_name!r}")
+                problems.add(condition_path, f"unknown list {list_name!r}")
 
 
 __all__ = ["Catalog", "CatalogResult", "Document", "Finding", "InList", "build_catalog"]

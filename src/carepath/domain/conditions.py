@@ -8,10 +8,12 @@ false, except `exists`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from carepath.domain.durations import DurationError, parse_duration
 from carepath.domain.fields import ContactSchema, FieldSpec, FieldType, coerce_value, parse_datetime
@@ -124,7 +126,7 @@ def parse_condition(
         return _parse_combinator(raw, path, rules, problems)
     if "field" in keys:
         return _parse_field_test(raw, path, rules, problems)
-    if keys == {"in_list"} or keys == {"in_segment"}:
+    if keys in ({"in_list"}, {"in_segment"}):
         (key, name), *_ = raw.items()
         if not isinstance(name, str) or not name:
             problems.add((*path, key), "must name a list or segment")
@@ -377,19 +379,19 @@ def _comparable(a: object, b: object) -> bool:
     return type(a) is type(b)
 
 
+# `_comparable` has checked both sides are of one ordered kind; the operators take Any.
+_ORDERINGS: Mapping[Op, Callable[[Any, Any], bool]] = {
+    Op.LT: operator.lt,
+    Op.LTE: operator.le,
+    Op.GT: operator.gt,
+    Op.GTE: operator.ge,
+}
+
+
 def _ordered(op: Op, actual: object, expected: object) -> bool:
     if not _comparable(actual, expected) or isinstance(actual, bool | list):
         return False
-    a, b = actual, expected
-    match op:
-        case Op.LT:
-            return a < b  # type: ignore[operator]
-        case Op.LTE:
-            return a <= b  # type: ignore[operator]
-        case Op.GT:
-            return a > b  # type: ignore[operator]
-        case _:
-            return a >= b  # type: ignore[operator]
+    return _ORDERINGS.get(op, _ORDERINGS[Op.GTE])(actual, expected)
 
 
 def _relative(op: Op, actual: object, expected: object, now: datetime) -> bool:

@@ -48,7 +48,7 @@ from carepath.domain.workflow import (
 )
 
 
-class _RunFailed(Exception):
+class _RunFailedError(Exception):
     """Raised inside a turn; becomes a failed run with this readable reason."""
 
 
@@ -105,7 +105,7 @@ def advance_run(run: RunSnapshot, *, now: datetime, limits: Limits) -> Advance:
             current = getattr(step, "next", None)
     try:
         return _run_steps(turn, current, closed)
-    except _RunFailed as exc:
+    except _RunFailedError as exc:
         failed_at = turn.at or current
         if failed_at is not None:
             step = run.workflow.steps[failed_at]
@@ -119,10 +119,12 @@ def _run_steps(turn: _Turn, current: str | None, closed: StepOutcome | None) -> 
         turn.at = current
         executed += 1
         if executed > turn.limits.max_steps_per_turn:
-            raise _RunFailed(f"more than {turn.limits.max_steps_per_turn} steps without a wait")
+            raise _RunFailedError(
+                f"more than {turn.limits.max_steps_per_turn} steps without a wait"
+            )
         visits = turn.visits.get(current, 0) + 1
         if visits > turn.limits.max_step_visits:
-            raise _RunFailed(
+            raise _RunFailedError(
                 f"step {current} visited more than {turn.limits.max_step_visits} times"
             )
         turn.visits[current] = visits
@@ -134,33 +136,21 @@ def _run_steps(turn: _Turn, current: str | None, closed: StepOutcome | None) -> 
     return turn.result(RunStatus.COMPLETED, None, closed_wait=closed)
 
 
-def _record(turn: _Turn, name: str, step: Step, outcome: StepOutcome, nxt: str | None = None,
-            detail: str | None = None) -> None:  # fmt: skip
-    turn.records.append(StepRecord(name, step_kind(step), outcome, nxt, detail))
+def _record(
+    turn: _Turn,
+    name: str,
+    step: Step,
+    outcome: StepOutcome,
+    *,
+    next_step: str | None = None,
+    detail: str | None = None,
+) -> None:
+    turn.records.append(StepRecord(name, step_kind(step), outcome, next_step, detail))
 
 
 def _execute(turn: _Turn, name: str, step: Step) -> str | Advance | None:
     """Execute one step: the next step's name, None to complete, or a final Advance."""
     match step:
-        case EmailStep(template=template, next=nxt):
-            turn.effects.append(SendEmail(name, template))
-        case UpdateStep(next=nxt):
-            _apply_update(turn, name, step)
-        case ListStep(add=add, remove=remove, next=nxt):
-            turn.effects.append(ChangeLists(name, add, remove))
-            lists = (turn.facts.lists | set(add)) - set(remove)
-            turn.facts = replace(turn.facts, lists=frozenset(lists))
-        case TaskStep(queue=queue, title=title, next=nxt):
-            turn.effects.append(CreateTask(name, queue, title))
-        case EnrollStep(workflow=target, end_current=end_current, next=nxt):
-            if turn.run.chain_depth + 1 > turn.limits.max_chain_depth:
-                raise _RunFailed(
-                    f"enrollment chain deeper than {turn.limits.max_chain_depth} at step {name}"
-                )
-            turn.effects.append(StartRun(name, target))
-            if end_current:
-                _record(turn, name, step, StepOutcome.ENDED, detail=f"moved to {target}")
-                return turn.result(RunStatus.COMPLETED, name, reason=f"moved to workflow {target}")
         case WaitStep():
             return _wait(turn, name, step)
         case WaitForStep(event=event, within=within):
@@ -168,25 +158,64 @@ def _execute(turn: _Turn, name: str, step: Step) -> str | Advance | None:
             return turn.result(
                 RunStatus.WAITING, name, wake_at=turn.now + within, waiting_for=event
             )
+        case BranchStep() | SplitStep() | GotoStep() | ExitStep():
+            return _route(turn, name, step)
+        case _:
+            return _act(turn, name, step)
+
+
+def _act(
+    turn: _Turn, name: str, step: EmailStep | UpdateStep | ListStep | TaskStep | EnrollStep
+) -> str | Advance | None:
+    """Carry out a step's effect, then go on to its `next` (an enroll may end the run)."""
+    match step:
+        case EmailStep(template=template):
+            turn.effects.append(SendEmail(name, template))
+        case UpdateStep():
+            _apply_update(turn, name, step)
+        case ListStep(add=add, remove=remove):
+            turn.effects.append(ChangeLists(name, add, remove))
+            lists = (turn.facts.lists | set(add)) - set(remove)
+            turn.facts = replace(turn.facts, lists=frozenset(lists))
+        case TaskStep(queue=queue, title=title):
+            turn.effects.append(CreateTask(name, queue, title))
+        case EnrollStep(workflow=target, end_current=end_current):
+            if turn.run.chain_depth + 1 > turn.limits.max_chain_depth:
+                raise _RunFailedError(
+                    f"enrollment chain deeper than {turn.limits.max_chain_depth} at step {name}"
+                )
+            turn.effects.append(StartRun(name, target))
+            if end_current:
+                _record(turn, name, step, StepOutcome.ENDED, detail=f"moved to {target}")
+                return turn.result(RunStatus.COMPLETED, name, reason=f"moved to workflow {target}")
+    _record(turn, name, step, StepOutcome.DONE, next_step=step.next)
+    return step.next
+
+
+def _route(
+    turn: _Turn, name: str, step: BranchStep | SplitStep | GotoStep | ExitStep
+) -> str | Advance | None:
+    """Where a routing step sends the run; an exit step ends it."""
+    match step:
         case BranchStep():
-            target, detail = _choose_branch(step, turn.facts)
-            _record(turn, name, step, StepOutcome.DONE, target, detail)
-            return target
+            branch, detail = _choose_branch(step, turn.facts)
+            _record(turn, name, step, StepOutcome.DONE, next_step=branch, detail=detail)
+            return branch
         case SplitStep(paths=paths):
             index = split_index(
                 turn.run.contact_id, turn.run.workflow.name, name, [p.weight for p in paths]
             )
             target = paths[index].goto
-            _record(turn, name, step, StepOutcome.DONE, target, f"path {index + 1}")
+            _record(
+                turn, name, step, StepOutcome.DONE, next_step=target, detail=f"path {index + 1}"
+            )
             return target
         case GotoStep(target=target):
-            _record(turn, name, step, StepOutcome.DONE, target)
+            _record(turn, name, step, StepOutcome.DONE, next_step=target)
             return target
         case ExitStep(status=end):
             _record(turn, name, step, StepOutcome.ENDED, detail=end.value)
             return turn.result(_END_STATUS[end], name, reason=f"exit step {name}")
-    _record(turn, name, step, StepOutcome.DONE, nxt)
-    return nxt
 
 
 _END_STATUS = {
@@ -220,7 +249,14 @@ def _wait(turn: _Turn, name: str, step: WaitStep) -> str | Advance | None:
         assert step.until is not None
         until = _resolve_until(turn, name, step)
     if until <= turn.now:
-        _record(turn, name, step, StepOutcome.ELAPSED, step.next, "date already passed")
+        _record(
+            turn,
+            name,
+            step,
+            StepOutcome.ELAPSED,
+            next_step=step.next,
+            detail="date already passed",
+        )
         return step.next
     _record(turn, name, step, StepOutcome.WAITING)
     return turn.result(RunStatus.WAITING, name, wake_at=until)
@@ -233,7 +269,7 @@ def _resolve_until(turn: _Turn, name: str, step: WaitStep) -> datetime:
     try:
         anchor = _date_or_instant(value)
     except (ValueError, TypeError):
-        raise _RunFailed(f"step {name}: {step.until} is missing or not a date") from None
+        raise _RunFailedError(f"step {name}: {step.until} is missing or not a date") from None
     time_zone = turn.facts.contact.get("time_zone")
     return resolve_wait_until(
         anchor,

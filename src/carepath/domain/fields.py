@@ -117,9 +117,8 @@ def _parse_field_spec(name: str, spec: object, path: Path, problems: Problems) -
     unknown = set(spec) - {"type", "class", "description"}
     for key in sorted(unknown, key=str):
         problems.add((*path, str(key)), "unknown key (expected type, class, description)")
-    try:
-        type_ = FieldType(spec.get("type"))
-    except ValueError:
+    type_ = _field_type(spec.get("type"))
+    if type_ is None:
         problems.add((*path, "type"), f"type must be one of {', '.join(FieldType)}")
         return None
     try:
@@ -130,39 +129,59 @@ def _parse_field_spec(name: str, spec: object, path: Path, problems: Problems) -
     return FieldSpec(name, type_, klass)
 
 
+def _field_type(raw: object) -> FieldType | None:
+    if not isinstance(raw, str):
+        return None
+    try:
+        return FieldType(raw)
+    except ValueError:
+        return None
+
+
 def coerce_value(spec: FieldSpec, value: object) -> object:
     """Coerce a stored or written value to the field's Python type; ValueError if impossible."""
     if value is None:
         return None
     match spec.type:
-        case FieldType.STRING:
-            if isinstance(value, str):
-                return value
+        case FieldType.STRING if isinstance(value, str):
+            return value
         case FieldType.NUMBER:
-            if isinstance(value, bool):
-                raise ValueError("expected a number")
-            if isinstance(value, int | float):
-                return value
-            if isinstance(value, str):
-                return float(value) if "." in value else int(value)
+            return _coerce_number(value)
         case FieldType.BOOL:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in {"true", "false"}:
-                return value.lower() == "true"
+            return _coerce_bool(value)
         case FieldType.DATE:
-            if isinstance(value, datetime):
-                return value.date()
-            if isinstance(value, date):
-                return value
-            if isinstance(value, str):
-                return date.fromisoformat(value)
+            return _coerce_date(value)
         case FieldType.DATETIME:
             return parse_datetime(value)
-        case FieldType.LIST:
-            if isinstance(value, list | tuple):
-                return list(value)
+        case FieldType.LIST if isinstance(value, list | tuple):
+            return list(value)
     raise ValueError(f"expected a {spec.type}")
+
+
+def _coerce_number(value: object) -> int | float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return float(value) if "." in value else int(value)
+    raise ValueError(f"expected a {FieldType.NUMBER}")
+
+
+def _coerce_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"true", "false"}:
+        return value.lower() == "true"
+    raise ValueError(f"expected a {FieldType.BOOL}")
+
+
+def _coerce_date(value: object) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        return date.fromisoformat(value)
+    raise ValueError(f"expected a {FieldType.DATE}")
 
 
 def parse_datetime(value: object) -> datetime:

@@ -12,6 +12,7 @@ from carepath.domain.workflow import (
     EnrollStep,
     GotoStep,
     SplitStep,
+    Step,
     WaitForStep,
     Workflow,
     successors,
@@ -60,7 +61,7 @@ def _named_targets(step: object) -> list[tuple[tuple[str | int, ...], str]]:
     return [(("next",), nxt)] if nxt else []
 
 
-def _reachable(start: str, steps: Mapping[str, object]) -> set[str]:
+def _reachable(start: str, steps: Mapping[str, Step]) -> set[str]:
     seen: set[str] = set()
     stack = [start]
     while stack:
@@ -68,14 +69,14 @@ def _reachable(start: str, steps: Mapping[str, object]) -> set[str]:
         if name in seen or name not in steps:
             continue
         seen.add(name)
-        stack.extend(successors(steps[name]))  # type: ignore[arg-type]
+        stack.extend(successors(steps[name]))
     return seen
 
 
-def _cycles_without_wait(steps: Mapping[str, object]) -> list[list[str]]:
+def _cycles_without_wait(steps: Mapping[str, Step]) -> list[list[str]]:
     """Strongly connected components of the graph where waits cut their out-edges."""
     edges = {
-        name: [] if isinstance(step, WAITING_STEPS) else [t for t in successors(step) if t in steps]  # type: ignore[arg-type]
+        name: [] if isinstance(step, WAITING_STEPS) else [t for t in successors(step) if t in steps]
         for name, step in steps.items()
     }
     return [scc for scc in strongly_connected(edges) if len(scc) > 1 or scc[0] in edges[scc[0]]]

@@ -647,6 +647,15 @@ def _workflow_definitions() -> dict[str, Schema]:
 # --------------------------------------------------------------- resources
 
 
+def _other_kinds(kind: str) -> Schema:
+    """Matches a document that also has another kind's key.
+
+    A document's kind is its first key, which JSON Schema cannot see; this keeps
+    documents that allow other keys from matching a document of another kind.
+    """
+    return {"anyOf": [{"required": [other]} for other in SCHEMA_KINDS if other != kind]}
+
+
 def _resource_definitions() -> dict[str, Schema]:
     any_text: Schema = {"description": "Free text for people."}
     field_type: Schema = {
@@ -737,6 +746,7 @@ def _resource_definitions() -> dict[str, Schema]:
                 },
             },
             "required": ["fields"],
+            "not": _other_kinds("fields"),
         },
         "formDocument": {
             "type": "object",
@@ -747,5 +757,6 @@ def _resource_definitions() -> dict[str, Schema]:
             ),
             "properties": {"form": {**_ref("resourceName"), "description": "The form's name."}},
             "required": ["form"],
+            "not": _other_kinds("form"),
         },
     }

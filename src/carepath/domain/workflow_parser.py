@@ -173,7 +173,7 @@ def check_event_type(raw: object, path: Path, ctx: _Ctx) -> str | None:
 
 def _parse_trigger(raw: object, ctx: _Ctx) -> Trigger | None:
     path: Path = ("trigger",)
-    if raw == "manual" or raw == {"manual": True}:
+    if raw in ("manual", {"manual": True}):
         return ManualTrigger()
     if not isinstance(raw, Mapping):
         ctx.problems.add(path, "trigger is `manual` or a mapping with event (and optional when)")

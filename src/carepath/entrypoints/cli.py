@@ -20,6 +20,7 @@ from rich.table import Table
 
 from carepath.channels.email import SmtpSender
 from carepath.config import Settings
+from carepath.db.connection import read_only
 from carepath.db.schema import run_steps, runs
 from carepath.domain.durations import DurationError, parse_duration
 from carepath.domain.fields import parse_datetime
@@ -139,7 +140,7 @@ def validate(
         if not problems:
             if db:
                 engine = open_database(settings_for(db).database_url)
-                with engine.connect() as conn:
+                with read_only(engine) as conn:
                     problems = catalog_store.check_documents(conn, docs)
             else:
                 problems = catalog_store.check_documents(None, docs)
@@ -260,7 +261,7 @@ def clock_show(db: DbOption = None) -> None:
     """Print business time (simulated or system)."""
     with errors_to_exit():
         ctx = engine_context(db, with_smtp=False)
-        with ctx.engine.connect() as conn:
+        with read_only(ctx.engine) as conn:
             simulated = simulated_now(conn)
     out.print(
         f"simulated {simulated.isoformat()}" if simulated else f"system {wall_time().isoformat()}"
@@ -280,7 +281,8 @@ def clock_advance(
         ctx = engine_context(db)
         now, done = advance_clock(ctx, delta)
     out.print(
-        f"clock at {now.isoformat()}: events {done.events}, runs {done.runs}, steps {done.steps}, sent {done.sent}"
+        f"clock at {now.isoformat()}: events {done.events}, runs {done.runs}, "
+        f"steps {done.steps}, sent {done.sent}"
     )
 
 
@@ -293,7 +295,7 @@ def tasks_list(
     """List tasks (ids and titles; no contact details)."""
     with errors_to_exit():
         ctx = engine_context(db, with_smtp=False)
-        with ctx.engine.connect() as conn:
+        with read_only(ctx.engine) as conn:
             rows = tasks.list_tasks(conn, queue=queue, status=None if status == "all" else status)
     table = Table("task", "contact", "queue", "title", "status", "created")
     for r in rows:
@@ -325,7 +327,7 @@ def runs_show(
     """A contact's runs and their step history."""
     with errors_to_exit():
         ctx = engine_context(db, with_smtp=False)
-        with ctx.engine.connect() as conn:
+        with read_only(ctx.engine) as conn:
             contact_id = contacts.find_contact(conn, contact)
             run_rows = conn.execute(
                 sa.select(runs).where(runs.c.contact_id == contact_id).order_by(runs.c.id)
@@ -366,7 +368,7 @@ def report_funnel(
         fail("error: --format is table, csv or json")
     with errors_to_exit():
         ctx = engine_context(db, with_smtp=False)
-        with ctx.engine.connect() as conn:
+        with read_only(ctx.engine) as conn:
             current = ctx.cache.current(conn)
             wf = current.catalog.workflows.get(workflow)
             if wf is None:

@@ -1,4 +1,7 @@
-"""`carepath demo`: the bariatric journey end to end, on SQLite, over real SMTP, in simulated time."""
+"""`carepath demo`: the bariatric journey end to end.
+
+It runs on SQLite, over real SMTP, in simulated time.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from rich.progress import Progress
 
 from carepath.channels.email import SmtpSender
 from carepath.channels.smtp_sink import SmtpSink
+from carepath.db.connection import read_only
 from carepath.errors import ConfigurationError
 from carepath.services import catalog_store, contacts, reports
 from carepath.services.clock import simulated_now
@@ -65,7 +69,7 @@ def run_demo(path: Path, *, contacts_count: int, seed: int, console: Console) ->
         )
     with engine.begin() as conn:
         catalog_store.apply_documents(conn, docs, now=START)
-    population = Population(random.Random(seed), START)
+    population = Population(random.Random(seed), START)  # noqa: S311 - seeded simulation, not security
     with tempfile.TemporaryDirectory() as tmp:
         export = Path(tmp) / "contacts.csv"
         population.write_contacts_csv(export, contacts_count)
@@ -76,7 +80,7 @@ def run_demo(path: Path, *, contacts_count: int, seed: int, console: Console) ->
         ctx = EngineContext(engine=engine, sender=SmtpSender(sink.url))
         _simulate(ctx, population, console)
         received = len(sink.messages)
-    with engine.connect() as conn:
+    with read_only(engine) as conn:
         current = catalog_store.build_current(conn)
         funnels = {
             name: (
@@ -105,5 +109,5 @@ def _simulate(ctx: EngineContext, population: Population, console: Console) -> N
             with ctx.engine.begin() as conn:
                 population.react(conn, now)
             progress.update(bar, completed=(now - START).total_seconds() / 86400)
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine) as conn:
         assert simulated_now(conn) == end

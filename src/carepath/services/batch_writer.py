@@ -186,7 +186,7 @@ class BatchWriter:
                     "detail": None,
                     "error": reason,
                     "left_at": self.now,
-                }  # fmt: skip
+                }
             )
 
     def _render_emails(
@@ -199,7 +199,7 @@ class BatchWriter:
         facts = advance.facts
         assert facts is not None
         context = _template_context(facts, workflow)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for send in sends:
             template = self.current.catalog.templates.get(send.template)
             if template is None:
@@ -254,7 +254,7 @@ class BatchWriter:
                             "title": title,
                             "status": "open",
                             "created_at": self.now,
-                        }  # fmt: skip
+                        }
                     )
                 case StartRun(workflow=target):
                     self.enrollments.append(
@@ -361,7 +361,7 @@ class BatchWriter:
                 f"list:{j['list_name']}:{j['contact_id']}:joined:{stamp}",
                 {"list": j["list_name"]},
                 "engine",
-            )  # fmt: skip
+            )
             for j in joined
         ]
         self.new_events += [

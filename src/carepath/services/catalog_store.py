@@ -73,7 +73,8 @@ def canonical_body(raw: Mapping[str, object]) -> dict[str, object]:
 
 
 def checksum(body: Mapping[str, object]) -> str:
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    # Order-sensitive on purpose: step order decides the default start step.
+    text = json.dumps(body, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -203,7 +204,7 @@ def apply_documents(
                 body=body,
                 source=source,
                 created_at=now,
-            )  # fmt: skip
+            )
         )
         applied.append(AppliedResource(kind, name, version, changed=True))
     _sync_lists(conn, catalog, now)

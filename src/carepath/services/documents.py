@@ -107,7 +107,7 @@ def _load_yaml(text: str, name: str) -> tuple[list[SourceDocument], list[Problem
             return [], [
                 Problem(f"{name}:{node.start_mark.line + 1}", "a document must be a mapping")
             ]
-        docs.append(SourceDocument(Document(name, _plain(data)), name, lines))
+        docs.append(SourceDocument(Document(name, _plain_mapping(data)), name, lines))
     return docs, []
 
 
@@ -128,10 +128,14 @@ def _load_json(text: str, name: str) -> tuple[list[SourceDocument], list[Problem
 def _plain(value: object) -> object:
     """YAML gives dates as date objects; keep them, but make keys strings."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return _plain_mapping(value)
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+def _plain_mapping(value: Mapping[object, object]) -> dict[str, object]:
+    return {str(k): _plain(v) for k, v in value.items()}
 
 
 def load_paths(paths: Iterable[FsPath]) -> tuple[list[SourceDocument], list[Problem]]:

@@ -10,6 +10,7 @@ revision, so a worker holding a stale copy of the run discards its result.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,7 +45,7 @@ class _Changes:
     new_events: list[NewEvent] = field(default_factory=list)
 
 
-def claim_events(conn: Connection, *, limit: int) -> list[Row[Any]]:
+def claim_events(conn: Connection, *, limit: int) -> Sequence[Row[Any]]:
     return conn.execute(
         sa.select(events)
         .where(events.c.processed_at.is_(None))
@@ -75,7 +76,7 @@ def process_events(ctx: EngineContext, *, now: datetime, limit: int | None = Non
 def _process(
     conn: Connection,
     ctx: EngineContext,
-    batch: list[Row[Any]],
+    batch: Sequence[Row[Any]],
     contact_ids: list[int],
     *,
     now: datetime,
@@ -148,7 +149,7 @@ def _apply_to_run(
                 {"workflow": row.workflow, "status": "converted"},
                 "engine",
                 row.chain_depth + 1,
-            )  # fmt: skip
+            )
         )
         return
     if _matches(workflow.exit_when, event.type, facts):

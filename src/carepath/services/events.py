@@ -132,7 +132,8 @@ def ingest_events(
                 type=record["type"],
                 contact_id=contact_id,
                 occurred_at=occurred,
-                idempotency_key=record.get("idempotency_key") or derived_key(record),
+                idempotency_key=record.get("idempotency_key")
+                or derived_key(record | {"occurred_at": occurred.isoformat()}),
                 data=record.get("data", {}),
                 source=source,
             )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
 from carepath.db.schema import events, list_members
 from carepath.domain.conditions import EventFacts
@@ -25,7 +26,18 @@ def load_lists(conn: Connection, contact_ids: Iterable[int]) -> dict[int, set[st
     return found
 
 
-def event_facts(row: Row[Any]) -> EventFacts:
+class EventRow(Protocol):
+    """The columns of an `events` row that conditions see (any select that has them)."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def data(self) -> Mapping[str, object] | None: ...
+
+
+def event_facts(row: EventRow) -> EventFacts:
     return EventFacts(type=row.type, occurred_at=row.occurred_at, data=row.data or {})
 
 

@@ -31,7 +31,8 @@ class DeliveryStats:
 
 def backoff(attempts: int) -> timedelta:
     """Exponential backoff with full jitter, capped at 6 hours."""
-    ceiling = min(BASE_BACKOFF * (2 ** max(attempts - 1, 0)), timedelta(hours=6))
+    factor: int = 2 ** max(attempts - 1, 0)
+    ceiling = min(BASE_BACKOFF * factor, timedelta(hours=6))
     return ceiling * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
 
 
@@ -80,7 +81,7 @@ def deliver_outbox(ctx: EngineContext, *, now: datetime, limit: int | None = Non
             html=r.html,
             text=r.text,
             created_at=r.created_at,
-        )  # fmt: skip
+        )
         for r in rows
         if r.email
     ]
@@ -125,7 +126,7 @@ def _record_results(
                 "last_error": error,
                 "next_attempt_at": retry_at,
                 "sent_at": now if result.ok else None,
-            }  # fmt: skip
+            }
         )
         if result.ok:
             new_events.append(
@@ -136,7 +137,7 @@ def _record_results(
                     f"outbox:{result.outbox_id}:sent",
                     {"outbox_id": result.outbox_id},
                     "engine",
-                )  # fmt: skip
+                )
             )
     conn.execute(
         outbox.update()
@@ -149,7 +150,7 @@ def _record_results(
             sent_at=sa.bindparam("sent_at"),
             lease_owner=None,
             lease_until=None,
-        ),  # fmt: skip
+        ),
         updates,
     )
     store_events(conn, new_events, now=now)

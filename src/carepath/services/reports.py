@@ -51,7 +51,7 @@ def funnel(conn: Connection, workflow: str, step_order: list[str]) -> list[Funne
         .where(rs.c.workflow == workflow, rs.c.kind != "error")
         .group_by(rs.c.step)
     ).all()
-    converted = dict(
+    converted: dict[str, int] = dict(
         conn.execute(
             sa.select(rs.c.step, sa.func.count(sa.distinct(rs.c.run_id)))
             .join(runs, runs.c.id == rs.c.run_id)
@@ -61,7 +61,7 @@ def funnel(conn: Connection, workflow: str, step_order: list[str]) -> list[Funne
         .tuples()
         .all()
     )
-    ended = dict(
+    ended: dict[str | None, int] = dict(
         conn.execute(
             sa.select(runs.c.current_step, sa.func.count())
             .where(

@@ -10,7 +10,7 @@ import csv
 import heapq
 import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -22,10 +22,48 @@ from carepath.db.schema import outbox, tasks
 from carepath.services.events import ingest_events
 from carepath.services.tasks import complete_task
 
-FIRST_NAMES = ["Ana", "Ben", "Chloe", "Dev", "Elena", "Femi", "Grace", "Hiro", "Isla", "Jon",
-               "Kira", "Luis", "Maya", "Noah", "Olga", "Pablo", "Quinn", "Rosa", "Sam", "Tara"]  # fmt: skip
-LAST_NAMES = ["Adams", "Baker", "Chen", "Diaz", "Evans", "Fischer", "Garcia", "Hughes", "Ito",
-              "Jones", "Khan", "Lopez", "Moore", "Nguyen", "Okafor", "Patel", "Reyes", "Smith"]  # fmt: skip
+FIRST_NAMES = [
+    "Ana",
+    "Ben",
+    "Chloe",
+    "Dev",
+    "Elena",
+    "Femi",
+    "Grace",
+    "Hiro",
+    "Isla",
+    "Jon",
+    "Kira",
+    "Luis",
+    "Maya",
+    "Noah",
+    "Olga",
+    "Pablo",
+    "Quinn",
+    "Rosa",
+    "Sam",
+    "Tara",
+]
+LAST_NAMES = [
+    "Adams",
+    "Baker",
+    "Chen",
+    "Diaz",
+    "Evans",
+    "Fischer",
+    "Garcia",
+    "Hughes",
+    "Ito",
+    "Jones",
+    "Khan",
+    "Lopez",
+    "Moore",
+    "Nguyen",
+    "Okafor",
+    "Patel",
+    "Reyes",
+    "Smith",
+]
 ZONES = ["America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles"]
 COMORBIDITIES = ["diabetes", "hypertension", "sleep-apnea", "joint-pain", "reflux"]
 CLINIC = "Bariatric Center, 200 Main Street, Suite 4"
@@ -59,18 +97,38 @@ class Population:
         """Contacts as a hospital's CRM export would give them."""
         with path.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["external_id", "email", "first_name", "last_name", "birth_date", "sex",
-                             "time_zone", "bmi", "comorbidities", "lead_source"])  # fmt: skip
+            writer.writerow(
+                [
+                    "external_id",
+                    "email",
+                    "first_name",
+                    "last_name",
+                    "birth_date",
+                    "sex",
+                    "time_zone",
+                    "bmi",
+                    "comorbidities",
+                    "lead_source",
+                ]
+            )
             for n in range(1, count + 1):
                 age_days = self.rng.randint(24 * 365, 76 * 365)
                 born = self.start.date() - timedelta(days=age_days)
                 conditions = self.rng.sample(COMORBIDITIES, self.rng.choice([0, 0, 1, 1, 2, 3]))
-                writer.writerow([
-                    f"MRN-{n:05d}", f"patient{n:05d}@example.test", self.rng.choice(FIRST_NAMES),
-                    self.rng.choice(LAST_NAMES), born.isoformat(), self.rng.choice("FM"),
-                    self.rng.choice(ZONES), round(min(max(self.rng.gauss(38, 6), 24), 60), 1),
-                    ";".join(conditions), self.rng.choice(["search-ad", "social-ad", "referral"]),
-                ])  # fmt: skip
+                writer.writerow(
+                    [
+                        f"MRN-{n:05d}",
+                        f"patient{n:05d}@example.test",
+                        self.rng.choice(FIRST_NAMES),
+                        self.rng.choice(LAST_NAMES),
+                        born.isoformat(),
+                        self.rng.choice("FM"),
+                        self.rng.choice(ZONES),
+                        round(min(max(self.rng.gauss(38, 6), 24), 60), 1),
+                        ";".join(conditions),
+                        self.rng.choice(["search-ad", "social-ad", "referral"]),
+                    ]
+                )
                 self._plan_assessment(n, conditions)
 
     def _plan_assessment(self, n: int, conditions: list[str]) -> None:
@@ -78,13 +136,30 @@ class Population:
             return
         at = self.start + timedelta(days=self.rng.uniform(0, 21), hours=self.rng.uniform(0, 12))
         score = int(self.rng.gauss(30, 12) + 9 * len(conditions))
-        self._event(at, "form.submitted", {"external_id": f"MRN-{n:05d}"},
-                    {"form": "bariatric-hra", "score": max(score, 0)}, key=f"hra-{n}")  # fmt: skip
+        self._event(
+            at,
+            "form.submitted",
+            {"external_id": f"MRN-{n:05d}"},
+            {"form": "bariatric-hra", "score": max(score, 0)},
+            key=f"hra-{n}",
+        )
 
-    def _event(self, at: datetime, kind: str, contact: dict[str, object], data: dict[str, object],
-               *, key: str) -> None:  # fmt: skip
-        payload = {"type": kind, "contact": contact, "occurred_at": at.isoformat(),
-                   "idempotency_key": key, "data": data}  # fmt: skip
+    def _event(
+        self,
+        at: datetime,
+        kind: str,
+        contact: Mapping[str, object],
+        data: Mapping[str, object],
+        *,
+        key: str,
+    ) -> None:
+        payload: dict[str, object] = {
+            "type": kind,
+            "contact": contact,
+            "occurred_at": at.isoformat(),
+            "idempotency_key": key,
+            "data": data,
+        }
         heapq.heappush(self._queue, _Planned(at, next(self._seq), "event", payload))
 
     def next_time(self) -> datetime | None:
@@ -122,9 +197,9 @@ class Population:
             .where(tasks.c.id > self._last_task)
             .order_by(tasks.c.id)
         ).all()
-        for row in opened:
-            self._last_task = max(self._last_task, row.id)
-            self._react_to_task(row.id, row.contact_id, row.created_at)
+        for task_row in opened:
+            self._last_task = max(self._last_task, task_row.id)
+            self._react_to_task(task_row.id, task_row.contact_id, task_row.created_at)
 
     def _react_to_email(
         self, outbox_id: int, contact_id: int, template: str, sent_at: datetime
@@ -133,23 +208,40 @@ class Population:
         if contact_id in self.opted_out or self.rng.random() > 0.6:
             return
         opened = sent_at + timedelta(minutes=self.rng.uniform(5, 2 * 24 * 60))
-        self._event(opened, "email.opened", who, {"outbox_id": outbox_id, "template": template},
-                    key=f"open-{outbox_id}")  # fmt: skip
+        self._event(
+            opened,
+            "email.opened",
+            who,
+            {"outbox_id": outbox_id, "template": template},
+            key=f"open-{outbox_id}",
+        )
         if self.rng.random() < CLICK_RATES.get(template, DEFAULT_CLICK_RATE) / 0.6:
             clicked = opened + timedelta(minutes=self.rng.uniform(0.5, 30))
-            self._event(clicked, "email.clicked", who, {"outbox_id": outbox_id, "template": template},
-                        key=f"click-{outbox_id}")  # fmt: skip
+            self._event(
+                clicked,
+                "email.clicked",
+                who,
+                {"outbox_id": outbox_id, "template": template},
+                key=f"click-{outbox_id}",
+            )
         elif self.rng.random() < 0.015:
             self.opted_out.add(contact_id)
-            self._event(opened + timedelta(minutes=2), "contact.opted_out", who, {"channel": "email"},
-                        key=f"optout-{contact_id}")  # fmt: skip
+            self._event(
+                opened + timedelta(minutes=2),
+                "contact.opted_out",
+                who,
+                {"channel": "email"},
+                key=f"optout-{contact_id}",
+            )
 
     def _react_to_task(self, task_id: int, contact_id: int, created: datetime) -> None:
         called = created + timedelta(hours=self.rng.uniform(2, 48))
         roll = self.rng.random()
         outcome = "booked" if roll < 0.6 else "no-answer" if roll < 0.85 else "declined"
-        heapq.heappush(self._queue, _Planned(called, next(self._seq), "task",
-                                             {"task_id": task_id, "outcome": outcome}))  # fmt: skip
+        heapq.heappush(
+            self._queue,
+            _Planned(called, next(self._seq), "task", {"task_id": task_id, "outcome": outcome}),
+        )
         if outcome != "booked":
             return
         who = {"id": contact_id}
@@ -157,15 +249,24 @@ class Population:
         starts = datetime(
             visit_day.year, visit_day.month, visit_day.day, 15, 30, tzinfo=called.tzinfo
         )
-        self._event(called + timedelta(minutes=5), "appointment.scheduled", who,
-                    {"starts_at": starts.isoformat(), "location": CLINIC, "kind": "consultation"},
-                    key=f"appt-{task_id}")  # fmt: skip
+        self._event(
+            called + timedelta(minutes=5),
+            "appointment.scheduled",
+            who,
+            {"starts_at": starts.isoformat(), "location": CLINIC, "kind": "consultation"},
+            key=f"appt-{task_id}",
+        )
         if self.rng.random() < 0.55:
             decided = starts + timedelta(days=self.rng.uniform(1, 12))
             surgery = (decided + timedelta(days=self.rng.randint(25, 45))).replace(
                 hour=13, minute=0
             )
-            self._event(decided, "surgery.scheduled", who, {"surgery_at": surgery.isoformat()},
-                        key=f"surgery-{task_id}")  # fmt: skip
+            self._event(
+                decided,
+                "surgery.scheduled",
+                who,
+                {"surgery_at": surgery.isoformat()},
+                key=f"surgery-{task_id}",
+            )
             home = surgery + timedelta(days=self.rng.randint(1, 3))
             self._event(home, "patient.discharged", who, {}, key=f"discharge-{task_id}")

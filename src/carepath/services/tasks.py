@@ -52,7 +52,7 @@ def complete_task(conn: Connection, task_id: int, *, outcome: str, now: datetime
                     "step": row.step,
                 },
                 "agent",
-            )  # fmt: skip
+            )
         ],
         now=now,
     )

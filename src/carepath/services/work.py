@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from carepath.db.connection import read_only
 from carepath.db.schema import LIVE_RUN, events, outbox, runs
 from carepath.domain.fields import parse_datetime
 from carepath.errors import ConfigurationError
@@ -76,7 +77,7 @@ _NEXT_DUE = sa.select(
 
 def due_work(ctx: EngineContext, *, now: datetime) -> DueWork:
     """Which kinds of work are due, in one cheap statement (so idle rounds cost little)."""
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine) as conn:
         row = conn.execute(_DUE_WORK, {"now": now, "wall": wall_time()}).one()
     return DueWork(bool(row[0]), bool(row[1]), bool(row[2]) and ctx.sender is not None)
 
@@ -112,13 +113,13 @@ def drain(ctx: EngineContext, *, now: datetime | None = None) -> WorkDone:
 
 
 def current_time(ctx: EngineContext) -> datetime:
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine) as conn:
         return ctx.clock.now(conn)
 
 
 def next_due(ctx: EngineContext, after: datetime) -> datetime | None:
     """The earliest moment after `after` at which some run or message falls due."""
-    with ctx.engine.connect() as conn:
+    with read_only(ctx.engine) as conn:
         pending_events, run_due, mail_due = conn.execute(_NEXT_DUE, {"now": after}).one()
     if pending_events:
         return after

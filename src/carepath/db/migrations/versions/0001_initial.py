@@ -61,7 +61,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("checksum", sa.String(length=64), nullable=False),
-        sa.Column("body", carepath.db.types.Json, nullable=False),
+        sa.Column("body", carepath.db.types.OrderedJson, nullable=False),
         sa.Column("source", sa.String(length=500), nullable=True),
         sa.Column("created_at", carepath.db.types.UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_resources")),
