@@ -23,12 +23,13 @@ START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="session")
-def postgres_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
+def postgres_url(postgres_databases: PostgresDatabases) -> str:
+    """One migrated database for the run (dropped with the others at the end)."""
     url = postgres_databases.create()
     engine = make_engine(url)
     migrate.upgrade(engine)
     engine.dispose()
-    yield url
+    return url
 
 
 def _truncate(engine: sa.Engine) -> None:

@@ -349,7 +349,9 @@ steps:
 
 
 def test_email_without_address_is_recorded_as_skipped(journey: Harness) -> None:
-    journey.apply(TEMPLATES + "---\nworkflow: w\ntrigger: manual\nsteps:\n  greet: {email: hello}\n")
+    journey.apply(
+        TEMPLATES + "---\nworkflow: w\ntrigger: manual\nsteps:\n  greet: {email: hello}\n"
+    )
     ann = journey.contact(first_name="Ann")
     with journey.engine.begin() as conn:
         import sqlalchemy as sa  # noqa: PLC0415

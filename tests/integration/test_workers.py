@@ -39,8 +39,12 @@ steps:
 """
 
 
-def _worker(journey: Harness, *, lease: timedelta = timedelta(minutes=5), batch: int = 500) -> EngineContext:
-    return EngineContext(engine=journey.engine, sender=MemorySender([]), lease=lease, batch_size=batch)
+def _worker(
+    journey: Harness, *, lease: timedelta = timedelta(minutes=5), batch: int = 500
+) -> EngineContext:
+    return EngineContext(
+        engine=journey.engine, sender=MemorySender([]), lease=lease, batch_size=batch
+    )
 
 
 def _step_counts(journey: Harness) -> Counter[tuple[int, str]]:

@@ -139,7 +139,18 @@ def _field_type(raw: object) -> FieldType | None:
 
 
 def coerce_value(spec: FieldSpec, value: object) -> object:
-    """Coerce a stored or written value to the field's Python type; ValueError if impossible."""
+    """Coerce a stored or written value to the field's Python type; ValueError if impossible.
+
+    The error names the expected type only: the value may be PHI, and Python's
+    own messages (`Invalid isoformat string: '…'`) would repeat it.
+    """
+    try:
+        return _coerce(spec, value)
+    except (ValueError, TypeError, OverflowError):
+        raise ValueError(f"expected a {spec.type}") from None
+
+
+def _coerce(spec: FieldSpec, value: object) -> object:
     if value is None:
         return None
     match spec.type:

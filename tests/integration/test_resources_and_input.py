@@ -1,0 +1,154 @@
+"""Applying resources, importing contacts and ingesting events: versions, atomicity, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from carepath.db.schema import contacts, events, resources
+from carepath.domain.resources import Kind
+from carepath.errors import InvalidInput
+from carepath.services import catalog_store
+from carepath.services.contacts import import_contacts
+from carepath.services.documents import load_paths
+from carepath.services.events import ingest_events
+from tests.integration.harness import Harness
+
+V1 = """
+template: hello
+subject: Welcome
+html: "<p>Version one</p>"
+---
+workflow: w
+trigger: manual
+steps:
+  greet: {email: hello, next: pause}
+  pause: {wait: 2d, next: again}
+  again: {email: hello}
+"""
+
+
+def _count(journey: Harness, table: sa.Table) -> int:
+    with journey.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+def test_apply_stores_new_versions_only_of_what_changed(journey: Harness) -> None:
+    first = journey.apply(V1)
+    assert [(a.name, a.version, a.changed) for a in first] == [("hello", 1, True), ("w", 1, True)]
+    again = journey.apply(V1)
+    assert [a.changed for a in again] == [False, False]
+    changed = journey.apply(V1.replace("Version one", "Version two"))
+    assert [(a.name, a.version, a.changed) for a in changed] == [
+        ("hello", 2, True),
+        ("w", 1, False),
+    ]
+    assert _count(journey, resources) == 3
+
+
+def test_apply_with_any_problem_writes_nothing(journey: Harness, tmp_path: Path) -> None:
+    journey.apply(V1)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        V1.replace("Version one", "Changed")
+        + "---\nworkflow: x\ntrigger: manual\nsteps:\n  a: {email: nope}\n"
+    )
+    docs, problems = load_paths([broken])
+    assert problems == []
+    with pytest.raises(InvalidInput) as caught, journey.engine.begin() as conn:
+        catalog_store.apply_documents(conn, docs, now=journey.now)
+    assert [str(p) for p in caught.value.problems] == [f"{broken}:16: unknown template 'nope'"]
+    assert _count(journey, resources) == 2
+    assert journey.version(Kind.TEMPLATE, "hello") == 1
+
+
+def test_running_runs_stay_on_their_version(journey: Harness) -> None:
+    journey.apply(V1)
+    ann = journey.contact()
+    journey.enroll("w", ann)
+    journey.work()
+    journey.apply(
+        V1.replace("next: again", "next: bye").replace(
+            "again: {email: hello}", "bye: {exit: exited}"
+        )
+    )
+    bob = journey.contact()
+    journey.enroll("w", bob)
+    journey.advance("3d")
+    assert journey.path(journey.run(ann).id) == ["greet", "pause", "again"]
+    assert journey.path(journey.run(bob).id) == ["greet", "pause", "bye"]
+    assert [journey.run(c).workflow_version for c in (ann, bob)] == [1, 2]
+
+
+def test_contact_import_is_all_or_nothing_with_line_numbers(
+    journey: Harness, tmp_path: Path
+) -> None:
+    journey.apply("fields:\n  bmi: {type: number}\n")
+    good = tmp_path / "good.csv"
+    good.write_text(
+        "external_id,email,first_name,birth_date,time_zone,bmi\n"
+        "MRN-1,ann@example.test,Ann,1960-03-02,America/New_York,41.5\n"
+        "MRN-2,BOB@Example.test,Bob,1980-01-01,Europe/London,33\n"
+    )
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "external_id,email,birth_date,time_zone,bmi,shoe_size\n"
+        "MRN-3,cy@example.test,1970-01-01,UTC,30,\n"
+        "MRN-4,not-an-email,31/02/1990,Mars/Olympus,heavy,44\n"
+    )
+    schema = journey_schema(journey)
+    with journey.engine.begin() as conn:
+        result = import_contacts(conn, good, schema, now=journey.now)
+    assert (result.created, result.updated) == (2, 0)
+    with pytest.raises(InvalidInput) as caught, journey.engine.begin() as conn:
+        import_contacts(conn, bad, schema, now=journey.now)
+    messages = [str(p) for p in caught.value.problems]
+    assert "bad.csv:3: shoe_size: unknown field" in messages
+    assert "bad.csv:3: email: not an email address" in messages
+    assert "bad.csv:3: time_zone: not an IANA time zone name" in messages
+    assert any(m.startswith("bad.csv:3: birth_date:") for m in messages)
+    assert any(m.startswith("bad.csv:3: bmi:") for m in messages)
+    assert not any(
+        "Mars" in m or "heavy" in m or "not-an-email" in m for m in messages
+    )  # no values
+    assert _count(journey, contacts) == 2  # MRN-3 (valid) was not written either
+    with journey.engine.begin() as conn:
+        again = import_contacts(conn, good, schema, now=journey.now)
+    assert (again.created, again.updated) == (0, 2)
+    with journey.engine.connect() as conn:
+        emails = set(conn.execute(sa.select(contacts.c.email)).scalars())
+    assert emails == {"ann@example.test", "bob@example.test"}
+
+
+def journey_schema(journey: Harness):  # type: ignore[no-untyped-def]
+    with journey.engine.connect() as conn:
+        return catalog_store.build_current(conn).catalog.schema
+
+
+def test_event_ingest_rejects_bad_items_and_stores_none(journey: Harness) -> None:
+    ann = journey.contact()
+    items = [
+        (
+            "e.jsonl:1",
+            {"type": "lab.result_available", "contact": {"id": ann}, "data": {"panel": "A1C"}},
+        ),
+        ("e.jsonl:2", {"type": "Lab Result", "contact": {"id": ann}}),
+        ("e.jsonl:3", {"type": "lab.result_available", "contact": {"external_id": "MRN-404"}}),
+        (
+            "e.jsonl:4",
+            {"type": "x", "contact": {"id": ann}, "occurred_at": "yesterday", "extra": 1},
+        ),
+    ]
+    with pytest.raises(InvalidInput) as caught, journey.engine.begin() as conn:
+        ingest_events(conn, items, now=journey.now, source="test")
+    assert [str(p) for p in caught.value.problems] == [
+        "e.jsonl:2: type: an event type is lower-case text such as lab.result_available",
+        "e.jsonl:4: extra: unknown key",
+        "e.jsonl:4: occurred_at: not an ISO 8601 date-time",
+        "e.jsonl:3: contact: no contact with that external_id",
+    ]
+    with journey.engine.connect() as conn:
+        stored = conn.execute(sa.select(events.c.type)).scalars().all()
+    assert stored == ["contact.created"]  # from creating the contact; none of the batch
