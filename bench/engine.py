@@ -361,7 +361,7 @@ def advance_worker(
         for number, now in enumerate(passes, start=1):
             barrier.wait()  # go
             runs_done = steps = batches = 0
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             path = Path(f"{profile}-w{index}-pass{number}.pstats") if profile else None
             with maybe_profiled(path):
                 while True:
@@ -377,6 +377,7 @@ def advance_worker(
                     "steps": steps,
                     "batches": batches,
                     "seconds": time.perf_counter() - started,
+                    "cpu_seconds": time.process_time() - cpu,
                 }
             )
             barrier.wait()  # this worker has finished the pass

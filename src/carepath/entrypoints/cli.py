@@ -17,6 +17,7 @@ import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Engine
 
 from carepath.channels.email import SmtpSender
 from carepath.config import Settings
@@ -92,18 +93,31 @@ def errors_to_exit() -> Iterator[None]:
         fail(f"error: {exc}")
 
 
-def engine_context(db: str | None, *, with_smtp: bool = True) -> EngineContext:
+@contextmanager
+def opened_engine(db: str | None) -> Iterator[Engine]:
+    """An engine on the current database, disposed when the command ends."""
+    engine = open_database(settings_for(db).database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def engine_context(db: str | None, *, with_smtp: bool = True) -> Iterator[EngineContext]:
     settings = settings_for(db)
-    return EngineContext(
-        engine=open_database(settings.database_url),
-        sender=SmtpSender(settings.smtp_url) if with_smtp and settings.smtp_url else None,
-        limits=Limits(
-            max_step_visits=settings.max_step_visits, max_chain_depth=settings.max_chain_depth
-        ),
-        lease=timedelta(seconds=settings.lease_seconds),
-        batch_size=settings.batch_size,
-        mail_from=settings.mail_from,
-    )
+    with opened_engine(db) as engine:
+        yield EngineContext(
+            engine=engine,
+            sender=SmtpSender(settings.smtp_url) if with_smtp and settings.smtp_url else None,
+            limits=Limits(
+                max_step_visits=settings.max_step_visits,
+                max_chain_depth=settings.max_chain_depth,
+            ),
+            lease=timedelta(seconds=settings.lease_seconds),
+            batch_size=settings.batch_size,
+            mail_from=settings.mail_from,
+        )
 
 
 def _parse_moment(text: str) -> datetime:
@@ -139,8 +153,7 @@ def validate(
     with errors_to_exit():
         if not problems:
             if db:
-                engine = open_database(settings_for(db).database_url)
-                with read_only(engine) as conn:
+                with opened_engine(db) as engine, read_only(engine) as conn:
                     problems = catalog_store.check_documents(conn, docs)
             else:
                 problems = catalog_store.check_documents(None, docs)
@@ -157,10 +170,8 @@ def apply(
     docs, problems = load_paths(paths)
     if problems:
         fail(problems)
-    with errors_to_exit():
-        engine = open_database(settings_for(db).database_url)
-        with engine.begin() as conn:
-            applied = catalog_store.apply_documents(conn, docs, now=wall_time())
+    with errors_to_exit(), opened_engine(db) as engine, engine.begin() as conn:
+        applied = catalog_store.apply_documents(conn, docs, now=wall_time())
     table = Table("kind", "name", "version", "status")
     for item in applied:
         table.add_row(
@@ -189,11 +200,9 @@ def contacts_import(
     """Import contacts (upsert by external_id, then email); nothing is written on any error."""
     if not file.is_file():
         fail(f"{file}: no such file")
-    with errors_to_exit():
-        ctx = engine_context(db, with_smtp=False)
-        with ctx.engine.begin() as conn:
-            schema_ = ctx.cache.current(conn).catalog.schema
-            result = contacts.import_contacts(conn, file, schema_, now=ctx.clock.now(conn))
+    with errors_to_exit(), engine_context(db, with_smtp=False) as ctx, ctx.engine.begin() as conn:
+        schema_ = ctx.cache.current(conn).catalog.schema
+        result = contacts.import_contacts(conn, file, schema_, now=ctx.clock.now(conn))
     out.print(f"{result.created} created, {result.updated} updated")
 
 
@@ -205,8 +214,7 @@ def events_ingest(
     """Store events (processing happens in the worker); nothing is written on any error."""
     if not file.is_file():
         fail(f"{file}: no such file")
-    with errors_to_exit():
-        ctx = engine_context(db, with_smtp=False)
+    with errors_to_exit(), engine_context(db, with_smtp=False) as ctx:
         items = read_jsonl(file)
         with ctx.engine.begin() as conn:
             result = ingest_events(conn, items, now=ctx.clock.now(conn), source="cli")
@@ -222,16 +230,14 @@ def enroll_command(
     db: DbOption = None,
 ) -> None:
     """Enroll contacts into a workflow by hand (re-entry rules apply)."""
-    with errors_to_exit():
-        ctx = engine_context(db, with_smtp=False)
-        with ctx.engine.begin() as conn:
-            current = ctx.cache.current(conn)
-            current.workflow_version(workflow)
-            ids = [contacts.find_contact(conn, ref) for ref in contact]
-            outcome = enroll(
-                conn, current, [EnrollRequest(cid, workflow) for cid in ids],
-                now=ctx.clock.now(conn), max_chain_depth=ctx.limits.max_chain_depth,
-            )  # fmt: skip
+    with errors_to_exit(), engine_context(db, with_smtp=False) as ctx, ctx.engine.begin() as conn:
+        current = ctx.cache.current(conn)
+        current.workflow_version(workflow)
+        ids = [contacts.find_contact(conn, ref) for ref in contact]
+        outcome = enroll(
+            conn, current, [EnrollRequest(cid, workflow) for cid in ids],
+            now=ctx.clock.now(conn), max_chain_depth=ctx.limits.max_chain_depth,
+        )  # fmt: skip
     out.print(f"{len(outcome.run_ids)} enrolled")
     for skipped in outcome.skipped:
         out.print(f"contact {skipped.request.contact_id} skipped: {skipped.reason}")
@@ -245,8 +251,7 @@ def worker(
     """Process events, advance due runs and deliver the outbox."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    with errors_to_exit():
-        ctx = engine_context(db)
+    with errors_to_exit(), engine_context(db) as ctx:
         if once:
             done = drain(ctx)
         else:
@@ -259,10 +264,12 @@ def worker(
 @clock_app.command("show")
 def clock_show(db: DbOption = None) -> None:
     """Print business time (simulated or system)."""
-    with errors_to_exit():
-        ctx = engine_context(db, with_smtp=False)
-        with read_only(ctx.engine) as conn:
-            simulated = simulated_now(conn)
+    with (
+        errors_to_exit(),
+        engine_context(db, with_smtp=False) as ctx,
+        read_only(ctx.engine) as conn,
+    ):
+        simulated = simulated_now(conn)
     out.print(
         f"simulated {simulated.isoformat()}" if simulated else f"system {wall_time().isoformat()}"
     )
@@ -277,8 +284,7 @@ def clock_advance(
         delta = parse_duration(duration)
     except DurationError as exc:
         fail(f"error: {exc}")
-    with errors_to_exit():
-        ctx = engine_context(db)
+    with errors_to_exit(), engine_context(db) as ctx:
         now, done = advance_clock(ctx, delta)
     out.print(
         f"clock at {now.isoformat()}: events {done.events}, runs {done.runs}, "
@@ -293,10 +299,12 @@ def tasks_list(
     status: Annotated[str, typer.Option(help="open, completed or all.")] = "open",
 ) -> None:
     """List tasks (ids and titles; no contact details)."""
-    with errors_to_exit():
-        ctx = engine_context(db, with_smtp=False)
-        with read_only(ctx.engine) as conn:
-            rows = tasks.list_tasks(conn, queue=queue, status=None if status == "all" else status)
+    with (
+        errors_to_exit(),
+        engine_context(db, with_smtp=False) as ctx,
+        read_only(ctx.engine) as conn,
+    ):
+        rows = tasks.list_tasks(conn, queue=queue, status=None if status == "all" else status)
     table = Table("task", "contact", "queue", "title", "status", "created")
     for r in rows:
         table.add_row(
@@ -312,10 +320,8 @@ def tasks_complete(
     db: DbOption = None,
 ) -> None:
     """Complete a task; emits task.completed for journeys waiting on it."""
-    with errors_to_exit():
-        ctx = engine_context(db, with_smtp=False)
-        with ctx.engine.begin() as conn:
-            tasks.complete_task(conn, task_id, outcome=outcome, now=ctx.clock.now(conn))
+    with errors_to_exit(), engine_context(db, with_smtp=False) as ctx, ctx.engine.begin() as conn:
+        tasks.complete_task(conn, task_id, outcome=outcome, now=ctx.clock.now(conn))
     out.print(f"task {task_id} completed: {outcome}")
 
 
@@ -325,18 +331,20 @@ def runs_show(
     db: DbOption = None,
 ) -> None:
     """A contact's runs and their step history."""
-    with errors_to_exit():
-        ctx = engine_context(db, with_smtp=False)
-        with read_only(ctx.engine) as conn:
-            contact_id = contacts.find_contact(conn, contact)
-            run_rows = conn.execute(
-                sa.select(runs).where(runs.c.contact_id == contact_id).order_by(runs.c.id)
-            ).all()
-            step_rows = conn.execute(
-                sa.select(run_steps)
-                .where(run_steps.c.contact_id == contact_id)
-                .order_by(run_steps.c.id)
-            ).all()
+    with (
+        errors_to_exit(),
+        engine_context(db, with_smtp=False) as ctx,
+        read_only(ctx.engine) as conn,
+    ):
+        contact_id = contacts.find_contact(conn, contact)
+        run_rows = conn.execute(
+            sa.select(runs).where(runs.c.contact_id == contact_id).order_by(runs.c.id)
+        ).all()
+        step_rows = conn.execute(
+            sa.select(run_steps)
+            .where(run_steps.c.contact_id == contact_id)
+            .order_by(run_steps.c.id)
+        ).all()
     for run in run_rows:
         out.print(
             f"[bold]run {run.id}[/bold] {run.workflow} v{run.workflow_version}: {run.status}"
@@ -366,15 +374,17 @@ def report_funnel(
     """Per-step funnel: entered, completed, waiting, converted, dropped."""
     if fmt not in ("table", "csv", "json"):
         fail("error: --format is table, csv or json")
-    with errors_to_exit():
-        ctx = engine_context(db, with_smtp=False)
-        with read_only(ctx.engine) as conn:
-            current = ctx.cache.current(conn)
-            wf = current.catalog.workflows.get(workflow)
-            if wf is None:
-                fail(f"error: no workflow named {workflow!r}")
-            rows = reports.funnel(conn, workflow, list(wf.steps))
-            statuses = reports.run_status_counts(conn, workflow)
+    with (
+        errors_to_exit(),
+        engine_context(db, with_smtp=False) as ctx,
+        read_only(ctx.engine) as conn,
+    ):
+        current = ctx.cache.current(conn)
+        wf = current.catalog.workflows.get(workflow)
+        if wf is None:
+            fail(f"error: no workflow named {workflow!r}")
+        rows = reports.funnel(conn, workflow, list(wf.steps))
+        statuses = reports.run_status_counts(conn, workflow)
     print_funnel(rows, statuses, fmt=fmt)
 
 

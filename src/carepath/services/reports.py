@@ -57,9 +57,7 @@ def funnel(conn: Connection, workflow: str, step_order: list[str]) -> list[Funne
             .join(runs, runs.c.id == rs.c.run_id)
             .where(rs.c.workflow == workflow, runs.c.status == RunStatus.CONVERTED.value)
             .group_by(rs.c.step)
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     ended: dict[str | None, int] = dict(
         conn.execute(
@@ -71,9 +69,7 @@ def funnel(conn: Connection, workflow: str, step_order: list[str]) -> list[Funne
                 ),
             )
             .group_by(runs.c.current_step)
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     by_step = {v.step: v for v in visits}
     rows = []
@@ -102,15 +98,11 @@ def run_status_counts(conn: Connection, workflow: str) -> dict[str, int]:
             sa.select(runs.c.status, sa.func.count())
             .where(runs.c.workflow == workflow)
             .group_by(runs.c.status)
-        )
-        .tuples()
-        .all()
+        ).all()
     )
 
 
 def message_counts(conn: Connection) -> dict[str, int]:
     return dict(
-        conn.execute(sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status))
-        .tuples()
-        .all()
+        conn.execute(sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status)).all()
     )

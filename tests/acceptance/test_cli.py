@@ -1,0 +1,129 @@
+"""The command line end to end: exit codes, `file:line: message`, a journey driven by commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from carepath.entrypoints.cli import app
+from tests.conftest import PostgresDatabases
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "bariatric"
+runner = CliRunner()
+
+
+def carepath(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_validate_prints_file_line_message_and_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "workflow: w\n"
+        "trigger: {event: form.submitted}\n"
+        "steps:\n"
+        "  a: {email: missing, next: b}\n"
+        "  b: {wait: soon, next: c}\n"
+        "  c: {goto: d}\n"
+        "  d: {goto: c}\n"
+        "  e: {exit: completed}\n"
+    )
+    code, _, err = carepath("validate", str(bad))
+    assert code == 2
+    assert err.splitlines() == [
+        f"{bad}:5: 'soon' is not a duration (use a number and a unit s, m, h, d or w, e.g. 7d)",
+        f"{bad}:6: loop with no wait: c -> d -> c",
+        f"{bad}:4: unknown template 'missing'",
+    ]
+
+
+def test_validate_accepts_the_examples() -> None:
+    code, out, _ = carepath("validate", str(EXAMPLES))
+    assert code == 0
+    assert "documents valid" in out
+
+
+def test_schema_prints_json_schema_for_a_kind() -> None:
+    code, out, _ = carepath("schema", "workflow")
+    assert code == 0
+    schema = json.loads(out)
+    assert schema["type"] == "object"
+    assert carepath("schema", "nonsense")[0] == 2
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_databases: PostgresDatabases
+) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'cli.db'}"
+    return postgres_databases.create()
+
+
+def test_a_journey_driven_from_the_command_line(db_url: str, tmp_path: Path) -> None:
+    db = ["--db", db_url]
+    assert carepath("init", *db, "--simulated-clock", "2026-01-05T08:00:00Z")[0] == 0
+    assert carepath("apply", *db, str(EXAMPLES))[0] == 0
+    people = tmp_path / "people.csv"
+    people.write_text(
+        "external_id,email,first_name,birth_date,time_zone,bmi\n"
+        "MRN-1,ann@example.test,Ann,1958-04-02,America/Chicago,42\n"
+    )
+    assert carepath("contacts", "import", str(people), *db)[1].strip() == "1 created, 0 updated"
+    hra = tmp_path / "hra.jsonl"
+    hra.write_text(
+        json.dumps(
+            {
+                "type": "form.submitted",
+                "contact": {"external_id": "MRN-1"},
+                "idempotency_key": "hra-1",
+                "data": {"form": "bariatric-hra", "score": 61},
+            }
+        )
+        + "\n"
+    )
+    assert "1 accepted" in carepath("events", "ingest", str(hra), *db)[1]
+    assert "0 accepted, 1 duplicates ignored" in carepath("events", "ingest", str(hra), *db)[1]
+    assert carepath("worker", "--once", *db)[0] == 0
+    code, out, _ = carepath("runs", "show", "MRN-1", *db)
+    assert code == 0
+    assert "bariatric-journey v1: waiting at await-click" in out
+    click = tmp_path / "click.jsonl"
+    click.write_text(
+        json.dumps({"type": "email.clicked", "contact": {"email": "ann@example.test"}}) + "\n"
+    )
+    carepath("events", "ingest", str(click), *db)
+    carepath("clock", "advance", "1h", *db)
+    code, out, _ = carepath("tasks", "list", *db)
+    assert "Discuss a bariatric consultation" in out
+    assert carepath("tasks", "complete", "1", "--outcome", "booked", *db)[0] == 0
+    code, _, err = carepath("tasks", "complete", "1", "--outcome", "booked", *db)
+    assert (code, err.strip()) == (2, "error: task 1 is already completed")
+    code, out, _ = carepath("report", "funnel", "bariatric-journey", "--format", "json", *db)
+    funnel = {row["step"]: row for row in json.loads(out)["steps"]}
+    assert funnel["call"]["entered"] == 1
+    assert funnel["await-booking"]["waiting"] == 1
+    assert carepath("clock", "advance", "15d", *db)[0] == 0
+    assert (
+        "at no-booking" in carepath("runs", "show", "MRN-1", *db)[1]
+        or "completed" in carepath("runs", "show", "MRN-1", *db)[1]
+    )
+
+
+def test_commands_on_an_uninitialised_database_say_so(tmp_path: Path) -> None:
+    code, _, err = carepath("worker", "--once", "--db", str(tmp_path / "none.db"))
+    assert code == 2
+    assert "run `carepath init`" in err
+
+
+def test_demo_runs_the_journey_and_prints_the_funnel(tmp_path: Path) -> None:
+    code, out, _ = carepath("demo", "--contacts", "40", "--db", str(tmp_path / "demo.db"))
+    assert code == 0
+    assert "bariatric-journey" in out
+    assert "received by the SMTP sink" in out
