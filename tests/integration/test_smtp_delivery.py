@@ -25,10 +25,11 @@ def test_outbox_is_delivered_over_smtp_once_per_row(journey: Harness) -> None:
     journey.apply(FLOW)
     ids = [journey.contact(first_name=f"Pat{i}") for i in range(3)]
     with SmtpSink() as sink:
-        journey.ctx.sender = SmtpSender(sink.url)
+        journey.ctx.sender = sender = SmtpSender(sink.url)
         journey.enroll("w", *ids)
         journey.work()
         journey.work()  # nothing left: no second delivery
+        sender.close()
         received = sink.messages
     with journey.engine.connect() as conn:
         rows = conn.execute(sa.select(outbox).order_by(outbox.c.id)).all()

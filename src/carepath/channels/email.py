@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ class DeliveryResult:
 
 class EmailSender(Protocol):
     def send(self, messages: Sequence[OutgoingEmail]) -> list[DeliveryResult]: ...
+
+    def close(self) -> None: ...
 
 
 def build_message(mail: OutgoingEmail) -> EmailMessage:
@@ -80,11 +83,30 @@ def parse_smtp_url(url: str) -> SmtpTarget:
 
 
 class SmtpSender:
-    """Sends a batch over one SMTP connection; 4xx is retried later, 5xx is permanent."""
+    """Sends batches over one reused SMTP connection; 4xx is retried later, 5xx is permanent."""
 
     def __init__(self, url: str, *, timeout: float = 30.0) -> None:
         self.target = parse_smtp_url(url)
         self.timeout = timeout
+        self._client: smtplib.SMTP | None = None
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                client.quit()
+
+    def _connection(self) -> smtplib.SMTP:
+        """The open connection if the server still answers, else a new one."""
+        if self._client is not None:
+            try:
+                if self._client.noop()[0] == 250:
+                    return self._client
+            except (OSError, smtplib.SMTPException):
+                pass
+            self.close()
+        self._client = self._connect()
+        return self._client
 
     def _connect(self) -> smtplib.SMTP:
         t = self.target
@@ -107,14 +129,13 @@ class SmtpSender:
         if not messages:
             return []
         try:
-            client = self._connect()
+            client = self._connection()
         except (OSError, smtplib.SMTPException) as exc:
             reason = f"cannot connect to SMTP server: {exc.__class__.__name__}"
             return [DeliveryResult(m.outbox_id, ok=False, error=reason) for m in messages]
-        results = []
-        with client:
-            for mail in messages:
-                results.append(self._send_one(client, mail))
+        results = [self._send_one(client, mail) for mail in messages]
+        if any(r.error and r.error.startswith("delivery failed") for r in results):
+            self.close()  # the connection broke: start afresh next time
         return results
 
     def _send_one(self, client: smtplib.SMTP, mail: OutgoingEmail) -> DeliveryResult:
@@ -144,6 +165,9 @@ class MemorySender:
     """In-memory fake for tests: records every message it is given."""
 
     sent: list[OutgoingEmail]
+
+    def close(self) -> None:
+        """Nothing to release."""
 
     def send(self, messages: Sequence[OutgoingEmail]) -> list[DeliveryResult]:
         self.sent.extend(messages)

@@ -105,19 +105,25 @@ def opened_engine(db: str | None) -> Iterator[Engine]:
 
 @contextmanager
 def engine_context(db: str | None, *, with_smtp: bool = True) -> Iterator[EngineContext]:
+    """What a command needs to run the engine; engine and SMTP connection closed at the end."""
     settings = settings_for(db)
+    sender = SmtpSender(settings.smtp_url) if with_smtp and settings.smtp_url else None
     with opened_engine(db) as engine:
-        yield EngineContext(
-            engine=engine,
-            sender=SmtpSender(settings.smtp_url) if with_smtp and settings.smtp_url else None,
-            limits=Limits(
-                max_step_visits=settings.max_step_visits,
-                max_chain_depth=settings.max_chain_depth,
-            ),
-            lease=timedelta(seconds=settings.lease_seconds),
-            batch_size=settings.batch_size,
-            mail_from=settings.mail_from,
-        )
+        try:
+            yield EngineContext(
+                engine=engine,
+                sender=sender,
+                limits=Limits(
+                    max_step_visits=settings.max_step_visits,
+                    max_chain_depth=settings.max_chain_depth,
+                ),
+                lease=timedelta(seconds=settings.lease_seconds),
+                batch_size=settings.batch_size,
+                mail_from=settings.mail_from,
+            )
+        finally:
+            if sender is not None:
+                sender.close()
 
 
 def _parse_moment(text: str) -> datetime:

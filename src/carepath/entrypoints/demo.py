@@ -77,8 +77,11 @@ def run_demo(path: Path, *, contacts_count: int, seed: int, console: Console) ->
             schema = catalog_store.build_current(conn).catalog.schema
             contacts.import_contacts(conn, export, schema, now=START)
     with SmtpSink() as sink:
-        ctx = EngineContext(engine=engine, sender=SmtpSender(sink.url))
-        _simulate(ctx, population, console)
+        sender = SmtpSender(sink.url)
+        try:
+            _simulate(EngineContext(engine=engine, sender=sender), population, console)
+        finally:
+            sender.close()
         received = len(sink.messages)
     with read_only(engine) as conn:
         current = catalog_store.build_current(conn)

@@ -19,7 +19,9 @@ class FunnelRow:
     completed: int  # runs that left it and moved on
     waiting: int  # runs parked on it now
     converted: int  # runs that reached it and later converted
-    dropped: int  # runs that ended on it without converting (exited, failed, or completed here)
+    # runs that ended without converting with this as their last step before
+    # any exit step: where people drop off
+    dropped: int
 
 
 def funnel(conn: Connection, workflow: str, step_order: list[str]) -> list[FunnelRow]:
@@ -59,24 +61,13 @@ def funnel(conn: Connection, workflow: str, step_order: list[str]) -> list[Funne
             .group_by(rs.c.step)
         ).all()
     )
-    ended: dict[str | None, int] = dict(
-        conn.execute(
-            sa.select(runs.c.current_step, sa.func.count())
-            .where(
-                runs.c.workflow == workflow,
-                runs.c.status.in_(
-                    [RunStatus.EXITED.value, RunStatus.FAILED.value, RunStatus.COMPLETED.value]
-                ),
-            )
-            .group_by(runs.c.current_step)
-        ).all()
-    )
+    dropped = _drop_offs(conn, workflow)
     by_step = {v.step: v for v in visits}
     rows = []
     for step in [*step_order, *sorted(set(by_step) - set(step_order))]:
         v = by_step.get(step)
         if v is None:
-            rows.append(FunnelRow(step, "", 0, 0, 0, 0, ended.get(step, 0)))
+            rows.append(FunnelRow(step, "", 0, 0, 0, 0, dropped.get(step, 0)))
             continue
         rows.append(
             FunnelRow(
@@ -86,10 +77,29 @@ def funnel(conn: Connection, workflow: str, step_order: list[str]) -> list[Funne
                 v.completed,
                 v.waiting,
                 converted.get(step, 0),
-                ended.get(step, 0),
+                dropped.get(step, 0),
             )
         )
     return rows
+
+
+def _drop_offs(conn: Connection, workflow: str) -> dict[str, int]:
+    """Runs that ended without converting, by the last step they did before any exit step."""
+    last = run_steps.alias("last")
+    last_active = (
+        sa.select(sa.func.max(last.c.id))
+        .where(last.c.run_id == runs.c.id, last.c.kind != "exit")
+        .correlate(runs)
+        .scalar_subquery()
+    )
+    ended = [RunStatus.EXITED.value, RunStatus.FAILED.value, RunStatus.COMPLETED.value]
+    rows = conn.execute(
+        sa.select(run_steps.c.step, sa.func.count())
+        .select_from(runs.join(run_steps, run_steps.c.id == last_active))
+        .where(runs.c.workflow == workflow, runs.c.status.in_(ended))
+        .group_by(run_steps.c.step)
+    ).all()
+    return {str(row[0]): int(row[1]) for row in rows}
 
 
 def run_status_counts(conn: Connection, workflow: str) -> dict[str, int]:
