@@ -1,0 +1,5 @@
+"""`python -m carepath` runs the command line."""
+
+from carepath.entrypoints.cli import main
+
+main()
