@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from jinja2 import StrictUndefined, TemplateError, nodes
+from jinja2 import StrictUndefined, TemplateError
 from jinja2 import Template as JinjaTemplate
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -98,9 +98,3 @@ class TemplateRenderer:
             # Jinja's messages name variables and attributes, never their values.
             raise RenderError(f"template {template.name}: {exc.message}") from None
         return RenderedEmail(subject, body, text)
-
-
-def referenced_names(source: str) -> set[str]:
-    """Top-level names a template reads (contact, trigger, event, workflow…)."""
-    env = _environment(autoescape=False)
-    return {node.name for node in env.parse(source).find_all(nodes.Name)}

@@ -76,7 +76,3 @@ def read_only(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn:
         conn.execution_options(**{READ_ONLY_OPTION: True})
         yield conn
-
-
-def is_postgres(engine: Engine | Connection) -> bool:
-    return engine.dialect.name == "postgresql"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from carepath.domain.conditions import Condition, InList, referenced_lists
+from carepath.domain.conditions import Condition, referenced_lists
 from carepath.domain.fields import ContactSchema, FieldSpec, parse_fields_document
 from carepath.domain.graph import check_workflow_graph, enroll_cycles
 from carepath.domain.problems import DocProblem, Problems
@@ -264,4 +264,4 @@ def check_references(
                 problems.add(condition_path, f"unknown list {list_name!r}")
 
 
-__all__ = ["Catalog", "CatalogResult", "Document", "Finding", "InList", "build_catalog"]
+__all__ = ["Catalog", "CatalogResult", "Document", "Finding", "build_catalog"]

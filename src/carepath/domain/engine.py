@@ -9,7 +9,6 @@ later branch sees them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
@@ -304,7 +303,3 @@ def split_index(contact_id: int, workflow: str, step: str, weights: list[int]) -
             return index
         point -= weight
     raise AssertionError("unreachable: point is below the total weight")
-
-
-def facts_with_contact(facts: Facts, contact: Mapping[str, object]) -> Facts:
-    return replace(facts, contact=contact)

@@ -27,11 +27,6 @@ def wall_time() -> datetime:
     return datetime.now(UTC)
 
 
-class SystemClock:
-    def now(self, conn: Connection) -> datetime:
-        return wall_time()
-
-
 class DatabaseClock:
     """Reads the clock setting each time: simulated when the database says so."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -252,8 +251,3 @@ def reference_column(reference: str) -> tuple[sa.ColumnElement[Any], object]:
     if "@" in reference:
         return contacts.c.email, reference.strip().lower()
     return contacts.c.external_id, reference.removeprefix("ext:")
-
-
-def parse_records_text(text: str) -> list[dict[str, str]]:
-    """CSV text to records (used by tests and the demo generator)."""
-    return list(csv.DictReader(io.StringIO(text)))

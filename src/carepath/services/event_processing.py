@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from carepath.db.schema import LIVE_RUN, contacts, events, run_steps, runs
-from carepath.domain.conditions import EventFacts, Facts, evaluate
+from carepath.domain.conditions import Facts, evaluate
 from carepath.domain.runs import RunStatus, StepOutcome
 from carepath.domain.workflow import EventMatch, EventTrigger, WaitForStep, Workflow
 from carepath.services.contacts import load_facts
@@ -242,4 +242,4 @@ def _write(
         )
 
 
-__all__ = ["EventFacts", "process_events"]
+__all__ = ["process_events"]
