@@ -3,9 +3,11 @@
 `carepath schema [KIND]` prints these so that editors can complete and check
 documents as they are written. The schema follows the hand-written parsers
 (`workflow_parser`, `conditions`, `durations`, `fields`, `resources`): what they
-accept, it accepts. What JSON Schema cannot say is left to `carepath validate`:
-that the kind key comes first, that named steps, fields, templates, lists and
-workflows exist, and that values fit the declared type of a custom field.
+accept, it accepts, with two deliberate exceptions: templates, lists and
+workflows that a step names must follow the name rule (validation requires that
+they exist, and every stored one does), and `update.set` is a mapping or null.
+What JSON Schema cannot say is left to `carepath validate`: that the kind key
+comes first, that named steps and fields exist, and that values fit a field's type.
 """
 
 from __future__ import annotations
@@ -647,13 +649,13 @@ def _workflow_definitions() -> dict[str, Schema]:
 # --------------------------------------------------------------- resources
 
 
-def _other_kinds(kind: str) -> Schema:
-    """Matches a document that also has another kind's key.
+def _other_kinds(*kinds: str) -> Schema:
+    """Matches a document that also has the key of another kind than `kinds`.
 
     A document's kind is its first key, which JSON Schema cannot see; this keeps
     documents that allow other keys from matching a document of another kind.
     """
-    return {"anyOf": [{"required": [other]} for other in SCHEMA_KINDS if other != kind]}
+    return {"anyOf": [{"required": [other]} for other in SCHEMA_KINDS if other not in kinds]}
 
 
 def _resource_definitions() -> dict[str, Schema]:
@@ -757,6 +759,6 @@ def _resource_definitions() -> dict[str, Schema]:
             ),
             "properties": {"form": {**_ref("resourceName"), "description": "The form's name."}},
             "required": ["form"],
-            "not": _other_kinds("form"),
+            "not": _other_kinds("form", "fields"),  # a form may well list its fields
         },
     }
