@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from carepath.domain.conditions import Condition, referenced_lists
+from carepath.domain.conditions import Condition, referenced_memberships
 from carepath.domain.fields import ContactSchema, FieldSpec, parse_fields_document
 from carepath.domain.graph import check_workflow_graph, enroll_cycles
 from carepath.domain.problems import DocProblem, Problems
@@ -181,6 +181,12 @@ def _check_workflows(
             check_workflow_graph(draft.workflow, problems, broken=draft.broken_steps)
             check_references(draft.workflow, catalog, problems, workflows=set(every_workflow))
             _record(findings, doc, problems)
+    for doc, kind, name in kinds:
+        segment = catalog.segments.get(name) if kind is Kind.SEGMENT else None
+        if segment is not None:
+            problems = Problems()
+            check_memberships(segment.condition, ("condition",), catalog, problems)
+            _record(findings, doc, problems)
     for cycle in enroll_cycles(every_workflow.values()):
         names = " -> ".join([*(e.source for e in cycle), cycle[0].source])
         first = cycle[0]
@@ -239,6 +245,9 @@ def check_references(
     conditions: list[tuple[tuple[str | int, ...], Condition]] = []
     if isinstance(workflow.trigger, EventTrigger) and workflow.trigger.when:
         conditions.append((("trigger", "when"), workflow.trigger.when))
+    for key, match in (("goal", workflow.goal), ("exit_when", workflow.exit_when)):
+        if match is not None and match.when is not None:
+            conditions.append(((key, "when"), match.when))
     for name, step in workflow.steps.items():
         path = ("steps", name)
         match step:
@@ -259,9 +268,17 @@ def check_references(
             case WaitForStep(where=where) if where is not None:
                 conditions.append(((*path, "wait_for", "where"), where))
     for condition_path, condition in conditions:
-        for list_name in sorted(referenced_lists(condition)):
-            if list_name not in catalog.lists:
-                problems.add(condition_path, f"unknown list {list_name!r}")
+        check_memberships(condition, condition_path, catalog, problems)
+
+
+def check_memberships(
+    condition: Condition, path: tuple[str | int, ...], catalog: Catalog, problems: Problems
+) -> None:
+    """Lists and segments named by `in_list` / `in_segment` must exist."""
+    known: dict[str, Mapping[str, object]] = {"list": catalog.lists, "segment": catalog.segments}
+    for kind, name in sorted(referenced_memberships(condition)):
+        if name not in known[kind]:
+            problems.add(path, f"unknown {kind} {name!r}")
 
 
 __all__ = ["Catalog", "CatalogResult", "Document", "Finding", "build_catalog"]

@@ -241,9 +241,10 @@ def _parse_operand(
             problems.add(path, str(exc))
             return _INVALID
     if op in (Op.IN, Op.BETWEEN):
-        if not isinstance(raw, list) or (op is Op.BETWEEN and len(raw) != 2):
+        if not isinstance(raw, list) or not raw or (op is Op.BETWEEN and len(raw) != 2):
             problems.add(
-                path, "between takes [low, high]" if op is Op.BETWEEN else "in takes a list"
+                path,
+                "between takes [low, high]" if op is Op.BETWEEN else "in takes a non-empty list",
             )
             return _INVALID
         values = [_typed(v, spec, path, problems) for v in raw]
@@ -256,6 +257,10 @@ def _parse_operand(
 def _typed(raw: object, spec: FieldSpec | None, path: Path, problems: Problems) -> object:
     if isinstance(raw, Mapping | list):
         problems.add(path, "a comparison value must be a single value")
+        return _INVALID
+    if raw is None:
+        # Nothing compares equal to a missing value: say what was meant.
+        problems.add(path, "compare with a value; to test for a missing value use exists: false")
         return _INVALID
     if spec is None or spec.type is FieldType.LIST:
         return raw
@@ -432,12 +437,15 @@ def anniversary_in(day: date, year: int) -> date:
         return date(year, 2, 28)
 
 
-def referenced_lists(condition: Condition) -> set[str]:
+def referenced_memberships(condition: Condition) -> set[tuple[str, str]]:
+    """The lists and segments a condition names, as ("list" | "segment", name) pairs."""
     match condition:
         case AllOf(items) | AnyOf(items):
-            return set().union(*(referenced_lists(c) for c in items))
+            return set().union(*(referenced_memberships(c) for c in items))
         case Not(item):
-            return referenced_lists(item)
+            return referenced_memberships(item)
         case InList(name):
-            return {name}
+            return {("list", name)}
+        case InSegment(name):
+            return {("segment", name)}
     return set()

@@ -6,8 +6,8 @@ import re
 from datetime import timedelta
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_PART = re.compile(r"(\d+)([smhdw])")
-_WHOLE = re.compile(r"[+-]?(\d+[smhdw])+")
+_PART = re.compile(r"([0-9]+)([smhdw])")
+_WHOLE = re.compile(r"[+-]?([0-9]+[smhdw])+")
 
 
 class DurationError(ValueError):

@@ -90,6 +90,8 @@ def is_field_name(name: str) -> bool:
 def parse_fields_document(raw: Mapping[str, object], problems: Problems) -> dict[str, FieldSpec]:
     """Parse the body of a `fields:` document (a mapping of name -> {type, class})."""
     specs: dict[str, FieldSpec] = {}
+    for key in sorted(set(raw) - {"fields", "description"}, key=str):
+        problems.add((str(key),), "unknown key (expected fields, description)")
     body = raw.get("fields")
     if not isinstance(body, Mapping):
         problems.add(("fields",), "must be a mapping of field name to {type, class}")

@@ -96,7 +96,7 @@ def parse_template(raw: Mapping[str, object], problems: Problems) -> Template | 
 
 def parse_list(raw: Mapping[str, object], problems: Problems) -> ListDef | None:
     _unknown_keys(raw, {"list", "title", "description"}, problems)
-    title = raw.get("title", raw["list"])
+    title = raw.get("title") or raw["list"]
     return ListDef(str(raw["list"]), str(title))
 
 

@@ -138,7 +138,7 @@ def parse_workflow_draft(
         problems.add(("start",), "must name the first step")
     elif written and start not in written:
         problems.add(("start",), f"unknown step {start!r}")
-    title = raw.get("title", name)
+    title = raw.get("title") or name
     if name is None or not isinstance(start, str) or start not in written:
         return None
     workflow = Workflow(
@@ -316,6 +316,8 @@ def _list(value: object, body: Mapping[str, object], path: Path, ctx: _Ctx) -> S
     if not isinstance(value, Mapping) or not (set(value) & {"add", "remove"}):
         ctx.problems.add(path, "list takes add and/or remove with list names")
         return None
+    for key in sorted(set(value) - {"add", "remove"}, key=str):
+        ctx.problems.add((*path, str(key)), "unknown key (expected add, remove)")
     return ListStep(
         add=_str_list(value.get("add"), (*path, "add"), ctx),
         remove=_str_list(value.get("remove"), (*path, "remove"), ctx),
@@ -336,6 +338,8 @@ def _wait(value: object, body: Mapping[str, object], path: Path, ctx: _Ctx) -> S
         ctx.problems.add(path, "wait takes either duration or until")
         return None
     if "duration" in value:
+        for key in sorted(set(value) & {"offset", "at"}):
+            ctx.problems.add((*path, key), f"{key} goes with until, not with duration")
         duration = ctx.duration(value["duration"], (*path, "duration"))
         return WaitStep(duration, None, timedelta(0), None, _next(body)) if duration else None
     until = _date_reference(value["until"], (*path, "until"), ctx)
@@ -361,6 +365,9 @@ def _date_reference(raw: object, path: Path, ctx: _Ctx) -> str | None:
         if spec is None or spec.type not in ("date", "datetime"):
             ctx.problems.add(path, f"{raw} is not a date field")
             return None
+    elif raw.split(".")[1] == "type":
+        ctx.problems.add(path, f"{raw} is not a date")
+        return None
     return raw
 
 
@@ -370,10 +377,14 @@ def _time_of_day(raw: object, path: Path, ctx: _Ctx) -> time | bool | None:
     try:
         if not isinstance(raw, str):
             raise ValueError
-        return time.fromisoformat(raw)
+        parsed = time.fromisoformat(raw)
     except ValueError:
         ctx.problems.add(path, 'at takes a local time of day such as "09:00"')
         return False
+    if parsed.tzinfo is not None:
+        ctx.problems.add(path, "at is the contact's local time: leave out the UTC offset")
+        return False
+    return parsed
 
 
 def _wait_for(value: object, body: Mapping[str, object], path: Path, ctx: _Ctx) -> Step | None:
