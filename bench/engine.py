@@ -33,13 +33,15 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import queue
 import resource
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,8 +56,7 @@ from carepath.db.schema import contacts, events, run_steps, runs
 from carepath.db.types import UtcDateTime
 from carepath.domain.catalog import Document
 from carepath.domain.runs import RunStatus
-from carepath.services import catalog_store
-from carepath.services.catalog_store import StoredVersion, apply_documents, build_current
+from carepath.services.catalog_store import apply_documents, build_current
 from carepath.services.clock import set_simulated_now
 from carepath.services.context import EngineContext
 from carepath.services.documents import SourceDocument
@@ -126,6 +127,30 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot() -> tuple[int, int, int]:
+    """(busy, total) CPU ticks of the whole host, and ticks used by PostgreSQL processes.
+
+    Read from /proc so that each pass can say how much CPU went to the bench's
+    own workers, to the PostgreSQL server, and to anything else on the host.
+    """
+    with open("/proc/stat") as handle:
+        fields = [int(v) for v in handle.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    postgres = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # the process ended meanwhile
+        if text[text.find("(") + 1 : text.rfind(")")] == "postgres":
+            after_comm = text[text.rfind(")") + 2 :].split()
+            postgres += int(after_comm[11]) + int(after_comm[12])  # utime, stime
+    return sum(fields) - idle, sum(fields), postgres
+
+
 def per_second(count: float, seconds: float) -> float:
     return count / seconds if seconds > 0 else 0.0
 
@@ -142,33 +167,6 @@ def maybe_profiled(path: Path | None) -> Iterator[None]:
     finally:
         profiler.disable()
         profiler.dump_stats(path)
-
-
-def _stored_documents_kind_first(
-    versions: Mapping[tuple[Any, str], StoredVersion],
-) -> list[Document]:
-    """Stored bodies with their kind key put back first (see `needs_kind_key_workaround`)."""
-    return [
-        Document(f"stored {v.kind} {v.name}", {v.kind.value: v.body[v.kind.value], **v.body})
-        for v in versions.values()
-    ]
-
-
-def needs_kind_key_workaround(engine: sa.Engine) -> bool:
-    """True when the stored catalog loses the bench workflow.
-
-    PostgreSQL stores resource bodies as JSONB, which does not keep key order
-    (shorter keys come first), while the catalog takes a document's kind from
-    its first key: a stored workflow comes back starting with `start`/`steps`
-    and is dropped as an unknown kind. Until src/ is fixed, the bench puts the
-    kind key back first when the catalog is rebuilt; it costs nothing per batch.
-    """
-    with engine.connect() as conn:
-        return WORKFLOW_NAME not in build_current(conn).catalog.workflows
-
-
-def apply_kind_key_workaround() -> None:
-    catalog_store._stored_documents = _stored_documents_kind_first  # type: ignore[assignment]
 
 
 # ------------------------------------------------------------------ databases
@@ -231,8 +229,8 @@ def insert_contacts(engine: sa.Engine, n: int) -> None:
         conn.execute(statement, {"n": n, "t": T0, "tags": [], "attributes": {}})
 
 
-def prepare_engine_database(url: str, n: int) -> bool:
-    """Schema, resources and N contacts; returns whether the catalog workaround is needed."""
+def prepare_engine_database(url: str, n: int) -> None:
+    """Schema, the bench resources and N contacts."""
     engine = init_database(url, simulated_clock=T0)
     try:
         docs = [
@@ -244,7 +242,9 @@ def prepare_engine_database(url: str, n: int) -> bool:
         insert_contacts(engine, n)
         if engine.dialect.name == "postgresql":
             analyze(engine)
-        return needs_kind_key_workaround(engine)
+        with engine.connect() as conn:
+            if WORKFLOW_NAME not in build_current(conn).catalog.workflows:
+                raise AssertionError("the stored catalog does not have the bench workflow")
     finally:
         engine.dispose()
 
@@ -254,10 +254,10 @@ def check_engine_outcome(url: str, n: int) -> dict[str, int]:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            by_status = dict(
-                conn.execute(sa.select(runs.c.status, sa.func.count()).group_by(runs.c.status))
-                .tuples()
-                .all()
+            by_status: dict[str, int] = dict(
+                conn.execute(
+                    sa.select(runs.c.status, sa.func.count()).group_by(runs.c.status)
+                ).all()
             )
             count = sa.select(sa.func.count())
             outcome = {
@@ -271,7 +271,13 @@ def check_engine_outcome(url: str, n: int) -> dict[str, int]:
             }
     finally:
         engine.dispose()
-    expected = {"runs": n, "completed": n, "run_steps": STEPS_PER_RUN * n, "open_steps": 0}
+    expected = {
+        "runs": n,
+        "completed": n,
+        "run_steps": STEPS_PER_RUN * n,
+        "open_steps": 0,
+        "events": n,  # one workflow.completed per run
+    }
     wrong = {k: (outcome[k], v) for k, v in expected.items() if outcome[k] != v}
     if wrong:
         raise AssertionError(f"engine outcome is not what the workflow implies: {wrong}")
@@ -290,10 +296,8 @@ def _guarded(barrier: Any, body: Callable[[], None]) -> None:
         raise
 
 
-def enroll_worker(url: str, n: int, workaround: bool, profile: str | None, results: Any) -> None:
+def enroll_worker(url: str, n: int, profile: str | None, results: Any) -> None:
     """Enroll every contact, ENROLL_BATCH requests per enroll() call and transaction."""
-    if workaround:
-        apply_kind_key_workaround()
     engine = make_engine(url)
     ctx = EngineContext(engine=engine)
     with engine.connect() as conn:
@@ -341,7 +345,6 @@ def advance_worker(
     index: int,
     url: str,
     passes: Sequence[datetime],
-    workaround: bool,
     profile: str | None,
     barrier: Any,
     results: Any,
@@ -349,8 +352,6 @@ def advance_worker(
     """Advance due runs batch by batch until none is left, once per pass (at its `now`)."""
 
     def body() -> None:
-        if workaround:
-            apply_kind_key_workaround()
         engine = make_engine(url)
         ctx = EngineContext(engine=engine, batch_size=BATCH)
         with engine.connect() as conn:
@@ -381,6 +382,7 @@ def advance_worker(
                 }
             )
             barrier.wait()  # this worker has finished the pass
+        barrier.wait()  # the parent has read the CPU counters: connections may close now
         engine.dispose()
         results.put(
             {"worker": index, "passes": done, "ready_rss_mb": ready, "peak_rss_mb": peak_rss_mb()}
@@ -400,14 +402,17 @@ PG_BASELINE_SETUP = (
     "SELECT 'active', %(t0)s FROM generate_series(1, %(n)s)",
     "ANALYZE bench_items",
 )
+# `id = ANY(ARRAY(subquery))` rather than `id IN (subquery)`: PostgreSQL 15 plans the
+# IN spelling as a hash semi-join over a sequential scan of the whole table, so every
+# claim costs O(N) (68 ms instead of 15 ms per 500-row claim at N = 100k).
 PG_CLAIM = """
 UPDATE bench_items SET lease_owner = %(me)s, lease_until = %(until)s
-WHERE id IN (
+WHERE id = ANY(ARRAY(
     SELECT id FROM bench_items
     WHERE state IN ('active', 'waiting') AND wake_at <= %(now)s
       AND (lease_until IS NULL OR lease_until < %(wall)s)
     ORDER BY wake_at LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED)
+    FOR UPDATE SKIP LOCKED))
 RETURNING id
 """
 PG_ADVANCE = """
@@ -545,11 +550,12 @@ def baseline_worker(
         barrier.wait()
         for now in passes:
             barrier.wait()
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             rows, batches = run_pass(conn, me, now)
-            seconds = time.perf_counter() - started
-            done.append({"rows": rows, "batches": batches, "seconds": seconds})
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+            done.append({"rows": rows, "batches": batches, "seconds": seconds, "cpu_seconds": cpu})
             barrier.wait()
+        barrier.wait()
         conn.close()
         results.put(
             {"worker": index, "passes": done, "ready_rss_mb": ready, "peak_rss_mb": peak_rss_mb()}
@@ -574,7 +580,8 @@ class Coordinator:
         make_args: Callable[[int, Any, Any], tuple[Any, ...]],
         passes: Sequence[datetime],
         between: Callable[[datetime], None],
-    ) -> tuple[list[float], list[dict[str, Any]]]:
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Per pass: wall seconds and host CPU ticks; then each worker's own report."""
         barrier = self.context.Barrier(self.workers + 1, timeout=BARRIER_TIMEOUT_S)
         results = self.context.Queue()
         processes = [
@@ -585,33 +592,57 @@ class Coordinator:
             process.start()
         try:
             barrier.wait()  # all workers ready
-            walls = []
+            timings = []
             for now in passes:
                 between(now)
                 barrier.wait()
-                started = time.perf_counter()
+                started, before = time.perf_counter(), cpu_snapshot()
                 barrier.wait()
-                walls.append(time.perf_counter() - started)
-            reports = [results.get(timeout=BARRIER_TIMEOUT_S) for _ in processes]
+                seconds, after = time.perf_counter() - started, cpu_snapshot()
+                busy, total, postgres = (a - b for a, b in zip(after, before, strict=True))
+                timings.append(
+                    {
+                        "seconds": seconds,
+                        "busy_ticks": busy,
+                        "total_ticks": total,
+                        "pg_ticks": postgres,
+                    }
+                )
+            barrier.wait()  # let the workers close their connections (PostgreSQL backends)
+            reports = collect(results, processes)
         finally:
             for process in processes:
                 process.join(timeout=60)
         failed = [p.exitcode for p in processes if p.exitcode != 0]
         if failed:
             raise RuntimeError(f"worker processes failed with exit codes {failed}")
-        return walls, sorted(reports, key=lambda r: r["worker"])
+        return timings, sorted(reports, key=lambda r: r["worker"])
 
     def run_once(self, target: Callable[..., None], args: tuple[Any, ...]) -> dict[str, Any]:
         results = self.context.Queue()
         process = self.context.Process(target=target, args=(*args, results))
         process.start()
         try:
-            report: dict[str, Any] = results.get(timeout=BARRIER_TIMEOUT_S)
+            (report,) = collect(results, [process])
         finally:
             process.join(timeout=60)
         if process.exitcode != 0:
             raise RuntimeError(f"worker process failed with exit code {process.exitcode}")
         return report
+
+
+def collect(results: Any, processes: Sequence[Any]) -> list[dict[str, Any]]:
+    """One report per process; fails fast if a process dies before sending its report."""
+    reports: list[dict[str, Any]] = []
+    deadline = time.monotonic() + BARRIER_TIMEOUT_S
+    while len(reports) < len(processes):
+        try:
+            reports.append(results.get(timeout=1))
+        except queue.Empty:
+            dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+            if dead or time.monotonic() > deadline:
+                raise RuntimeError(f"worker processes failed (exit codes {dead})") from None
+    return reports
 
 
 def set_clock(url: str) -> Callable[[datetime], None]:
@@ -626,25 +657,41 @@ def set_clock(url: str) -> Callable[[datetime], None]:
     return move
 
 
+def cpu_shares(timing: dict[str, Any], client_cpu_s: float) -> dict[str, float]:
+    """Where the host's CPU went during one pass: our workers, PostgreSQL, everything else."""
+    total = timing["total_ticks"] or 1
+    others = timing["busy_ticks"] - timing["pg_ticks"] - client_cpu_s * CLOCK_TICKS
+    return {
+        "client_cpu_s": client_cpu_s,
+        "postgres_cpu_s": timing["pg_ticks"] / CLOCK_TICKS,
+        "host_cpu_busy_pct": 100 * timing["busy_ticks"] / total,
+        "other_load_pct": max(0.0, 100 * others / total),
+    }
+
+
 def summarise_passes(
-    walls: list[float], reports: list[dict[str, Any]], count_key: str
+    walls: list[dict[str, Any]], reports: list[dict[str, Any]], count_key: str
 ) -> dict[str, Any]:
     passes = []
     for number, wall in enumerate(walls):
         done = [r["passes"][number] for r in reports]
         passes.append(
             {
-                "seconds": wall,
+                "seconds": wall["seconds"],
+                **cpu_shares(wall, sum(d["cpu_seconds"] for d in done)),
                 count_key: sum(d[count_key] for d in done),
                 "batches": sum(d["batches"] for d in done),
                 **({"steps": sum(d["steps"] for d in done)} if count_key == "runs" else {}),
                 "per_worker": done,
             }
         )
-    seconds = sum(walls)
+    seconds = sum(w["seconds"] for w in walls)
     count = sum(p[count_key] for p in passes)
     summary: dict[str, Any] = {
         "seconds": seconds,
+        "client_cpu_s": sum(p["client_cpu_s"] for p in passes),
+        "postgres_cpu_s": sum(p["postgres_cpu_s"] for p in passes),
+        "other_load_pct": sum(p["other_load_pct"] * p["seconds"] for p in passes) / seconds,
         "passes": passes,
         f"{count_key}_per_s": per_second(count, seconds),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in reports),
@@ -666,12 +713,12 @@ def bench_one(
     label = f"{backend} N={n} workers={workers}"
     with throwaway_database(backend, admin_url) as url:
         print(f"[{label}] preparing database", flush=True)
-        workaround = prepare_engine_database(url, n)
+        prepare_engine_database(url, n)
         profile = str(profile_dir / f"{backend}-{n}-w{workers}") if profile_dir else None
         coordinator = Coordinator(workers)
 
         enrolled = coordinator.run_once(
-            enroll_worker, (url, n, workaround, f"{profile}-enroll.pstats" if profile else None)
+            enroll_worker, (url, n, f"{profile}-enroll.pstats" if profile else None)
         )
         enrolled["runs_per_s"] = per_second(enrolled["runs"], enrolled["seconds"])
         print(f"[{label}] enrolled {n} in {enrolled['seconds']:.1f}s", flush=True)
@@ -681,7 +728,7 @@ def bench_one(
         passes = (T0, T1)
         walls, reports = coordinator.run_phased(
             advance_worker,
-            lambda i, barrier, results: (i, url, passes, workaround, profile, barrier, results),
+            lambda i, barrier, results: (i, url, passes, profile, barrier, results),
             passes,
             set_clock(url),
         )
@@ -704,7 +751,6 @@ def bench_one(
         "backend": backend,
         "n": n,
         "workers": workers,
-        "catalog_workaround": workaround,
         "enroll": enrolled,
         "engine": advanced,
         "baseline": baseline,
@@ -759,7 +805,31 @@ def machine_facts(admin_url: str, backends: Sequence[str]) -> dict[str, Any]:
         "postgresql": postgres_version(admin_url) if "postgresql" in backends else None,
         "sqlalchemy": sa.__version__,
         "psycopg": psycopg.__version__,
+        "git": git_revision(),
+        "load_average": " / ".join(f"{v:.2f}" for v in os.getloadavg()),
     }
+
+
+def git_revision() -> str:
+    """The commit measured, and whether src/ had uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=BENCH_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            cwd=BENCH_DIR.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown revision"
+    return f"{head} (src/ modified)" if dirty else head
 
 
 def _fmt(value: float) -> str:
@@ -776,7 +846,8 @@ def markdown_block(report: dict[str, Any]) -> str:
         f"Machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['memory_gib']} GiB RAM, "
         f"{machine['os']}; Python {machine['python']}, SQLite {machine['sqlite']}, "
         f"PostgreSQL {machine['postgresql'] or 'n/a'} (same host), "
-        f"SQLAlchemy {machine['sqlalchemy']}, psycopg {machine['psycopg']}.",
+        f"SQLAlchemy {machine['sqlalchemy']}, psycopg {machine['psycopg']}. "
+        f"carepath at {machine['git']}; host load average {machine['load_average']} at the start.",
         "",
         "| backend | N | workers | enroll runs/s | engine runs/s | engine steps/s "
         "| baseline rows/s | engine % of baseline | peak RSS MiB (advance / enroll) |",
@@ -792,12 +863,16 @@ def markdown_block(report: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "Per pass (seconds, wall clock from the parent; pass 1 = 3 steps per run, "
-        "pass 2 = 2 steps per run and a `workflow.completed` event):",
+        "Per pass: wall seconds measured by the parent between barriers. Pass 1 = 3 steps "
+        "per run; pass 2 = 2 steps per run and a `workflow.completed` event. CPU seconds "
+        "over both passes, read from /proc: the engine's worker processes (SQLite's work "
+        "included) and the PostgreSQL server processes. Other load = the share of the host's "
+        "CPUs busy with anything else (other jobs on this shared machine) during the passes.",
         "",
         "| backend | N | workers | enroll s | engine pass 1 s | engine pass 2 s "
-        "| baseline pass 1 s | baseline pass 2 s | advance RSS MiB ready → peak |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| engine CPU s (workers / PostgreSQL) | other load | baseline pass 1 s "
+        "| baseline pass 2 s | advance RSS MiB ready → peak |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
         engine, baseline = r["engine"], r["baseline"]
@@ -805,16 +880,21 @@ def markdown_block(report: dict[str, Any]) -> str:
         b1, b2 = (p["seconds"] for p in baseline["passes"])
         lines.append(
             f"| {r['backend']} | {r['n']:,} | {r['workers']} | {r['enroll']['seconds']:.1f} "
-            f"| {e1:.1f} | {e2:.1f} | {b1:.2f} | {b2:.2f} "
+            f"| {e1:.1f} | {e2:.1f} "
+            f"| {engine['client_cpu_s']:.0f} / {engine['postgres_cpu_s']:.0f} "
+            f"| {engine['other_load_pct']:.0f}% | {b1:.2f} | {b2:.2f} "
             f"| {engine['ready_rss_mb']:.0f} → {engine['peak_rss_mb']:.0f} |"
         )
-    if any(r["catalog_workaround"] for r in report["results"]):
-        lines += [
-            "",
-            "PostgreSQL rows ran with the bench's catalog work-around (stored JSONB bodies "
-            "lose key order, so the stored workflow is not found without it); see below.",
-        ]
-    lines.append(END_MARK)
+    lines += [
+        "",
+        f"Workflow (with a `fields` document declaring `bench_stage`), batches of {BATCH} runs, "
+        f"enrollment in calls of {ENROLL_BATCH}:",
+        "",
+        "```yaml",
+        WORKFLOW_YAML.rstrip("\n"),
+        "```",
+        END_MARK,
+    ]
     return "\n".join(lines)
 
 
@@ -872,6 +952,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.profile_dir:
         args.profile_dir.mkdir(parents=True, exist_ok=True)
+    machine = machine_facts(args.postgres_url, args.backends)
+    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     started = time.perf_counter()
     results = []
     for backend in args.backends:
@@ -880,12 +962,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             for workers in worker_counts:
                 results.append(bench_one(backend, n, workers, args.postgres_url, args.profile_dir))
     report = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": date,
         "command": " ".join(["python", "bench/engine.py", *sys.argv[1:]]),
-        "machine": machine_facts(args.postgres_url, args.backends),
+        "machine": machine,
         "workflow": yaml.safe_load(WORKFLOW_YAML),
         "batch_size": BATCH,
         "enroll_batch": ENROLL_BATCH,
+        "postgres_baseline_claim": PG_CLAIM.strip(),
         "total_seconds": time.perf_counter() - started,
         "results": results,
     }
