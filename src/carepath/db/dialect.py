@@ -21,11 +21,7 @@ def insert_ignoring_conflicts(
     if returning is None:
         conn.execute(stmt, list(rows))
         return []
-    # RETURNING with executemany needs one statement per row on SQLite; use a
-    # multi-VALUES insert instead, which both dialects accept with RETURNING.
-    inserted: list[Any] = []
-    for start in range(0, len(rows), 500):
-        chunk = rows[start : start + 500]
-        result = conn.execute(stmt.values(list(chunk)).returning(table.c[returning]))
-        inserted.extend(result.scalars().all())
-    return inserted
+    # executemany + RETURNING: SQLAlchemy batches it into multi-row statements
+    # ("insertmanyvalues") on both dialects, with one cached compiled form.
+    result = conn.execute(stmt.returning(table.c[returning]), list(rows))
+    return list(result.scalars().all())

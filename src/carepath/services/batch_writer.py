@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Row
 
 from carepath.channels.templates import RenderError
 from carepath.db.dialect import insert_ignoring_conflicts
-from carepath.db.schema import contacts, list_members, outbox, run_steps, runs, tasks
+from carepath.db.schema import list_members, outbox, run_steps, runs, tasks
 from carepath.domain.conditions import EventFacts, Facts
 from carepath.domain.runs import (
     TERMINAL_STATUSES,
@@ -34,7 +34,7 @@ from carepath.domain.runs import (
 )
 from carepath.domain.workflow import Workflow
 from carepath.services.catalog_store import CurrentCatalog
-from carepath.services.contacts import to_storage
+from carepath.services.contact_changes import ContactChange, write_contact_changes
 from carepath.services.context import EngineContext
 from carepath.services.enrollment import EnrollRequest, enroll
 from carepath.services.events import NewEvent, store_events
@@ -60,7 +60,7 @@ class BatchWriter:
         self.contacts = contacts
         self.lists = lists
         self._original_lists = {cid: set(names) for cid, names in lists.items()}
-        self._touched_contacts: set[int] = set()
+        self.contact_changes: dict[int, ContactChange] = {}
         self.run_updates: list[dict[str, Any]] = []
         self.closes: list[dict[str, Any]] = []
         self.step_rows: list[dict[str, Any]] = []
@@ -240,7 +240,9 @@ class BatchWriter:
         for effect in advance.effects:
             match effect:
                 case UpdateContact():
-                    self._touched_contacts.add(cid)
+                    assert advance.facts is not None
+                    change = self.contact_changes.setdefault(cid, ContactChange())
+                    change.record(effect, advance.facts.contact)
                 case ChangeLists():
                     pass
                 case CreateTask(step=step, queue=queue, title=title):
@@ -305,7 +307,7 @@ class BatchWriter:
             conn.execute(outbox.insert(), self.outbox_rows)
         if self.task_rows:
             conn.execute(tasks.insert(), self.task_rows)
-        self._flush_contacts()
+        write_contact_changes(self.conn, self.contact_changes, now=self.now)
         self._flush_lists()
         if self.enrollments:
             enroll(
@@ -317,22 +319,6 @@ class BatchWriter:
             )
         if self.new_events:
             store_events(conn, self.new_events, now=self.now)
-
-    def _flush_contacts(self) -> None:
-        if not self._touched_contacts:
-            return
-        schema = self.current.catalog.schema
-        params = [
-            {"b_id": cid, **to_storage(self.contacts[cid], schema), "updated_at": self.now}
-            for cid in sorted(self._touched_contacts)
-        ]
-        columns = [c for c in params[0] if c != "b_id"]
-        self.conn.execute(
-            contacts.update()
-            .where(contacts.c.id == sa.bindparam("b_id"))
-            .values({c: sa.bindparam(c) for c in columns}),
-            params,
-        )
 
     def _flush_lists(self) -> None:
         joined: list[dict[str, Any]] = []
