@@ -13,12 +13,11 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from carepath.channels.templates import RenderError
 from carepath.db.dialect import insert_ignoring_conflicts
-from carepath.db.schema import list_members, outbox, run_steps, runs, tasks
+from carepath.db.schema import list_members, outbox, run_steps, tasks
 from carepath.domain.conditions import EventFacts, Facts
 from carepath.domain.runs import (
     TERMINAL_STATUSES,
@@ -38,6 +37,7 @@ from carepath.services.contact_changes import ContactChange, write_contact_chang
 from carepath.services.context import EngineContext
 from carepath.services.enrollment import EnrollRequest, enroll
 from carepath.services.events import NewEvent, store_events
+from carepath.services.run_writes import close_open_steps, write_run_updates
 
 COMPLETION_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.CONVERTED})
 
@@ -124,7 +124,7 @@ class BatchWriter:
     ) -> None:
         self.run_updates.append(
             {
-                "b_id": row.id,
+                "id": row.id,
                 "status": status.value,
                 "current_step": step,
                 "wake_at": wake_at,
@@ -152,7 +152,7 @@ class BatchWriter:
         """
         if closed is not None:
             first = records[0].step if records else None
-            self.closes.append({"b_run": row.id, "outcome": closed.value, "next_step": first})
+            self.closes.append({"run_id": row.id, "outcome": closed.value, "next_step": first})
         base = {
             "run_id": row.id,
             "contact_id": row.contact_id,
@@ -276,31 +276,8 @@ class BatchWriter:
 
     def flush(self) -> None:
         conn = self.conn
-        if self.run_updates:
-            columns = [c for c in self.run_updates[0] if c != "b_id"]
-            conn.execute(
-                runs.update()
-                .where(runs.c.id == sa.bindparam("b_id"))
-                .values(
-                    {
-                        **{c: sa.bindparam(c) for c in columns},
-                        "lease_owner": None,
-                        "lease_until": None,
-                    }
-                ),
-                self.run_updates,
-            )
-        if self.closes:
-            conn.execute(
-                run_steps.update()
-                .where(run_steps.c.run_id == sa.bindparam("b_run"), run_steps.c.left_at.is_(None))
-                .values(
-                    left_at=self.now,
-                    outcome=sa.bindparam("outcome"),
-                    next_step=sa.bindparam("next_step"),
-                ),
-                self.closes,
-            )
+        write_run_updates(conn, self.run_updates, release_lease=True)
+        close_open_steps(conn, self.closes, now=self.now)
         if self.step_rows:
             conn.execute(run_steps.insert(), self.step_rows)
         if self.outbox_rows:

@@ -18,15 +18,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from carepath.db.schema import LIVE_RUN, contacts, events, run_steps, runs
+from carepath.db.schema import LIVE_RUN, contacts, events, runs
 from carepath.domain.conditions import Facts, evaluate
 from carepath.domain.runs import RunStatus, StepOutcome
 from carepath.domain.workflow import EventMatch, EventTrigger, WaitForStep, Workflow
+from carepath.services.catalog_store import CurrentCatalog
 from carepath.services.contacts import load_facts
 from carepath.services.context import EngineContext
 from carepath.services.enrollment import EnrollRequest, enroll
 from carepath.services.events import NewEvent, store_events
 from carepath.services.facts import event_facts, load_events, load_lists
+from carepath.services.run_writes import close_open_steps, write_run_updates
 
 
 @dataclass
@@ -166,7 +168,7 @@ def _apply_to_run(
         return
     run.ended = True  # one event moves a waiting run once
     changes.closes.append(
-        {"b_run": row.id, "outcome": StepOutcome.EVENT.value, "next_step": step.next}
+        {"run_id": row.id, "outcome": StepOutcome.EVENT.value, "next_step": step.next}
     )
     changes.run_updates.append(
         _run_values(
@@ -182,7 +184,7 @@ def _end(
     row = run.row
     if run.status is RunStatus.WAITING:
         changes.closes.append(
-            {"b_run": row.id, "outcome": StepOutcome.ENDED.value, "next_step": None}
+            {"run_id": row.id, "outcome": StepOutcome.ENDED.value, "next_step": None}
         )
     changes.run_updates.append(
         _run_values(row, status=status, step=row.current_step, now=now, reason=reason, ended_at=now)
@@ -201,7 +203,7 @@ def _run_values(
     ended_at: datetime | None = None,
 ) -> dict[str, Any]:
     return {
-        "b_id": row.id,
+        "id": row.id,
         "status": status.value,
         "current_step": step,
         "wake_at": wake_at,
@@ -215,25 +217,16 @@ def _run_values(
 
 
 def _write(
-    conn: Connection, ctx: EngineContext, current: Any, changes: _Changes, *, now: datetime
+    conn: Connection,
+    ctx: EngineContext,
+    current: CurrentCatalog,
+    changes: _Changes,
+    *,
+    now: datetime,
 ) -> None:
-    if changes.run_updates:
-        columns = [c for c in changes.run_updates[0] if c != "b_id"]
-        conn.execute(
-            runs.update()
-            .where(runs.c.id == sa.bindparam("b_id"))
-            .values({c: sa.bindparam(c) for c in columns}),
-            changes.run_updates,
-        )
-    if changes.closes:
-        conn.execute(
-            run_steps.update()
-            .where(run_steps.c.run_id == sa.bindparam("b_run"), run_steps.c.left_at.is_(None))
-            .values(
-                left_at=now, outcome=sa.bindparam("outcome"), next_step=sa.bindparam("next_step")
-            ),
-            changes.closes,
-        )
+    # A lease a worker holds stays: its write will find the revision moved and give it back.
+    write_run_updates(conn, changes.run_updates, release_lease=False)
+    close_open_steps(conn, changes.closes, now=now)
     if changes.new_events:
         store_events(conn, changes.new_events, now=now)
     if changes.enrollments:
