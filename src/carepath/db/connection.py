@@ -30,11 +30,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     if backend == "sqlite":
         return _sqlite_engine(url, echo=echo)
     if backend == "postgresql":
-        engine = create_engine(url, echo=echo, pool_pre_ping=True)
-        # Batch executemany INSERTs into multi-row VALUES even without RETURNING:
-        # psycopg would otherwise send one statement per row.
-        engine.dialect.use_insertmanyvalues_wo_returning = True
-        return engine
+        return create_engine(url, echo=echo, pool_pre_ping=True)
     raise ConfigurationError(f"unsupported database {backend!r}: use sqlite or postgresql")
 
 

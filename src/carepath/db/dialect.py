@@ -6,27 +6,66 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, bindparam, column, func
+from sqlalchemy import ColumnElement, Table, bindparam, column, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 
-def insert_ignoring_conflicts(
-    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, returning: str | None = None
+def bulk_insert(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    ignore_conflicts: bool = False,
+    returning: str | None = None,
 ) -> list[Any]:
-    """INSERT … ON CONFLICT DO NOTHING; returns the `returning` column of rows inserted."""
+    """INSERT many rows; optionally ON CONFLICT DO NOTHING, returning a column of rows inserted.
+
+    PostgreSQL: one `INSERT … SELECT … FROM jsonb_to_recordset(:rows)`: a short
+    statement with one parameter, which the server plans once (a multi-row
+    VALUES with thousands of parameters costs more to parse than to run).
+    SQLite: executemany, or SQLAlchemy's batched multi-row form with RETURNING.
+    """
     if not rows:
         return []
-    module = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = module.insert(table).on_conflict_do_nothing()
-    if returning is None:
-        conn.execute(stmt, list(rows))
-        return []
-    # executemany + RETURNING: SQLAlchemy batches it into multi-row statements
-    # ("insertmanyvalues") on both dialects, with one cached compiled form.
-    result = conn.execute(stmt.returning(table.c[returning]), list(rows))
-    return list(result.scalars().all())
+    if conn.dialect.name == "postgresql":
+        columns = list(rows[0])
+        recordset = _recordset(table, rows, columns)
+        stmt: Any = postgresql.insert(table).from_select(
+            columns, select(*(recordset.c[c] for c in columns))
+        )
+    else:
+        stmt = sqlite.insert(table)
+    if ignore_conflicts:
+        stmt = stmt.on_conflict_do_nothing()
+    if returning is not None:
+        stmt = stmt.returning(table.c[returning])
+    if conn.dialect.name == "postgresql":
+        result = conn.execute(stmt)
+    else:
+        result = conn.execute(stmt, list(rows))
+    return list(result.scalars().all()) if returning is not None else []
+
+
+def insert_ignoring_conflicts(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    returning: str | None = None,
+) -> list[Any]:
+    """INSERT … ON CONFLICT DO NOTHING; returns the `returning` column of rows inserted."""
+    return bulk_insert(conn, table, rows, ignore_conflicts=True, returning=returning)
+
+
+def _recordset(table: Table, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Any:
+    payload = [{c: _json_ready(row[c]) for c in columns} for row in rows]
+    return (
+        func.jsonb_to_recordset(bindparam("b_rows", payload, type_=JSONB))
+        .table_valued(*(column(c, table.c[c].type) for c in columns))
+        .render_derived(name="v", with_types=True)
+    )
 
 
 def bulk_update(
@@ -55,12 +94,7 @@ def bulk_update(
         )
         conn.execute(stmt, [{f"b_{c}": row[c] for c in columns} for row in rows])
         return
-    payload = [{c: _json_ready(row[c]) for c in columns} for row in rows]
-    recordset = (
-        func.jsonb_to_recordset(bindparam("b_rows", payload, type_=JSONB))
-        .table_valued(*(column(c, table.c[c].type) for c in columns))
-        .render_derived(name="v", with_types=True)
-    )
+    recordset = _recordset(table, rows, columns)
     stmt = (
         table.update()
         .where(*(table.c[c] == recordset.c[c] for c in match), *where)

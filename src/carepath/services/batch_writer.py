@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Row
 
 from carepath.channels.templates import RenderError
-from carepath.db.dialect import insert_ignoring_conflicts
+from carepath.db.dialect import bulk_insert, insert_ignoring_conflicts
 from carepath.db.schema import list_members, outbox, run_steps, tasks
 from carepath.domain.conditions import EventFacts, Facts
 from carepath.domain.runs import (
@@ -279,11 +279,11 @@ class BatchWriter:
         write_run_updates(conn, self.run_updates, release_lease=True)
         close_open_steps(conn, self.closes, now=self.now)
         if self.step_rows:
-            conn.execute(run_steps.insert(), self.step_rows)
+            bulk_insert(conn, run_steps, self.step_rows)
         if self.outbox_rows:
-            conn.execute(outbox.insert(), self.outbox_rows)
+            bulk_insert(conn, outbox, self.outbox_rows)
         if self.task_rows:
-            conn.execute(tasks.insert(), self.task_rows)
+            bulk_insert(conn, tasks, self.task_rows)
         write_contact_changes(self.conn, self.contact_changes, now=self.now)
         self._flush_lists()
         if self.enrollments:

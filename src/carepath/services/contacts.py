@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
+from carepath.db.dialect import bulk_insert
 from carepath.db.schema import contacts, events
 from carepath.domain.fields import (
     COLUMN_FIELDS,
@@ -195,9 +196,10 @@ def upsert_contacts(
             updates,
         )
     if inserts:
-        new_ids = conn.execute(contacts.insert().returning(contacts.c.id), inserts).scalars().all()
-        conn.execute(
-            events.insert(),
+        new_ids = bulk_insert(conn, contacts, inserts, returning="id")
+        bulk_insert(
+            conn,
+            events,
             [
                 {
                     "idempotency_key": f"contact:{cid}:created",

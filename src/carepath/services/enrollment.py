@@ -9,6 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from carepath.db.dialect import bulk_insert
 from carepath.db.schema import runs
 from carepath.domain.runs import LIVE_STATUSES, RunStatus
 from carepath.domain.workflow import ReentryMode, Workflow
@@ -125,5 +126,5 @@ def enroll(
                 "updated_at": now,
             }
         )
-    run_ids = list(conn.execute(runs.insert().returning(runs.c.id), rows).scalars()) if rows else []
+    run_ids = bulk_insert(conn, runs, rows, returning="id")
     return EnrollOutcome(run_ids, skipped)
