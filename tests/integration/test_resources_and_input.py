@@ -152,3 +152,19 @@ def test_event_ingest_rejects_bad_items_and_stores_none(journey: Harness) -> Non
     with journey.engine.connect() as conn:
         stored = conn.execute(sa.select(events.c.type)).scalars().all()
     assert stored == ["contact.created"]  # from creating the contact; none of the batch
+
+
+def test_events_no_workflow_listens_to_are_stored_already_processed(journey: Harness) -> None:
+    journey.apply(
+        "workflow: w\ntrigger: {event: lab.result_available}\nsteps:\n  done: {exit: completed}\n"
+    )
+    ann = journey.contact()
+    journey.event("lab.result_available", ann, panel="A1C")
+    journey.event("page.viewed", ann, page="/bariatric")
+    with journey.engine.connect() as conn:
+        rows = conn.execute(sa.select(events.c.type, events.c.processed_at)).all()
+    pending = {kind for kind, processed in rows if processed is None}
+    assert pending == {"lab.result_available"}
+    assert {kind for kind, _ in rows} == {"contact.created", "lab.result_available", "page.viewed"}
+    journey.work()
+    assert journey.run(ann).status == "completed"

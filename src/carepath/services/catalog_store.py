@@ -24,6 +24,7 @@ from carepath.domain.workflow import Workflow
 from carepath.domain.workflow_parser import parse_workflow
 from carepath.errors import InvalidInput, NotFound, Problem
 from carepath.services.documents import SourceDocument
+from carepath.services.event_interest import refresh_event_interest
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,8 @@ def apply_documents(
         )
         applied.append(AppliedResource(kind, name, version, changed=True))
     _sync_lists(conn, catalog, now)
+    if any(a.changed and a.kind is Kind.WORKFLOW for a in applied):
+        refresh_event_interest(conn)
     return applied
 
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from carepath.db.dialect import bulk_insert
-from carepath.db.schema import contacts, events
+from carepath.db.schema import contacts
 from carepath.domain.fields import (
     COLUMN_FIELDS,
     CORE_FIELDS,
@@ -26,6 +26,7 @@ from carepath.domain.fields import (
 )
 from carepath.domain.scheduling import is_time_zone
 from carepath.errors import InvalidInput, NotFound, Problem
+from carepath.services.events import NewEvent, store_events
 
 IMPORT_BATCH = 1000
 FACT_COLUMNS = ("id", *sorted(COLUMN_FIELDS), "tags", "attributes", "created_at")
@@ -197,23 +198,11 @@ def upsert_contacts(
         )
     if inserts:
         new_ids = bulk_insert(conn, contacts, inserts, returning="id")
-        bulk_insert(
-            conn,
-            events,
-            [
-                {
-                    "idempotency_key": f"contact:{cid}:created",
-                    "type": "contact.created",
-                    "contact_id": cid,
-                    "occurred_at": now,
-                    "received_at": now,
-                    "data": {},
-                    "source": "import",
-                    "chain_depth": 0,
-                }
-                for cid in new_ids
-            ],
-        )
+        created = [
+            NewEvent("contact.created", cid, now, f"contact:{cid}:created", {}, "import")
+            for cid in new_ids
+        ]
+        store_events(conn, created, now=now)
     return len(inserts), len(updates)
 
 

@@ -18,6 +18,7 @@ from carepath.db.schema import contacts, events
 from carepath.domain.fields import parse_datetime
 from carepath.domain.workflow_parser import EVENT_TYPE_CHARS
 from carepath.errors import InvalidInput, Problem
+from carepath.services.event_interest import event_interest
 
 REFERENCE_KEYS = ("id", "external_id", "email")
 MAX_KEY_LENGTH = 200
@@ -145,7 +146,13 @@ def ingest_events(
 
 
 def store_events(conn: Connection, new: Sequence[NewEvent], *, now: datetime) -> int:
-    """Insert events, ignoring keys already stored; returns how many were new."""
+    """Insert events, ignoring keys already stored; returns how many were new.
+
+    Events no workflow listens to are stored as already processed.
+    """
+    if not new:
+        return 0
+    interest = event_interest(conn)
     rows = [
         {
             "idempotency_key": e.idempotency_key,
@@ -156,6 +163,7 @@ def store_events(conn: Connection, new: Sequence[NewEvent], *, now: datetime) ->
             "data": dict(e.data),
             "source": e.source,
             "chain_depth": e.chain_depth,
+            "processed_at": None if interest is None or e.type in interest else now,
         }
         for e in new
     ]
