@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from carepath.entrypoints.cli import app
-from tests.conftest import PostgresDatabases
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "bariatric"
 runner = CliRunner()
@@ -57,17 +55,8 @@ def test_schema_prints_json_schema_for_a_kind() -> None:
     assert carepath("schema", "nonsense")[0] == 2
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres_databases: PostgresDatabases
-) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'cli.db'}"
-    return postgres_databases.create()
-
-
-def test_a_journey_driven_from_the_command_line(db_url: str, tmp_path: Path) -> None:
-    db = ["--db", db_url]
+def test_a_journey_driven_from_the_command_line(empty_database_url: str, tmp_path: Path) -> None:
+    db = ["--db", empty_database_url]
     assert carepath("init", *db, "--simulated-clock", "2026-01-05T08:00:00Z")[0] == 0
     assert carepath("apply", *db, str(EXAMPLES))[0] == 0
     people = tmp_path / "people.csv"

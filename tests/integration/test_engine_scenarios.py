@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+import sqlalchemy as sa
+
+from carepath.db.schema import contacts
 from tests.integration.harness import Harness
 
 TEMPLATES = """
@@ -17,10 +20,9 @@ html: "<p>See you on {{ event.data.starts_at }}</p>"
 """
 
 
-def test_wait_for_event_caught_within_window_takes_next(journey: Harness) -> None:
-    journey.apply(
-        TEMPLATES
-        + """---
+CLICK_OR_QUIET = (
+    TEMPLATES
+    + """---
 workflow: w
 trigger: manual
 steps:
@@ -32,7 +34,11 @@ steps:
   clicked: {exit: converted}
   quiet: {exit: completed}
 """
-    )
+)
+
+
+def test_wait_for_event_caught_within_window_takes_next(journey: Harness) -> None:
+    journey.apply(CLICK_OR_QUIET)
     ann = journey.contact(first_name="Ann")
     journey.enroll("w", ann)
     journey.work()
@@ -50,21 +56,7 @@ steps:
 
 
 def test_wait_for_event_times_out_to_on_timeout(journey: Harness) -> None:
-    journey.apply(
-        TEMPLATES
-        + """---
-workflow: w
-trigger: manual
-steps:
-  greet: {email: hello, next: await}
-  await:
-    wait_for: {event: email.clicked, within: 7d}
-    next: clicked
-    on_timeout: quiet
-  clicked: {exit: converted}
-  quiet: {exit: completed}
-"""
-    )
+    journey.apply(CLICK_OR_QUIET)
     bob = journey.contact(first_name="Bob")
     journey.enroll("w", bob)
     journey.advance("6d")
@@ -112,16 +104,12 @@ def test_branch_takes_each_way_by_contact_attributes(journey: Harness) -> None:
     assert journey.steps(journey.run(low).id)[0].detail == "otherwise"
 
 
-def test_update_step_is_written_to_the_contact(journey: Harness, engine: object) -> None:
+def test_update_step_is_written_to_the_contact(journey: Harness) -> None:
     journey.apply(BRANCHING)
     high = journey.contact(score=55)
     low = journey.contact(score=12)
     journey.enroll("w", high, low)
     journey.work()
-    import sqlalchemy as sa  # noqa: PLC0415
-
-    from carepath.db.schema import contacts  # noqa: PLC0415
-
     with journey.engine.connect() as conn:
         rows = {r.id: r for r in conn.execute(sa.select(contacts))}
     assert rows[high].attributes == {"score": 100}
@@ -354,10 +342,6 @@ def test_email_without_address_is_recorded_as_skipped(journey: Harness) -> None:
     )
     ann = journey.contact(first_name="Ann")
     with journey.engine.begin() as conn:
-        import sqlalchemy as sa  # noqa: PLC0415
-
-        from carepath.db.schema import contacts  # noqa: PLC0415
-
         conn.execute(sa.update(contacts).where(contacts.c.id == ann).values(email=None))
     journey.enroll("w", ann)
     journey.work()
