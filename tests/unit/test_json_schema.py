@@ -159,7 +159,8 @@ EVERY_STEP = workflow(
         "loop": {"goto": "end"},
         "end": {"exit": "converted"},
     },
-    trigger={"event": "form.submitted", "when": {"in_segment": "adults"}},
+    # in_segment is valid syntax but refused by validation until segments are materialised.
+    trigger={"event": "form.submitted", "when": {"in_list": "others"}},
     reentry={"after": "180d"},
     goal={"event": "surgery.scheduled"},
     exit_when={"event": "contact.opted_out", "when": {"field": "event.data.all", "eq": True}},
