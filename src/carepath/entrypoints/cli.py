@@ -389,7 +389,7 @@ def report_funnel(
         wf = current.catalog.workflows.get(workflow)
         if wf is None:
             fail(f"error: no workflow named {workflow!r}")
-        rows = reports.funnel(conn, workflow, list(wf.steps))
+        rows = reports.funnel(conn, wf)
         statuses = reports.run_status_counts(conn, workflow)
     print_funnel(rows, statuses, fmt=fmt)
 

@@ -87,7 +87,7 @@ def run_demo(path: Path, *, contacts_count: int, seed: int, console: Console) ->
         current = catalog_store.build_current(conn)
         funnels = {
             name: (
-                reports.funnel(conn, name, list(current.catalog.workflows[name].steps)),
+                reports.funnel(conn, current.catalog.workflows[name]),
                 reports.run_status_counts(conn, name),
             )
             for name in WORKFLOWS

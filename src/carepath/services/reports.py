@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 
 from carepath.db.schema import outbox, run_steps, runs
 from carepath.domain.runs import RunStatus, StepOutcome
+from carepath.domain.workflow import Workflow, step_kind
 
 
 @dataclass(frozen=True)
@@ -19,12 +20,17 @@ class FunnelRow:
     completed: int  # runs that left it and moved on
     waiting: int  # runs parked on it now
     converted: int  # runs that reached it and later converted
-    # runs that ended without converting with this as their last step before
-    # any exit step: where people drop off
+    # runs that ended short of success (exited, failed, or — when the workflow
+    # has a goal — completed without converting) with this as their last step
+    # before any exit step: where people drop off
     dropped: int
 
 
-def funnel(conn: Connection, workflow: str, step_order: list[str]) -> list[FunnelRow]:
+def funnel(conn: Connection, definition: Workflow) -> list[FunnelRow]:
+    """Per-step counts for every version of a workflow, in the order of `definition`'s steps."""
+    workflow = definition.name
+    kinds = {name: step_kind(step) for name, step in definition.steps.items()}
+    step_order = list(kinds)
     rs = run_steps
     visits = conn.execute(
         sa.select(
@@ -61,13 +67,13 @@ def funnel(conn: Connection, workflow: str, step_order: list[str]) -> list[Funne
             .group_by(rs.c.step)
         ).all()
     )
-    dropped = _drop_offs(conn, workflow)
+    dropped = _drop_offs(conn, workflow, has_goal=definition.goal is not None)
     by_step = {v.step: v for v in visits}
     rows = []
     for step in [*step_order, *sorted(set(by_step) - set(step_order))]:
         v = by_step.get(step)
         if v is None:
-            rows.append(FunnelRow(step, "", 0, 0, 0, 0, dropped.get(step, 0)))
+            rows.append(FunnelRow(step, kinds.get(step, ""), 0, 0, 0, 0, dropped.get(step, 0)))
             continue
         rows.append(
             FunnelRow(
@@ -83,8 +89,12 @@ def funnel(conn: Connection, workflow: str, step_order: list[str]) -> list[Funne
     return rows
 
 
-def _drop_offs(conn: Connection, workflow: str) -> dict[str, int]:
-    """Runs that ended without converting, by the last step they did before any exit step."""
+def _drop_offs(conn: Connection, workflow: str, *, has_goal: bool) -> dict[str, int]:
+    """Runs that ended short of success, by the last step they did before any exit step.
+
+    With a goal, success is converting, so a run that completed without it
+    dropped off; without a goal, completing the journey is success.
+    """
     last = run_steps.alias("last")
     last_active = (
         sa.select(sa.func.max(last.c.id))
@@ -92,7 +102,9 @@ def _drop_offs(conn: Connection, workflow: str) -> dict[str, int]:
         .correlate(runs)
         .scalar_subquery()
     )
-    ended = [RunStatus.EXITED.value, RunStatus.FAILED.value, RunStatus.COMPLETED.value]
+    ended = [RunStatus.EXITED.value, RunStatus.FAILED.value]
+    if has_goal:
+        ended.append(RunStatus.COMPLETED.value)
     rows = conn.execute(
         sa.select(run_steps.c.step, sa.func.count())
         .select_from(runs.join(run_steps, run_steps.c.id == last_active))
