@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from carepath.domain.catalog import Document, build_catalog
@@ -88,3 +90,15 @@ def test_durations_take_ascii_digits_only() -> None:
     with pytest.raises(DurationError):
         parse_duration("\u0663d")  # Arabic-Indic three
     assert parse_duration("3d").days == 3
+
+
+def test_update_values_are_typed_as_their_fields_declare() -> None:
+    fields = {"fields": {"bmi": {"type": "number"}, "seen_on": {"type": "date"}}}
+    bad = workflow({"a": {"update": {"set": {"bmi": "heavy"}}}})
+    assert problems_of(fields, bad) == [
+        ("steps.a.update.set.bmi", "value does not fit field type: expected a number")
+    ]
+    good = workflow({"a": {"update": {"set": {"seen_on": "2026-01-02", "bmi": "41.5"}}}})
+    result = build_catalog([Document("f", fields), Document("w", good)])
+    step = result.catalog.workflows["w"].steps["a"]
+    assert step.set == {"seen_on": date(2026, 1, 2), "bmi": 41.5}  # type: ignore[union-attr]

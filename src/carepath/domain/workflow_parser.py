@@ -13,7 +13,7 @@ from carepath.domain.conditions import (
     parse_condition,
 )
 from carepath.domain.durations import DurationError, parse_duration
-from carepath.domain.fields import READ_ONLY_FIELDS, ContactSchema
+from carepath.domain.fields import READ_ONLY_FIELDS, ContactSchema, FieldSpec, coerce_value
 from carepath.domain.problems import Path, Problems
 from carepath.domain.workflow import (
     BranchCase,
@@ -293,10 +293,14 @@ def _update(value: object, body: Mapping[str, object], path: Path, ctx: _Ctx) ->
         ctx.problems.add((*path, "set"), "set takes a mapping of field to value")
         values = {}
     unset = _str_list(value.get("unset"), (*path, "unset"), ctx)
-    for field in [*values, *unset]:
-        _check_writable(str(field), (*path, "set" if field in values else "unset", str(field)), ctx)
+    for field in unset:
+        _check_writable(field, (*path, "unset", field), ctx)
+    typed = {
+        str(field): _writable_value(str(field), raw, (*path, "set", str(field)), ctx)
+        for field, raw in values.items()
+    }
     return UpdateStep(
-        set=dict(values),
+        set=typed,
         unset=unset,
         add_tags=_str_list(value.get("add_tags"), (*path, "add_tags"), ctx),
         remove_tags=_str_list(value.get("remove_tags"), (*path, "remove_tags"), ctx),
@@ -304,12 +308,27 @@ def _update(value: object, body: Mapping[str, object], path: Path, ctx: _Ctx) ->
     )
 
 
-def _check_writable(field: str, path: Path, ctx: _Ctx) -> None:
+def _check_writable(field: str, path: Path, ctx: _Ctx) -> FieldSpec | None:
     name = field.removeprefix("contact.")
-    if ctx.schema.get(name) is None:
+    spec = ctx.schema.get(name)
+    if spec is None:
         ctx.problems.add(path, f"unknown contact field {name!r}")
     elif name in READ_ONLY_FIELDS:
         ctx.problems.add(path, f"{name!r} cannot be set by a workflow")
+        return None
+    return spec
+
+
+def _writable_value(field: str, raw: object, path: Path, ctx: _Ctx) -> object:
+    """The value typed as the field declares (a date field gets a date, not text)."""
+    spec = _check_writable(field, path, ctx)
+    if spec is None:
+        return raw
+    try:
+        return coerce_value(spec, raw)
+    except ValueError as exc:
+        ctx.problems.add(path, f"value does not fit field type: {exc}")
+        return raw
 
 
 def _list(value: object, body: Mapping[str, object], path: Path, ctx: _Ctx) -> Step | None:

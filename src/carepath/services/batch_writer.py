@@ -83,8 +83,14 @@ class BatchWriter:
             kept = advance.records[: [r.step for r in advance.records].index(step)]
             kept_steps = {r.step for r in kept}
             effects = tuple(e for e in advance.effects if e.step in kept_steps)
+            lists = set(self.lists[row.contact_id])
+            for effect in effects:
+                if isinstance(effect, ChangeLists):
+                    lists = (lists | set(effect.add)) - set(effect.remove)
+            assert advance.facts is not None
+            facts = replace(advance.facts, lists=frozenset(lists))
             self._history(row, kept, closed=advance.closed_wait, failure=failure)
-            self._apply_effects(row, replace(advance, effects=effects))
+            self._apply_effects(row, replace(advance, effects=effects, facts=facts))
             self._update_run(row, status=RunStatus.FAILED, step=step, reason=reason)
             return
         self._history(row, advance.records, closed=advance.closed_wait)

@@ -29,9 +29,9 @@ class ContactChange:
     tags: list[str] | None = None
 
     def record(self, update: UpdateContact, facts: Mapping[str, object]) -> None:
-        """Note an update step's changes; values come from the contact's facts after it."""
+        """Note an update step's changes; tags come from the contact's facts after the turn."""
         for name in (*update.set, *update.unset):
-            value = facts.get(name)
+            value = update.set.get(name)  # the step's own value; None for unset
             if name in COLUMN_FIELDS:
                 self.columns[name] = value
             else:
