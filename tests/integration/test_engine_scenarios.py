@@ -371,3 +371,29 @@ steps:
     assert run.status == "failed"
     assert run.reason == "step greet: template broken: 'dict object' has no attribute 'nickname'"
     assert journey.outbox(ann) == []
+
+
+def test_update_step_merges_attributes_and_leaves_other_fields_alone(journey: Harness) -> None:
+    journey.apply(
+        """
+fields:
+  score: {type: number}
+  plan: {type: string}
+  seen_on: {type: date}
+---
+workflow: w
+trigger: manual
+steps:
+  change:
+    update: {set: {score: 10, seen_on: "2026-01-05", time_zone: Europe/Paris}, unset: [plan]}
+"""
+    )
+    ann = journey.contact(first_name="Ann", score=5, plan="gold")
+    with journey.engine.begin() as conn:  # changed by someone else after enrollment
+        conn.execute(sa.update(contacts).where(contacts.c.id == ann).values(first_name="Anne"))
+    journey.enroll("w", ann)
+    journey.work()
+    with journey.engine.connect() as conn:
+        row = conn.execute(sa.select(contacts).where(contacts.c.id == ann)).one()
+    assert row.attributes == {"score": 10, "seen_on": "2026-01-05"}
+    assert (row.first_name, row.time_zone, row.email) == ("Anne", "Europe/Paris", "p1@example.test")

@@ -6,10 +6,11 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, bindparam, column, func, select
+from sqlalchemy import ColumnElement, Date, DateTime, Table, bindparam, column, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
+from sqlalchemy.types import TypeEngine
 
 
 def bulk_insert(
@@ -31,7 +32,7 @@ def bulk_insert(
         return []
     if conn.dialect.name == "postgresql":
         columns = list(rows[0])
-        recordset = _recordset(table, rows, columns)
+        recordset = recordset_of(table, rows, columns)
         stmt: Any = postgresql.insert(table).from_select(
             columns, select(*(recordset.c[c] for c in columns))
         )
@@ -59,13 +60,36 @@ def insert_ignoring_conflicts(
     return bulk_insert(conn, table, rows, ignore_conflicts=True, returning=returning)
 
 
-def _recordset(table: Table, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Any:
-    payload = [{c: _json_ready(row[c]) for c in columns} for row in rows]
+def recordset_of(
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    *,
+    types: Mapping[str, TypeEngine[Any]] | None = None,
+) -> Any:
+    """`jsonb_to_recordset(:rows) AS v(col type, …)` over `rows` (PostgreSQL).
+
+    Column types come from `table`, or from `types` for columns it lacks.
+    """
+    types = dict(types or {})
+    typed = {c: types.get(c) or table.c[c].type for c in columns}
+    dated = [c for c, t in typed.items() if _is_date(t)]
+    payload = [dict(row) for row in rows]
+    for item in payload:
+        for c in dated:
+            value = item[c]
+            if isinstance(value, datetime | date):
+                item[c] = value.isoformat()
     return (
         func.jsonb_to_recordset(bindparam("b_rows", payload, type_=JSONB))
-        .table_valued(*(column(c, table.c[c].type) for c in columns))
+        .table_valued(*(column(c, typed[c]) for c in columns))
         .render_derived(name="v", with_types=True)
     )
+
+
+def _is_date(type_: TypeEngine[Any]) -> bool:
+    impl = getattr(type_, "impl", type_)
+    return isinstance(impl, Date | DateTime)
 
 
 def bulk_update(
@@ -94,14 +118,10 @@ def bulk_update(
         )
         conn.execute(stmt, [{f"b_{c}": row[c] for c in columns} for row in rows])
         return
-    recordset = _recordset(table, rows, columns)
+    recordset = recordset_of(table, rows, columns)
     stmt = (
         table.update()
         .where(*(table.c[c] == recordset.c[c] for c in match), *where)
         .values({c: recordset.c[c] for c in columns if c not in match} | constants)
     )
     conn.execute(stmt)
-
-
-def _json_ready(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime | date) else value

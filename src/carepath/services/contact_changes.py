@@ -14,8 +14,10 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
+from carepath.db.dialect import recordset_of
 from carepath.db.schema import contacts
 from carepath.db.types import Json
 from carepath.domain.fields import COLUMN_FIELDS
@@ -48,38 +50,72 @@ def _json_value(value: object) -> object:
     return value.isoformat() if isinstance(value, date | datetime) else value
 
 
-def _merged_attributes(conn: Connection) -> sa.ColumnElement[Any]:
-    patch = sa.bindparam("b_patch", type_=Json)
-    if conn.dialect.name == "postgresql":
-        # Null values in the patch delete keys; attributes never store nulls.
-        return sa.func.jsonb_strip_nulls(contacts.c.attributes.op("||")(patch))
-    return sa.func.json_patch(contacts.c.attributes, patch)
-
-
 def write_contact_changes(
     conn: Connection, changes: Mapping[int, ContactChange], *, now: datetime
 ) -> None:
-    """One executemany per shape of change (usually one per update step in the batch)."""
+    """One statement per shape of change (usually one per update step in the batch)."""
     groups: dict[tuple[tuple[str, ...], bool, bool], list[int]] = defaultdict(list)
     for contact_id, change in changes.items():
         groups[change.signature()].append(contact_id)
+    write = _write_group_postgres if conn.dialect.name == "postgresql" else _write_group_sqlite
     for (columns, has_patch, has_tags), ids in groups.items():
-        values: dict[str, Any] = {c: sa.bindparam(f"b_{c}") for c in columns}
-        values["updated_at"] = now
-        if has_patch:
-            values["attributes"] = _merged_attributes(conn)
-        if has_tags:
-            values["tags"] = sa.bindparam("b_tags", type_=contacts.c.tags.type)
-        params = []
-        for contact_id in ids:
-            change = changes[contact_id]
-            row: dict[str, Any] = {"b_id": contact_id}
-            row.update({f"b_{c}": v for c, v in change.columns.items()})
-            if has_patch:
-                row["b_patch"] = change.patch
-            if has_tags:
-                row["b_tags"] = change.tags
-            params.append(row)
-        conn.execute(
-            contacts.update().where(contacts.c.id == sa.bindparam("b_id")).values(values), params
-        )
+        rows = [
+            _group_row(contact_id, changes[contact_id], has_patch, has_tags) for contact_id in ids
+        ]
+        write(conn, rows, columns, has_patch=has_patch, has_tags=has_tags, now=now)
+
+
+def _group_row(
+    contact_id: int, change: ContactChange, has_patch: bool, has_tags: bool
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"id": contact_id, **change.columns}
+    if has_patch:
+        row["patch"] = change.patch
+    if has_tags:
+        row["tags"] = change.tags
+    return row
+
+
+def _write_group_postgres(
+    conn: Connection,
+    rows: list[dict[str, Any]],
+    columns: tuple[str, ...],
+    *,
+    has_patch: bool,
+    has_tags: bool,
+    now: datetime,
+) -> None:
+    """One UPDATE … FROM jsonb_to_recordset; the patch is merged into the stored JSON."""
+    names = ["id", *columns, *(["patch"] if has_patch else []), *(["tags"] if has_tags else [])]
+    v = recordset_of(contacts, rows, names, types={"patch": JSONB()})
+    values: dict[str, Any] = {c: v.c[c] for c in columns}
+    values["updated_at"] = now
+    if has_patch:
+        # Null values in the patch delete keys; attributes never store nulls.
+        values["attributes"] = sa.func.jsonb_strip_nulls(contacts.c.attributes.op("||")(v.c.patch))
+    if has_tags:
+        values["tags"] = v.c.tags
+    conn.execute(contacts.update().where(contacts.c.id == v.c.id).values(values))
+
+
+def _write_group_sqlite(
+    conn: Connection,
+    rows: list[dict[str, Any]],
+    columns: tuple[str, ...],
+    *,
+    has_patch: bool,
+    has_tags: bool,
+    now: datetime,
+) -> None:
+    """executemany; json_patch merges with RFC 7386 semantics (null deletes a key)."""
+    values: dict[str, Any] = {c: sa.bindparam(f"b_{c}") for c in columns}
+    values["updated_at"] = now
+    if has_patch:
+        patch = sa.bindparam("b_patch", type_=Json)
+        values["attributes"] = sa.func.json_patch(contacts.c.attributes, patch)
+    if has_tags:
+        values["tags"] = sa.bindparam("b_tags", type_=contacts.c.tags.type)
+    conn.execute(
+        contacts.update().where(contacts.c.id == sa.bindparam("b_id")).values(values),
+        [{f"b_{k}": value for k, value in row.items()} for row in rows],
+    )
