@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 
 import sqlalchemy as sa
 
 from carepath.db.schema import contacts
+from carepath.services.events import ingest_events
 from tests.integration.harness import Harness
 
 TEMPLATES = """
@@ -397,3 +399,22 @@ steps:
         row = conn.execute(sa.select(contacts).where(contacts.c.id == ann)).one()
     assert row.attributes == {"score": 10, "seen_on": "2026-01-05"}
     assert (row.first_name, row.time_zone, row.email) == ("Anne", "Europe/Paris", "p1@example.test")
+
+
+def test_wait_for_ignores_an_event_that_happened_before_the_wait(journey: Harness) -> None:
+    journey.apply(CLICK_OR_QUIET)
+    ann = journey.contact()
+    journey.advance("1h")
+    before = journey.now
+    journey.enroll("w", ann)
+    journey.work()
+    journey.advance("1h")
+    late = {
+        "type": "email.clicked",
+        "contact": {"id": ann},
+        "occurred_at": (before - timedelta(minutes=5)).isoformat(),
+    }
+    with journey.engine.begin() as conn:
+        ingest_events(conn, [("late", late)], now=journey.now, source="test")
+    journey.work()
+    assert journey.run(ann).status == "waiting"  # the click happened before the email

@@ -160,9 +160,7 @@ def _apply_to_run(
     if run.status is not RunStatus.WAITING or row.waiting_for != event.type:
         return
     step = workflow.steps.get(row.current_step or "")
-    if not isinstance(step, WaitForStep) or (
-        row.wake_at is not None and event.occurred_at > row.wake_at
-    ):
+    if not isinstance(step, WaitForStep) or not _within_window(event.occurred_at, row):
         return
     if step.where is not None and not evaluate(step.where, facts):
         return
@@ -174,6 +172,17 @@ def _apply_to_run(
         _run_values(
             row, status=RunStatus.ACTIVE, step=step.next, now=now, wake_at=now, event_id=event.id
         )
+    )
+
+
+def _within_window(occurred_at: datetime, row: Row[Any]) -> bool:
+    """The event happened while the run waited: after it entered the wait, before the deadline.
+
+    A run is last written when it enters its wait, so `updated_at` is that moment;
+    an event that arrives late but happened before then does not count.
+    """
+    return bool(row.updated_at <= occurred_at) and (
+        row.wake_at is None or occurred_at <= row.wake_at
     )
 
 
