@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, TemplateError, nodes
 from jinja2 import Template as JinjaTemplate
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -44,6 +44,34 @@ def html_to_text(markup: str) -> str:
     text = html_lib.unescape(text)
     lines = [line.strip() for line in text.splitlines()]
     return _BLANKS.sub("\n\n", "\n".join(lines)).strip() + "\n"
+
+
+def contact_fields(template: Template) -> set[str] | None:
+    """The contact fields a template reads, or None when it uses `contact` as a whole."""
+    env = _environment(autoescape=False)
+    found: set[str] = set()
+    for source in (template.subject, template.html, template.text):
+        if source is None:
+            continue
+        try:
+            tree = env.parse(source)
+        except TemplateError:
+            return None
+        names = sum(1 for n in tree.find_all(nodes.Name) if n.name == "contact")
+        reads = 0
+        for node in tree.find_all(nodes.Getattr):
+            if isinstance(node.node, nodes.Name) and node.node.name == "contact":
+                found.add(node.attr)
+                reads += 1
+        for item in tree.find_all(nodes.Getitem):
+            if isinstance(item.node, nodes.Name) and item.node.name == "contact":
+                if not isinstance(item.arg, nodes.Const) or not isinstance(item.arg.value, str):
+                    return None
+                found.add(item.arg.value)
+                reads += 1
+        if reads != names:
+            return None
+    return found
 
 
 class TemplateRenderer:

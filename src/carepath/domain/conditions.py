@@ -437,6 +437,18 @@ def anniversary_in(day: date, year: int) -> date:
         return date(year, 2, 28)
 
 
+def referenced_contact_fields(condition: Condition) -> set[str]:
+    """Contact fields a condition reads (`age` reads `birth_date`)."""
+    match condition:
+        case AllOf(items) | AnyOf(items):
+            return set().union(*(referenced_contact_fields(c) for c in items))
+        case Not(item):
+            return referenced_contact_fields(item)
+        case FieldTest(scope=Scope.CONTACT, path=path):
+            return {"birth_date" if path[0] == "age" else path[0]}
+    return set()
+
+
 def referenced_memberships(condition: Condition) -> set[tuple[str, str]]:
     """The lists and segments a condition names, as ("list" | "segment", name) pairs."""
     match condition:

@@ -34,6 +34,7 @@ from carepath.domain.runs import (
 from carepath.domain.workflow import Workflow
 from carepath.services.catalog_store import CurrentCatalog
 from carepath.services.contact_changes import ContactChange, write_contact_changes
+from carepath.services.contacts import with_email
 from carepath.services.context import EngineContext
 from carepath.services.enrollment import EnrollRequest, enroll
 from carepath.services.events import NewEvent, store_events
@@ -61,6 +62,7 @@ class BatchWriter:
         self.lists = lists
         self._original_lists = {cid: set(names) for cid, names in lists.items()}
         self.contact_changes: dict[int, ContactChange] = {}
+        self._addressable: set[int] | None = None
         self.run_updates: list[dict[str, Any]] = []
         self.closes: list[dict[str, Any]] = []
         self.step_rows: list[dict[str, Any]] = []
@@ -218,7 +220,7 @@ class BatchWriter:
                 mail = self.ctx.renderer.render(template, version, context)
             except RenderError as exc:
                 return rows, (send.step, f"step {send.step}: {exc}")
-            has_address = bool(facts.contact.get("email"))
+            has_address = row.contact_id in self._with_email()
             rows.append(
                 {
                     "contact_id": row.contact_id,
@@ -240,6 +242,12 @@ class BatchWriter:
                 }
             )
         return rows, None
+
+    def _with_email(self) -> set[int]:
+        """Contacts of the batch that have an address (read once, ids only)."""
+        if self._addressable is None:
+            self._addressable = with_email(self.conn, self.contacts)
+        return self._addressable
 
     def _apply_effects(self, row: Row[Any], advance: Advance) -> None:
         cid = row.contact_id

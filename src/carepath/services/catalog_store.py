@@ -25,6 +25,7 @@ from carepath.domain.workflow_parser import parse_workflow
 from carepath.errors import InvalidInput, NotFound, Problem
 from carepath.services.documents import SourceDocument
 from carepath.services.event_interest import refresh_event_interest
+from carepath.services.facts import contact_fields_used
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,27 @@ class CatalogCache:
     _marker: int | None = None
     _current: CurrentCatalog | None = None
     _workflows: dict[int, Workflow] = field(default_factory=dict)
+    _fields: dict[int, set[str] | None] = field(default_factory=dict)
+    _fields_marker: int | None = None
+
+    def contact_fields(self, conn: Connection, resource_ids: set[int]) -> set[str] | None:
+        """Contact fields the workflow versions read (None: all); templates may change."""
+        current = self.current(conn)
+        if self._fields_marker != self._marker:  # a new apply may have changed templates
+            self._fields, self._fields_marker = {}, self._marker
+        workflows = self.workflows_by_id(conn, resource_ids)
+        union: set[str] = set()
+        for resource_id, workflow in workflows.items():
+            if resource_id not in self._fields:
+                used = (
+                    contact_fields_used(workflow, current.catalog.templates) if workflow else set()
+                )
+                self._fields[resource_id] = used
+            used = self._fields[resource_id]
+            if used is None:
+                return None
+            union |= used
+        return union
 
     def current(self, conn: Connection) -> CurrentCatalog:
         marker = conn.execute(sa.select(sa.func.max(resources.c.id))).scalar()

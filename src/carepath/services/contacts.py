@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -20,6 +20,7 @@ from carepath.domain.fields import (
     CORE_FIELDS,
     READ_ONLY_FIELDS,
     ContactSchema,
+    FieldClass,
     FieldSpec,
     FieldType,
     coerce_value,
@@ -30,12 +31,15 @@ from carepath.services.events import NewEvent, store_events
 
 IMPORT_BATCH = 1000
 FACT_COLUMNS = ("id", *sorted(COLUMN_FIELDS), "tags", "attributes", "created_at")
+IDENTIFIER_COLUMNS = frozenset(
+    name for name in COLUMN_FIELDS if CORE_FIELDS[name].klass is FieldClass.IDENTIFIER
+)
 
 
 def contact_facts(row: Row[Any] | Mapping[str, Any], schema: ContactSchema) -> dict[str, object]:
     """A contact as conditions and templates see it: core and custom fields, typed."""
     data = row._mapping if isinstance(row, Row) else row
-    facts: dict[str, object] = {name: data[name] for name in FACT_COLUMNS if name != "attributes"}
+    facts: dict[str, object] = {name: data[name] for name in data if name != "attributes"}
     facts["tags"] = list(data["tags"] or [])
     for name, value in (data["attributes"] or {}).items():
         spec = schema.custom.get(name)
@@ -63,12 +67,28 @@ def _json_value(value: object) -> object:
 
 
 def load_facts(
-    conn: Connection, ids: Iterable[int], schema: ContactSchema
+    conn: Connection,
+    ids: Iterable[int],
+    schema: ContactSchema,
+    *,
+    fields: Collection[str] | None = None,
 ) -> dict[int, dict[str, object]]:
+    """Facts for many contacts; identifiers only when `fields` names them (None: all)."""
+    columns = [
+        n for n in FACT_COLUMNS if fields is None or n not in IDENTIFIER_COLUMNS or n in fields
+    ]
     rows = conn.execute(
-        sa.select(*(contacts.c[n] for n in FACT_COLUMNS)).where(contacts.c.id.in_(set(ids)))
+        sa.select(*(contacts.c[n] for n in columns)).where(contacts.c.id.in_(set(ids)))
     )
     return {row.id: contact_facts(row, schema) for row in rows}
+
+
+def with_email(conn: Connection, ids: Iterable[int]) -> set[int]:
+    """Which of these contacts have an email address (ids only, no addresses)."""
+    query = sa.select(contacts.c.id).where(
+        contacts.c.id.in_(set(ids)), contacts.c.email.is_not(None)
+    )
+    return set(conn.execute(query).scalars())
 
 
 # ------------------------------------------------------------------ import

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Row
 
 from carepath.db.schema import LIVE_RUN, contacts, events, runs
 from carepath.domain.conditions import Facts, evaluate
+from carepath.domain.resources import Kind
 from carepath.domain.runs import RunStatus, StepOutcome
 from carepath.domain.workflow import EventMatch, EventTrigger, WaitForStep, Workflow
 from carepath.services.catalog_store import CurrentCatalog
@@ -85,12 +86,14 @@ def _process(
 ) -> None:
     current = ctx.cache.current(conn)
     schema = current.catalog.schema
-    facts = load_facts(conn, contact_ids, schema)
-    lists = load_lists(conn, contact_ids)
     live_rows = conn.execute(
         sa.select(runs).where(runs.c.contact_id.in_(contact_ids), LIVE_RUN).order_by(runs.c.id)
     ).all()
     workflows = ctx.cache.workflows_by_id(conn, {r.resource_id for r in live_rows})
+    versions = {v.id for (kind, _), v in current.versions.items() if kind is Kind.WORKFLOW}
+    fields = ctx.cache.contact_fields(conn, versions | set(workflows))
+    facts = load_facts(conn, contact_ids, schema, fields=fields)
+    lists = load_lists(conn, contact_ids)
     triggers = load_events(conn, [r.trigger_event_id for r in live_rows])
     live: dict[int, list[_LiveRun]] = defaultdict(list)
     for row in live_rows:

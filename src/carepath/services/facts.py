@@ -10,8 +10,18 @@ from typing import Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from carepath.channels.templates import contact_fields
 from carepath.db.schema import events, list_members
-from carepath.domain.conditions import EventFacts
+from carepath.domain.conditions import EventFacts, referenced_contact_fields
+from carepath.domain.resources import Template
+from carepath.domain.workflow import (
+    BranchStep,
+    EmailStep,
+    EventTrigger,
+    WaitForStep,
+    WaitStep,
+    Workflow,
+)
 
 
 def load_lists(conn: Connection, contact_ids: Iterable[int]) -> dict[int, set[str]]:
@@ -51,3 +61,28 @@ def load_events(conn: Connection, ids: Iterable[int | None]) -> dict[int, EventF
         )
     )
     return {row.id: event_facts(row) for row in rows}
+
+
+def contact_fields_used(workflow: Workflow, templates: Mapping[str, Template]) -> set[str] | None:
+    """Contact fields a workflow's conditions, waits and templates read; None means all."""
+    conditions = [m.when for m in (workflow.goal, workflow.exit_when) if m and m.when]
+    if isinstance(workflow.trigger, EventTrigger) and workflow.trigger.when:
+        conditions.append(workflow.trigger.when)
+    fields: set[str] = {"time_zone", "birth_date"}
+    for step in workflow.steps.values():
+        match step:
+            case BranchStep(cases=cases):
+                conditions.extend(c.when for c in cases)
+            case WaitForStep(where=where) if where is not None:
+                conditions.append(where)
+            case WaitStep(until=until) if until and until.startswith("contact."):
+                fields.add(until.removeprefix("contact."))
+            case EmailStep(template=name):
+                template = templates.get(name)
+                used = contact_fields(template) if template else set()
+                if used is None:
+                    return None
+                fields |= used
+    for condition in conditions:
+        fields |= referenced_contact_fields(condition)
+    return fields
