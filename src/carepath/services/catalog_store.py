@@ -234,9 +234,10 @@ class CatalogCache:
     _fields: dict[int, set[str] | None] = field(default_factory=dict)
     _fields_marker: int | None = None
 
-    def contact_fields(self, conn: Connection, resource_ids: set[int]) -> set[str] | None:
-        """Contact fields the workflow versions read (None: all); templates may change."""
-        current = self.current(conn)
+    def contact_fields(
+        self, conn: Connection, current: CurrentCatalog, resource_ids: set[int]
+    ) -> set[str] | None:
+        """Contact fields the workflow versions read (None: all), given `current(conn)`."""
         if self._fields_marker != self._marker:  # a new apply may have changed templates
             self._fields, self._fields_marker = {}, self._marker
         workflows = self.workflows_by_id(conn, resource_ids)

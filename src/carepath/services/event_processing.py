@@ -91,7 +91,7 @@ def _process(
     ).all()
     workflows = ctx.cache.workflows_by_id(conn, {r.resource_id for r in live_rows})
     versions = {v.id for (kind, _), v in current.versions.items() if kind is Kind.WORKFLOW}
-    fields = ctx.cache.contact_fields(conn, versions | set(workflows))
+    fields = ctx.cache.contact_fields(conn, current, versions | set(workflows))
     facts = load_facts(conn, contact_ids, schema, fields=fields)
     lists = load_lists(conn, contact_ids)
     triggers = load_events(conn, [r.trigger_event_id for r in live_rows])

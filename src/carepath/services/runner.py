@@ -122,7 +122,7 @@ def advance_claimed(
     schema = current.catalog.schema
     workflows = ctx.cache.workflows_by_id(conn, {r.resource_id for r in rows})
     contact_ids = {r.contact_id for r in rows}
-    fields = ctx.cache.contact_fields(conn, {r.resource_id for r in rows})
+    fields = ctx.cache.contact_fields(conn, current, {r.resource_id for r in rows})
     contacts = load_facts(conn, contact_ids, schema, fields=fields)
     lists = load_lists(conn, contact_ids)
     known_events = load_events(
