@@ -210,3 +210,8 @@ def parse_datetime(value: object) -> datetime:
     if result.tzinfo is None:
         result = result.replace(tzinfo=UTC)
     return result.astimezone(UTC)
+
+
+def json_value(value: object) -> object:
+    """A typed value as stored in the attributes JSON (dates as ISO text)."""
+    return value.isoformat() if isinstance(value, date | datetime) else value

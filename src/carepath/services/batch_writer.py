@@ -38,7 +38,7 @@ from carepath.services.contacts import with_email
 from carepath.services.context import EngineContext
 from carepath.services.enrollment import EnrollRequest, enroll
 from carepath.services.events import NewEvent, store_events
-from carepath.services.run_writes import close_open_steps, write_run_updates
+from carepath.services.run_writes import close_open_steps, completion_event, write_run_updates
 
 COMPLETION_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.CONVERTED})
 
@@ -107,17 +107,7 @@ class BatchWriter:
             reason=advance.reason,
         )
         if advance.status in COMPLETION_STATUSES:
-            self.new_events.append(
-                NewEvent(
-                    type="workflow.completed",
-                    contact_id=row.contact_id,
-                    occurred_at=self.now,
-                    idempotency_key=f"run:{row.id}:{advance.status}",
-                    data={"workflow": row.workflow, "status": advance.status.value},
-                    source="engine",
-                    chain_depth=row.chain_depth + 1,
-                )
-            )
+            self.new_events.append(completion_event(row, advance.status, now=self.now))
 
     def _update_run(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from carepath.db.dialect import recordset_of
 from carepath.db.schema import contacts
 from carepath.db.types import Json
-from carepath.domain.fields import COLUMN_FIELDS
+from carepath.domain.fields import COLUMN_FIELDS, json_value
 from carepath.domain.runs import UpdateContact
 
 
@@ -37,17 +37,13 @@ class ContactChange:
             if name in COLUMN_FIELDS:
                 self.columns[name] = value
             else:
-                self.patch[name] = _json_value(value)
+                self.patch[name] = json_value(value)
         if update.add_tags or update.remove_tags:
             tags = facts.get("tags")
             self.tags = list(tags) if isinstance(tags, list) else []
 
     def signature(self) -> tuple[tuple[str, ...], bool, bool]:
         return tuple(sorted(self.columns)), bool(self.patch), self.tags is not None
-
-
-def _json_value(value: object) -> object:
-    return value.isoformat() if isinstance(value, date | datetime) else value
 
 
 def write_contact_changes(

@@ -6,7 +6,7 @@ import csv
 import json
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from carepath.domain.fields import (
     FieldSpec,
     FieldType,
     coerce_value,
+    json_value,
 )
 from carepath.domain.scheduling import is_time_zone
 from carepath.errors import InvalidInput, NotFound, Problem
@@ -57,13 +58,9 @@ def to_storage(facts: Mapping[str, object], schema: ContactSchema) -> dict[str, 
     values: dict[str, object] = {name: facts.get(name) for name in COLUMN_FIELDS}
     values["tags"] = list(facts.get("tags") or [])  # type: ignore[call-overload]
     values["attributes"] = {
-        name: _json_value(facts[name]) for name in schema.custom if facts.get(name) is not None
+        name: json_value(facts[name]) for name in schema.custom if facts.get(name) is not None
     }
     return values
-
-
-def _json_value(value: object) -> object:
-    return value.isoformat() if isinstance(value, date | datetime) else value
 
 
 def load_facts(

@@ -29,7 +29,7 @@ from carepath.services.context import EngineContext
 from carepath.services.enrollment import EnrollRequest, enroll
 from carepath.services.events import NewEvent, store_events
 from carepath.services.facts import event_facts, load_events, load_lists
-from carepath.services.run_writes import close_open_steps, write_run_updates
+from carepath.services.run_writes import close_open_steps, completion_event, write_run_updates
 
 
 @dataclass
@@ -145,17 +145,7 @@ def _apply_to_run(
     row = run.row
     if _matches(workflow.goal, event.type, facts):
         _end(run, RunStatus.CONVERTED, f"goal reached: {event.type}", changes, now=now)
-        changes.new_events.append(
-            NewEvent(
-                "workflow.completed",
-                row.contact_id,
-                now,
-                f"run:{row.id}:converted",
-                {"workflow": row.workflow, "status": "converted"},
-                "engine",
-                row.chain_depth + 1,
-            )
-        )
+        changes.new_events.append(completion_event(row, RunStatus.CONVERTED, now=now))
         return
     if _matches(workflow.exit_when, event.type, facts):
         _end(run, RunStatus.EXITED, f"exit_when: {event.type}", changes, now=now)

@@ -10,6 +10,8 @@ from sqlalchemy.engine import Connection
 
 from carepath.db.dialect import bulk_update
 from carepath.db.schema import run_steps, runs
+from carepath.domain.runs import RunStatus
+from carepath.services.events import NewEvent
 
 
 def write_run_updates(
@@ -31,4 +33,17 @@ def close_open_steps(
         match=("run_id",),
         constants={"left_at": now},
         where=(run_steps.c.left_at.is_(None),),
+    )
+
+
+def completion_event(row: Any, status: RunStatus, *, now: datetime) -> NewEvent:
+    """`workflow.completed` for a run that completed or converted; one per run."""
+    return NewEvent(
+        type="workflow.completed",
+        contact_id=row.contact_id,
+        occurred_at=now,
+        idempotency_key=f"run:{row.id}:{status.value}",
+        data={"workflow": row.workflow, "status": status.value},
+        source="engine",
+        chain_depth=row.chain_depth + 1,
     )

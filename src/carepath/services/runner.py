@@ -84,11 +84,15 @@ def advance_due_runs(
 def release_leases(ctx: EngineContext, claimed: dict[int, Row[Any]]) -> None:
     """Best effort after a failed write: let the runs be claimed again at once."""
     with ctx.engine.begin() as conn:
-        conn.execute(
-            runs.update()
-            .where(runs.c.id.in_(claimed), runs.c.lease_owner == ctx.worker_id)
-            .values(lease_owner=None, lease_until=None)
-        )
+        _release(conn, ctx, set(claimed))
+
+
+def _release(conn: Connection, ctx: EngineContext, ids: set[int]) -> None:
+    conn.execute(
+        runs.update()
+        .where(runs.c.id.in_(ids), runs.c.lease_owner == ctx.worker_id)
+        .values(lease_owner=None, lease_until=None)
+    )
 
 
 def _still_owned(
@@ -104,11 +108,7 @@ def _still_owned(
     lost = set(claimed) - set(owned)
     if lost:
         # Moved by an event since the claim: give it back to be claimed afresh.
-        conn.execute(
-            runs.update()
-            .where(runs.c.id.in_(lost), runs.c.lease_owner == ctx.worker_id)
-            .values(lease_owner=None, lease_until=None)
-        )
+        _release(conn, ctx, lost)
     return [claimed[i] for i in owned]
 
 
