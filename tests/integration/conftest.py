@@ -32,7 +32,7 @@ def postgres_url(postgres_databases: PostgresDatabases) -> str:
     return url
 
 
-def _truncate(engine: sa.Engine) -> None:
+def truncate_all(engine: sa.Engine) -> None:
     names = ", ".join(t.name for t in metadata.sorted_tables)
     with engine.begin() as conn:
         conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
@@ -46,7 +46,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine
         migrate.upgrade(engine)
     else:
         engine = make_engine(request.getfixturevalue("postgres_url"))
-        _truncate(engine)
+        truncate_all(engine)
     yield engine
     engine.dispose()
 

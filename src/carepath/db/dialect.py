@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, DateTime, Table, bindparam, column, func, select
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    ColumnElement,
+    Date,
+    DateTime,
+    Table,
+    Text,
+    any_,
+    bindparam,
+    cast,
+    column,
+    func,
+    literal,
+    select,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
@@ -58,6 +75,19 @@ def insert_ignoring_conflicts(
 ) -> list[Any]:
     """INSERT … ON CONFLICT DO NOTHING; returns the `returning` column of rows inserted."""
     return bulk_insert(conn, table, rows, ignore_conflicts=True, returning=returning)
+
+
+def id_in(conn: Connection, col: ColumnElement[Any], ids: Sequence[int]) -> ColumnElement[bool]:
+    """`col` is one of `ids`, as one parameter whatever their number.
+
+    A statement with one array (PostgreSQL) or one JSON text (SQLite) stays the
+    same text for any batch size, so it is compiled and parsed once.
+    """
+    values = [int(i) for i in ids]
+    if conn.dialect.name == "postgresql":
+        return col == any_(bindparam(None, values, type_=postgresql.ARRAY(BigInteger)))
+    listed: Any = select(column("value")).select_from(func.json_each(json.dumps(values)))
+    return col.in_(listed.scalar_subquery())
 
 
 def recordset_of(
@@ -125,3 +155,45 @@ def bulk_update(
         .values({c: recordset.c[c] for c in columns if c not in match} | constants)
     )
     conn.execute(stmt)
+
+
+def json_list_edited(
+    conn: Connection,
+    current: ColumnElement[Any],
+    *,
+    add: Sequence[str],
+    remove: Sequence[str],
+) -> ColumnElement[Any]:
+    """A JSON array of strings without `remove`, then with each of `add` it lacks, at the end.
+
+    The SQL spelling of `domain.engine.tags_after`, so one statement edits the
+    tags of many contacts, each from its own current list.
+    """
+    if conn.dialect.name == "postgresql":
+        kept = current.op("-")(cast(bindparam(None, list(remove), ARRAY(Text)), ARRAY(Text)))
+        added = (
+            func.jsonb_array_elements_text(bindparam(None, list(add), JSONB))
+            .table_valued("value", with_ordinality="n")
+            .render_derived(name="a")
+        )
+        new = (
+            select(
+                func.coalesce(
+                    func.jsonb_agg(postgresql.aggregate_order_by(added.c.value, added.c.n)),
+                    cast(literal("[]"), JSONB),
+                )
+            )
+            .where(~kept.op("@>", is_comparison=True)(func.jsonb_build_array(added.c.value)))
+            .scalar_subquery()
+        )
+        return kept.op("||")(new)
+    removed: Any = select(column("value")).select_from(func.json_each(json.dumps(list(remove))))
+    old = func.json_each(current).table_valued("value", "key").alias("old")
+    kept_old: Any = select(old.c.value, old.c.key).where(old.c.value.not_in(removed))
+    again = func.json_each(current).table_valued("value").alias("again")
+    still: Any = select(again.c.value).where(again.c.value.not_in(removed))
+    new_ = func.json_each(json.dumps(list(add))).table_valued("value", "key").alias("new")
+    joining: Any = select(new_.c.value, new_.c.key + 1_000_000).where(new_.c.value.not_in(still))
+    both = union_all(kept_old, joining).subquery("both")
+    ordered = select(both.c.value).order_by(both.c.key).subquery("ordered")
+    return select(func.json_group_array(ordered.c.value)).scalar_subquery()

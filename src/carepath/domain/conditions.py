@@ -449,6 +449,18 @@ def referenced_contact_fields(condition: Condition) -> set[str]:
     return set()
 
 
+def referenced_scopes(condition: Condition) -> set[Scope]:
+    """The scopes (contact, trigger, event) whose fields a condition reads."""
+    match condition:
+        case AllOf(items) | AnyOf(items):
+            return set().union(*(referenced_scopes(c) for c in items))
+        case Not(item):
+            return referenced_scopes(item)
+        case FieldTest(scope=scope):
+            return {scope}
+    return set()
+
+
 def referenced_memberships(condition: Condition) -> set[tuple[str, str]]:
     """The lists and segments a condition names, as ("list" | "segment", name) pairs."""
     match condition:

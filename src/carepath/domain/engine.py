@@ -233,12 +233,15 @@ def _apply_update(turn: _Turn, name: str, step: UpdateStep) -> None:
     for key in unset:
         contact.pop(key, None)
     if step.add_tags or step.remove_tags:
-        tags = contact.get("tags")
-        current = list(tags) if isinstance(tags, list) else []
-        current = [t for t in current if t not in step.remove_tags]
-        current += [t for t in step.add_tags if t not in current]
-        contact["tags"] = current
+        contact["tags"] = tags_after(contact.get("tags"), step.add_tags, step.remove_tags)
     turn.facts = replace(turn.facts, contact=contact)
+
+
+def tags_after(tags: object, add: tuple[str, ...], remove: tuple[str, ...]) -> list[str]:
+    """A contact's tags after an update: removed ones go, added ones join at the end once."""
+    current = [t for t in tags if t not in remove] if isinstance(tags, list) else []
+    current += [t for t in add if t not in current]
+    return current
 
 
 def _wait(turn: _Turn, name: str, step: WaitStep) -> str | Advance | None:

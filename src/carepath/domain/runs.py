@@ -22,6 +22,7 @@ class RunStatus(StrEnum):
 
 LIVE_STATUSES = frozenset({RunStatus.ACTIVE, RunStatus.WAITING})
 TERMINAL_STATUSES = frozenset(RunStatus) - LIVE_STATUSES
+COMPLETION_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.CONVERTED})  # emit completion
 
 
 class StepOutcome(StrEnum):

@@ -20,6 +20,7 @@ from carepath.db.dialect import bulk_insert, insert_ignoring_conflicts
 from carepath.db.schema import list_members, outbox, run_steps, tasks
 from carepath.domain.conditions import EventFacts, Facts
 from carepath.domain.runs import (
+    COMPLETION_STATUSES,
     TERMINAL_STATUSES,
     Advance,
     ChangeLists,
@@ -38,9 +39,12 @@ from carepath.services.contacts import with_email
 from carepath.services.context import EngineContext
 from carepath.services.enrollment import EnrollRequest, enroll
 from carepath.services.events import NewEvent, store_events
-from carepath.services.run_writes import close_open_steps, completion_event, write_run_updates
-
-COMPLETION_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.CONVERTED})
+from carepath.services.run_writes import (
+    close_open_steps,
+    completion_event,
+    history_values,
+    write_run_updates,
+)
 
 
 class BatchWriter:
@@ -156,36 +160,13 @@ class BatchWriter:
             "contact_id": row.contact_id,
             "workflow": row.workflow,
             "workflow_version": row.workflow_version,
-            "entered_at": self.now,
         }
         for record in records:
-            failed = record.outcome is StepOutcome.FAILED
-            self.step_rows.append(
-                base
-                | {
-                    "step": record.step,
-                    "kind": record.kind,
-                    "outcome": record.outcome.value,
-                    "next_step": record.next_step,
-                    "detail": None if failed else record.detail,
-                    "error": record.detail if failed else None,
-                    "left_at": None if record.outcome is StepOutcome.WAITING else self.now,
-                }
-            )
+            self.step_rows.append(base | history_values(record, now=self.now))
         if failure is not None:
             step, reason = failure
-            self.step_rows.append(
-                base
-                | {
-                    "step": step,
-                    "kind": "email",
-                    "outcome": StepOutcome.FAILED.value,
-                    "next_step": None,
-                    "detail": None,
-                    "error": reason,
-                    "left_at": self.now,
-                }
-            )
+            failed = StepRecord(step, "email", StepOutcome.FAILED, detail=reason)
+            self.step_rows.append(base | history_values(failed, now=self.now))
 
     def _render_emails(
         self, row: Row[Any], workflow: Workflow, advance: Advance

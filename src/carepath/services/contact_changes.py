@@ -8,7 +8,7 @@ Custom attributes are merged into the JSON in SQL (merge-patch semantics).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
-from carepath.db.dialect import recordset_of
+from carepath.db.dialect import id_in, json_list_edited, recordset_of
 from carepath.db.schema import contacts
 from carepath.db.types import Json
 from carepath.domain.fields import COLUMN_FIELDS, json_value
@@ -61,6 +61,35 @@ def write_contact_changes(
         write(conn, rows, columns, has_patch=has_patch, has_tags=has_tags, now=now)
 
 
+def write_shared_change(
+    conn: Connection, ids: Sequence[int], updates: Sequence[UpdateContact], *, now: datetime
+) -> None:
+    """The same update steps applied to many contacts, in one statement.
+
+    Tags are edited in SQL from each contact's own list, like the engine does in memory.
+    """
+    change = ContactChange()
+    tags: Any = contacts.c.tags
+    for update in updates:
+        change.record(update, {})
+        if update.add_tags or update.remove_tags:
+            tags = json_list_edited(conn, tags, add=update.add_tags, remove=update.remove_tags)
+    values: dict[str, Any] = {**change.columns, "updated_at": now}
+    if change.patch:
+        values["attributes"] = _merged_attributes(conn, sa.bindparam(None, change.patch, Json))
+    if change.tags is not None:
+        values["tags"] = tags
+    conn.execute(contacts.update().where(id_in(conn, contacts.c.id, ids)).values(values))
+
+
+def _merged_attributes(conn: Connection, patch: Any) -> Any:
+    """The stored attributes with `patch` merged in; a null in the patch removes the key."""
+    if conn.dialect.name == "postgresql":
+        # Attributes never store nulls, so stripping them after the merge removes exactly those.
+        return sa.func.jsonb_strip_nulls(contacts.c.attributes.op("||")(patch))
+    return sa.func.json_patch(contacts.c.attributes, patch)  # RFC 7386 merge patch
+
+
 def _group_row(
     contact_id: int, change: ContactChange, has_patch: bool, has_tags: bool
 ) -> dict[str, Any]:
@@ -87,8 +116,7 @@ def _write_group_postgres(
     values: dict[str, Any] = {c: v.c[c] for c in columns}
     values["updated_at"] = now
     if has_patch:
-        # Null values in the patch delete keys; attributes never store nulls.
-        values["attributes"] = sa.func.jsonb_strip_nulls(contacts.c.attributes.op("||")(v.c.patch))
+        values["attributes"] = _merged_attributes(conn, v.c.patch)
     if has_tags:
         values["tags"] = v.c.tags
     conn.execute(contacts.update().where(contacts.c.id == v.c.id).values(values))
@@ -107,8 +135,7 @@ def _write_group_sqlite(
     values: dict[str, Any] = {c: sa.bindparam(f"b_{c}") for c in columns}
     values["updated_at"] = now
     if has_patch:
-        patch = sa.bindparam("b_patch", type_=Json)
-        values["attributes"] = sa.func.json_patch(contacts.c.attributes, patch)
+        values["attributes"] = _merged_attributes(conn, sa.bindparam("b_patch", type_=Json))
     if has_tags:
         values["tags"] = sa.bindparam("b_tags", type_=contacts.c.tags.type)
     conn.execute(

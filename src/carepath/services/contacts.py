@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from carepath.db.dialect import bulk_insert
+from carepath.db.dialect import bulk_insert, id_in
 from carepath.db.schema import contacts
 from carepath.domain.fields import (
     COLUMN_FIELDS,
@@ -37,17 +37,27 @@ IDENTIFIER_COLUMNS = frozenset(
 )
 
 
-def contact_facts(row: Row[Any] | Mapping[str, Any], schema: ContactSchema) -> dict[str, object]:
-    """A contact as conditions and templates see it: core and custom fields, typed."""
+def contact_facts(
+    row: Row[Any] | Mapping[str, Any],
+    schema: ContactSchema,
+    *,
+    custom: Collection[str] | None = None,
+) -> dict[str, object]:
+    """A contact as conditions and templates see it: core and custom fields, typed.
+
+    `custom` limits the custom fields decoded (None: every one the schema declares).
+    """
     data = row._mapping if isinstance(row, Row) else row
     facts: dict[str, object] = {name: data[name] for name in data if name != "attributes"}
-    facts["tags"] = list(data["tags"] or [])
-    for name, value in (data["attributes"] or {}).items():
-        spec = schema.custom.get(name)
-        if spec is None:
-            continue
+    if "tags" in facts:
+        facts["tags"] = list(data["tags"] or [])
+    attributes = data.get("attributes") or {}
+    for name in schema.custom if custom is None else custom:
+        value = attributes.get(name)
+        if value is None:
+            continue  # unset: absent, as templates expect
         try:
-            facts[name] = coerce_value(spec, value)
+            facts[name] = coerce_value(schema.custom[name], value)
         except ValueError:
             facts[name] = None
     return facts
@@ -75,15 +85,31 @@ def load_facts(
         n for n in FACT_COLUMNS if fields is None or n not in IDENTIFIER_COLUMNS or n in fields
     ]
     rows = conn.execute(
-        sa.select(*(contacts.c[n] for n in columns)).where(contacts.c.id.in_(set(ids)))
+        sa.select(*(contacts.c[n] for n in columns)).where(id_in(conn, contacts.c.id, list(ids)))
     )
     return {row.id: contact_facts(row, schema) for row in rows}
+
+
+def load_fields(
+    conn: Connection, ids: Iterable[int], schema: ContactSchema, names: Collection[str]
+) -> dict[int, dict[str, object]]:
+    """Only the named fields of many contacts, typed (custom fields that are unset are absent)."""
+    columns = [n for n in FACT_COLUMNS if n in names and n != "attributes"]
+    custom = [n for n in names if n in schema.custom]
+    if custom:
+        columns.append("attributes")
+    rows = conn.execute(
+        sa.select(contacts.c.id, *(contacts.c[n] for n in columns)).where(
+            id_in(conn, contacts.c.id, list(ids))
+        )
+    )
+    return {row.id: contact_facts(row, schema, custom=custom) for row in rows}
 
 
 def with_email(conn: Connection, ids: Iterable[int]) -> set[int]:
     """Which of these contacts have an email address (ids only, no addresses)."""
     query = sa.select(contacts.c.id).where(
-        contacts.c.id.in_(set(ids)), contacts.c.email.is_not(None)
+        id_in(conn, contacts.c.id, list(ids)), contacts.c.email.is_not(None)
     )
     return set(conn.execute(query).scalars())
 

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from carepath.channels.templates import contact_fields
+from carepath.db.dialect import id_in
 from carepath.db.schema import events, list_members
 from carepath.domain.conditions import EventFacts, referenced_contact_fields
 from carepath.domain.resources import Template
@@ -28,7 +29,7 @@ def load_lists(conn: Connection, contact_ids: Iterable[int]) -> dict[int, set[st
     found: dict[int, set[str]] = defaultdict(set)
     rows = conn.execute(
         sa.select(list_members.c.contact_id, list_members.c.list_name).where(
-            list_members.c.contact_id.in_(set(contact_ids))
+            id_in(conn, list_members.c.contact_id, list(set(contact_ids)))
         )
     )
     for row in rows:
@@ -57,7 +58,7 @@ def load_events(conn: Connection, ids: Iterable[int | None]) -> dict[int, EventF
         return {}
     rows = conn.execute(
         sa.select(events.c.id, events.c.type, events.c.occurred_at, events.c.data).where(
-            events.c.id.in_(wanted)
+            id_in(conn, events.c.id, list(wanted))
         )
     )
     return {row.id: event_facts(row) for row in rows}

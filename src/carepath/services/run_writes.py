@@ -1,4 +1,4 @@
-"""The two writes every change to runs makes: the run rows, and closing their open waits."""
+"""What every change to runs writes: the run rows, their history, and `workflow.completed`."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from carepath.db.dialect import bulk_update
-from carepath.db.schema import run_steps, runs
-from carepath.domain.runs import RunStatus
+from carepath.db.dialect import bulk_update, id_in
+from carepath.db.schema import events, run_steps, runs
+from carepath.domain.runs import RunStatus, StepOutcome, StepRecord
 from carepath.services.events import NewEvent
 
 
@@ -36,10 +38,28 @@ def close_open_steps(
     )
 
 
+def history_values(record: StepRecord, *, now: datetime) -> dict[str, Any]:
+    """The `run_steps` columns one step execution sets, apart from whose run it is."""
+    failed = record.outcome is StepOutcome.FAILED
+    return {
+        "step": record.step,
+        "kind": record.kind,
+        "outcome": record.outcome.value,
+        "next_step": record.next_step,
+        "detail": None if failed else record.detail,
+        "error": record.detail if failed else None,
+        "entered_at": now,
+        "left_at": None if record.outcome is StepOutcome.WAITING else now,
+    }
+
+
+COMPLETION_TYPE = "workflow.completed"
+
+
 def completion_event(row: Any, status: RunStatus, *, now: datetime) -> NewEvent:
     """`workflow.completed` for a run that completed or converted; one per run."""
     return NewEvent(
-        type="workflow.completed",
+        type=COMPLETION_TYPE,
         contact_id=row.contact_id,
         occurred_at=now,
         idempotency_key=f"run:{row.id}:{status.value}",
@@ -47,3 +67,36 @@ def completion_event(row: Any, status: RunStatus, *, now: datetime) -> NewEvent:
         source="engine",
         chain_depth=row.chain_depth + 1,
     )
+
+
+def store_completion_events(
+    conn: Connection,
+    run_ids: Sequence[int],
+    status: RunStatus,
+    *,
+    now: datetime,
+    processed: bool,
+) -> None:
+    """`completion_event` for many runs in one INSERT … SELECT; keys already stored are kept."""
+    if conn.dialect.name == "postgresql":
+        insert: Any = postgresql.insert(events)
+        data = sa.func.jsonb_build_object
+    else:
+        insert = sqlite.insert(events)
+        data = sa.func.json_object
+    key = sa.literal("run:") + sa.cast(runs.c.id, sa.String) + sa.literal(f":{status.value}")
+    received = sa.literal(now, events.c.received_at.type)
+    selected = sa.select(
+        key,
+        sa.literal(COMPLETION_TYPE),
+        runs.c.contact_id,
+        received,
+        received,
+        data("workflow", runs.c.workflow, "status", status.value),
+        sa.literal("engine"),
+        runs.c.chain_depth + 1,
+        received if processed else sa.null(),
+    ).where(id_in(conn, runs.c.id, run_ids))
+    columns = ["idempotency_key", "type", "contact_id", "occurred_at", "received_at", "data"]
+    columns += ["source", "chain_depth", "processed_at"]
+    conn.execute(insert.from_select(columns, selected).on_conflict_do_nothing())

@@ -1,0 +1,108 @@
+"""Writing one decision for a whole cohort of runs: a few statements, whatever its size.
+
+A cohort's members share their `Advance` (see `domain.cohorts`), so the run
+rows, the history rows, the contact change and the completion events are
+each one set-oriented statement over the members' ids. Even tags, which
+differ per contact, are edited in SQL from each contact's own list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from carepath.db.dialect import id_in
+from carepath.db.schema import run_steps, runs
+from carepath.domain.runs import (
+    COMPLETION_STATUSES,
+    TERMINAL_STATUSES,
+    Advance,
+    UpdateContact,
+)
+from carepath.services.contact_changes import write_shared_change
+from carepath.services.run_writes import (
+    COMPLETION_TYPE,
+    history_values,
+    store_completion_events,
+)
+
+
+def writes_as_cohort(advance: Advance) -> bool:
+    """Whether the decision's effects are the same for every member (contact updates only).
+
+    Emails render per contact; list changes, tasks and enrollments emit per-contact
+    events and rows: those runs are written one by one.
+    """
+    return all(isinstance(e, UpdateContact) for e in advance.effects)
+
+
+def write_cohort(
+    conn: Connection,
+    members: Sequence[Row[Any]],
+    advance: Advance,
+    *,
+    now: datetime,
+    listened: frozenset[str] | None,
+) -> None:
+    """Apply `advance` to every member run; members' contacts are distinct."""
+    ids = [m.id for m in members]
+    _close_open_waits(conn, ids, advance, now=now)
+    conn.execute(
+        runs.update()
+        .where(id_in(conn, runs.c.id, ids))
+        .values(
+            status=advance.status.value,
+            current_step=advance.current_step,
+            wake_at=advance.wake_at,
+            waiting_for=advance.waiting_for,
+            visits=dict(advance.visits),
+            reason=advance.reason,
+            ended_at=now if advance.status in TERMINAL_STATUSES else None,
+            updated_at=now,
+            revision=runs.c.revision + 1,
+            lease_owner=None,
+            lease_until=None,
+        )
+    )
+    for record in advance.records:
+        _append_history(conn, ids, history_values(record, now=now))
+    _change_contacts(conn, members, advance, now=now)
+    if advance.status in COMPLETION_STATUSES:
+        processed = listened is not None and COMPLETION_TYPE not in listened
+        store_completion_events(conn, ids, advance.status, now=now, processed=processed)
+
+
+def _close_open_waits(conn: Connection, ids: list[int], advance: Advance, *, now: datetime) -> None:
+    if advance.closed_wait is None:
+        return
+    first = advance.records[0].step if advance.records else None
+    conn.execute(
+        run_steps.update()
+        .where(id_in(conn, run_steps.c.run_id, ids), run_steps.c.left_at.is_(None))
+        .values(left_at=now, outcome=advance.closed_wait.value, next_step=first)
+    )
+
+
+def _append_history(conn: Connection, ids: list[int], values: Mapping[str, Any]) -> None:
+    """One history row per member run, copying whose run it is from the run row."""
+    constants = [
+        sa.null() if value is None else sa.literal(value, run_steps.c[name].type)
+        for name, value in values.items()
+    ]
+    selected = sa.select(
+        runs.c.id, runs.c.contact_id, runs.c.workflow, runs.c.workflow_version, *constants
+    ).where(id_in(conn, runs.c.id, ids))
+    columns = ["run_id", "contact_id", "workflow", "workflow_version", *values]
+    conn.execute(run_steps.insert().from_select(columns, selected))
+
+
+def _change_contacts(
+    conn: Connection, members: Sequence[Row[Any]], advance: Advance, *, now: datetime
+) -> None:
+    updates = [e for e in advance.effects if isinstance(e, UpdateContact)]
+    if updates:
+        write_shared_change(conn, [m.contact_id for m in members], updates, now=now)
