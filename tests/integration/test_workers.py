@@ -37,6 +37,9 @@ steps:
   thank: {email: thanks, next: done}
   done: {exit: completed}
 """
+FLOW_WITH_EXIT = FLOW.replace(
+    "trigger: manual\n", "trigger: manual\nexit_when: {event: opted.out}\n"
+)
 
 
 def _worker(
@@ -74,7 +77,9 @@ def test_killed_workers_lease_is_taken_over_after_it_expires(journey: Harness) -
     assert max(_step_counts(journey).values()) == 1
 
 
-def test_event_moving_a_claimed_run_voids_the_stale_write(journey: Harness) -> None:
+def test_a_claimed_run_an_event_moved_goes_on_from_where_the_event_left_it(
+    journey: Harness,
+) -> None:
     journey.apply(FLOW)
     ann = journey.contact()
     journey.enroll("w", ann)
@@ -87,13 +92,33 @@ def test_event_moving_a_claimed_run_voids_the_stale_write(journey: Harness) -> N
     assert len(claimed) == 1
     journey.event("visit.completed", ann)
     journey.work()  # the event moves the run past the wait (still leased, so not further)
+    # The worker reads the run as the event left it, not as it claimed it: no timeout.
     with journey.engine.begin() as conn:
-        assert advance_claimed(conn, worker, claimed, now=later).runs == 0
-    journey.work()  # the stale worker gave the run back: it finishes from where the event left it
+        assert advance_claimed(conn, worker, claimed, now=later).runs == 1
     run = journey.run(ann)
     assert run.status == "completed"
+    assert run.lease_owner is None
     assert journey.path(run.id) == ["greet", "tag", "await", "thank", "done"]
     assert journey.steps(run.id)[2].outcome == "event"
+
+
+def test_a_claimed_run_an_event_ended_is_left_alone_and_released(journey: Harness) -> None:
+    journey.apply(FLOW_WITH_EXIT)
+    ann = journey.contact()
+    journey.enroll("w", ann)
+    journey.work()
+    worker = _worker(journey)
+    later = journey.now + timedelta(days=2)
+    with journey.engine.begin() as conn:
+        claimed = claim_due_runs(conn, worker, now=later, limit=10)
+    journey.event("opted.out", ann)
+    journey.work()
+    with journey.engine.begin() as conn:
+        assert advance_claimed(conn, worker, claimed, now=later).runs == 0
+    run = journey.run(ann)
+    assert run.status == "exited"
+    assert run.lease_owner is None
+    assert journey.path(run.id) == ["greet", "tag", "await"]
 
 
 def test_two_concurrent_workers_never_execute_a_step_twice(journey: Harness) -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import date
 
-from carepath.domain.cohorts import RunPosition, cohort_key, turn_inputs
+from carepath.domain.cohorts import turn_inputs
 from carepath.domain.conditions import Facts
 from carepath.domain.engine import advance_run
 from carepath.domain.runs import Limits
@@ -41,69 +40,41 @@ EVENTED = valid_workflow(
 )
 
 
-def _position(contact_id: int, **changes: object) -> RunPosition:
-    position = RunPosition(contact_id, 1, "active", None, {}, 0, None, None)
-    return replace(position, **changes)  # type: ignore[arg-type]
-
-
-def _facts(**contact: object) -> Facts:
-    return Facts(contact=contact, now=NOW)
-
-
 def test_inputs_name_what_branches_and_dated_waits_read() -> None:
     inputs = turn_inputs(BRANCHY)
     assert inputs.fields == ("score", "surgery_date", "time_zone")
-    assert inputs.lists
+    assert inputs.lists == ("vip",)
     assert not inputs.events
     assert not inputs.per_contact
 
 
 def test_a_split_makes_every_contact_its_own_cohort() -> None:
-    inputs = turn_inputs(SPLIT)
-    assert inputs.per_contact
-    assert cohort_key(inputs, _position(1), _facts()) != cohort_key(inputs, _position(2), _facts())
+    assert turn_inputs(SPLIT).per_contact
 
 
-def test_conditions_on_event_data_keep_runs_of_different_events_apart() -> None:
+def test_conditions_on_event_data_make_events_part_of_the_key() -> None:
     inputs = turn_inputs(EVENTED)
     assert inputs.events
-    first = cohort_key(inputs, _position(1, trigger_event_id=5), _facts())
-    assert first != cohort_key(inputs, _position(2, trigger_event_id=6), _facts())
-    assert first == cohort_key(inputs, _position(3, trigger_event_id=5), _facts())
+    assert inputs.fields == ()
 
 
-def test_equal_inputs_share_a_key_and_fields_not_read_do_not_matter() -> None:
+def test_runs_that_agree_on_the_inputs_get_the_same_decision() -> None:
+    """Fields outside the inputs (names, sex, the trigger here) never change a decision."""
     inputs = turn_inputs(BRANCHY)
-    a = cohort_key(inputs, _position(1), _facts(score=80, first_name="Ann"))
-    assert a == cohort_key(inputs, _position(2), _facts(score=80, first_name="Bea"))
-    assert a != cohort_key(inputs, _position(3), _facts(score=10))
-    assert a != cohort_key(inputs, _position(4, visits={"check": 1}), _facts(score=80))
-    assert a != cohort_key(inputs, _position(5, current_step="later"), _facts(score=80))
-
-
-def test_values_equal_in_python_but_different_facts_stay_apart() -> None:
-    inputs = turn_inputs(BRANCHY)
-    assert cohort_key(inputs, _position(1), _facts(score=1)) != cohort_key(
-        inputs, _position(1), _facts(score=True)
-    )
-    day = date(2026, 3, 2)
-    instant = datetime(2026, 3, 2, tzinfo=UTC)
-    assert cohort_key(inputs, _position(1), _facts(surgery_date=day)) != cohort_key(
-        inputs, _position(1), _facts(surgery_date=instant)
-    )
-
-
-def test_runs_with_one_key_get_the_same_decision() -> None:
-    inputs = turn_inputs(BRANCHY)
+    base = {"score": 80, "surgery_date": date(2026, 3, 9)}
     contacts = [
-        {"score": 80, "surgery_date": date(2026, 3, 9), "first_name": "Ann"},
-        {"score": 80, "surgery_date": date(2026, 3, 9), "sex": "f"},
+        base | {"first_name": "Ann"},
+        base | {"sex": "f", "smoker": True},
     ]
-    facts = [make_facts(c) for c in contacts]
-    keys = {cohort_key(inputs, _position(i), f) for i, f in enumerate(facts)}
-    assert len(keys) == 1
+    facts = [
+        make_facts(contacts[0], trigger_data={"kind": "a"}),
+        Facts(contact=contacts[1], now=NOW),
+    ]
+    assert {tuple(f.contact.get(n) for n in inputs.fields) for f in facts} == {
+        (80, date(2026, 3, 9), None)
+    }
     decisions = [
         advance_run(new_run(BRANCHY, contact_id=i, facts=f), now=NOW, limits=Limits())
         for i, f in enumerate(facts)
     ]
-    assert len({(d.status, d.records, d.wake_at) for d in decisions}) == 1
+    assert len({(d.status, d.records, d.wake_at, d.effects) for d in decisions}) == 1

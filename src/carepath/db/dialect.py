@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    JSON,
     BigInteger,
     ColumnElement,
     Date,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    type_coerce,
     union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -197,3 +199,39 @@ def json_list_edited(
     both = union_all(kept_old, joining).subquery("both")
     ordered = select(both.c.value).order_by(both.c.key).subquery("ordered")
     return select(func.json_group_array(ordered.c.value)).scalar_subquery()
+
+
+def json_member(
+    conn: Connection, document: ColumnElement[Any], name: str
+) -> list[ColumnElement[Any]]:
+    """Columns that give one key of a JSON object, for grouping and then `json_member_value`.
+
+    PostgreSQL: `document -> name` (jsonb, decoded by the driver). SQLite: its
+    `json_type` and `json_extract`, since `json_extract` alone reads true as 1.
+    """
+    if conn.dialect.name == "postgresql":
+        return [type_coerce(document, JSONB)[name]]
+    path = "$." + json.dumps(name)
+    return [func.json_type(document, path), func.json_extract(document, path)]
+
+
+def json_member_value(values: Sequence[Any]) -> object:
+    """The value of the key read by the columns of `json_member`."""
+    if len(values) == 1:
+        return values[0]
+    kind, raw = values
+    match kind:
+        case None | "null":
+            return None
+        case "true" | "false":
+            return kind == "true"
+        case "array" | "object":
+            return json.loads(raw)
+    return raw
+
+
+def aggregated_ids(conn: Connection, col: ColumnElement[Any]) -> ColumnElement[Any]:
+    """All values of an integer column in a group, as a list once fetched."""
+    if conn.dialect.name == "postgresql":
+        return func.array_agg(col)
+    return type_coerce(func.json_group_array(col), JSON)

@@ -13,10 +13,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
 from carepath.db.dialect import id_in
-from carepath.db.schema import run_steps, runs
+from carepath.db.schema import contacts, run_steps, runs
 from carepath.domain.runs import (
     COMPLETION_STATUSES,
     TERMINAL_STATUSES,
@@ -42,14 +42,13 @@ def writes_as_cohort(advance: Advance) -> bool:
 
 def write_cohort(
     conn: Connection,
-    members: Sequence[Row[Any]],
+    ids: Sequence[int],
     advance: Advance,
     *,
     now: datetime,
     listened: frozenset[str] | None,
 ) -> None:
     """Apply `advance` to every member run; members' contacts are distinct."""
-    ids = [m.id for m in members]
     _close_open_waits(conn, ids, advance, now=now)
     conn.execute(
         runs.update()
@@ -70,13 +69,15 @@ def write_cohort(
     )
     for record in advance.records:
         _append_history(conn, ids, history_values(record, now=now))
-    _change_contacts(conn, members, advance, now=now)
+    _change_contacts(conn, ids, advance, now=now)
     if advance.status in COMPLETION_STATUSES:
         processed = listened is not None and COMPLETION_TYPE not in listened
         store_completion_events(conn, ids, advance.status, now=now, processed=processed)
 
 
-def _close_open_waits(conn: Connection, ids: list[int], advance: Advance, *, now: datetime) -> None:
+def _close_open_waits(
+    conn: Connection, ids: Sequence[int], advance: Advance, *, now: datetime
+) -> None:
     if advance.closed_wait is None:
         return
     first = advance.records[0].step if advance.records else None
@@ -87,7 +88,7 @@ def _close_open_waits(conn: Connection, ids: list[int], advance: Advance, *, now
     )
 
 
-def _append_history(conn: Connection, ids: list[int], values: Mapping[str, Any]) -> None:
+def _append_history(conn: Connection, ids: Sequence[int], values: Mapping[str, Any]) -> None:
     """One history row per member run, copying whose run it is from the run row."""
     constants = [
         sa.null() if value is None else sa.literal(value, run_steps.c[name].type)
@@ -101,8 +102,10 @@ def _append_history(conn: Connection, ids: list[int], values: Mapping[str, Any])
 
 
 def _change_contacts(
-    conn: Connection, members: Sequence[Row[Any]], advance: Advance, *, now: datetime
+    conn: Connection, ids: Sequence[int], advance: Advance, *, now: datetime
 ) -> None:
     updates = [e for e in advance.effects if isinstance(e, UpdateContact)]
     if updates:
-        write_shared_change(conn, [m.contact_id for m in members], updates, now=now)
+        of_runs = sa.select(runs.c.contact_id).where(id_in(conn, runs.c.id, ids))
+        which = contacts.c.id.in_(of_runs.scalar_subquery())
+        write_shared_change(conn, which, updates, now=now)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
-from carepath.db.dialect import id_in, json_list_edited, recordset_of
+from carepath.db.dialect import json_list_edited, recordset_of
 from carepath.db.schema import contacts
 from carepath.db.types import Json
 from carepath.domain.fields import COLUMN_FIELDS, json_value
@@ -62,9 +62,13 @@ def write_contact_changes(
 
 
 def write_shared_change(
-    conn: Connection, ids: Sequence[int], updates: Sequence[UpdateContact], *, now: datetime
+    conn: Connection,
+    which: sa.ColumnElement[bool],
+    updates: Sequence[UpdateContact],
+    *,
+    now: datetime,
 ) -> None:
-    """The same update steps applied to many contacts, in one statement.
+    """The same update steps applied to the contacts `which` selects, in one statement.
 
     Tags are edited in SQL from each contact's own list, like the engine does in memory.
     """
@@ -79,7 +83,7 @@ def write_shared_change(
         values["attributes"] = _merged_attributes(conn, sa.bindparam(None, change.patch, Json))
     if change.tags is not None:
         values["tags"] = tags
-    conn.execute(contacts.update().where(id_in(conn, contacts.c.id, ids)).values(values))
+    conn.execute(contacts.update().where(which).values(values))
 
 
 def _merged_attributes(conn: Connection, patch: Any) -> Any:

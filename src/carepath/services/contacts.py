@@ -90,22 +90,6 @@ def load_facts(
     return {row.id: contact_facts(row, schema) for row in rows}
 
 
-def load_fields(
-    conn: Connection, ids: Iterable[int], schema: ContactSchema, names: Collection[str]
-) -> dict[int, dict[str, object]]:
-    """Only the named fields of many contacts, typed (custom fields that are unset are absent)."""
-    columns = [n for n in FACT_COLUMNS if n in names and n != "attributes"]
-    custom = [n for n in names if n in schema.custom]
-    if custom:
-        columns.append("attributes")
-    rows = conn.execute(
-        sa.select(contacts.c.id, *(contacts.c[n] for n in columns)).where(
-            id_in(conn, contacts.c.id, list(ids))
-        )
-    )
-    return {row.id: contact_facts(row, schema, custom=custom) for row in rows}
-
-
 def with_email(conn: Connection, ids: Iterable[int]) -> set[int]:
     """Which of these contacts have an email address (ids only, no addresses)."""
     query = sa.select(contacts.c.id).where(

@@ -1,0 +1,127 @@
+"""Grouping claimed runs into cohorts in SQL: one row per decision, not per run.
+
+The query groups the runs by everything their turn can read (see
+`domain.cohorts`): position, counters, and only the contact fields, list
+memberships and events their workflows look at. Each group comes back with
+its members' ids and the values of its key, from which one `RunSnapshot`
+stands for all of them. No per-run row ever reaches Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from carepath.db.dialect import aggregated_ids, id_in, json_member, json_member_value
+from carepath.db.schema import LIVE_RUN, contacts, list_members, runs
+from carepath.domain.cohorts import TurnInputs
+from carepath.domain.conditions import Facts
+from carepath.domain.fields import ContactSchema
+from carepath.domain.runs import RunSnapshot, RunStatus
+from carepath.domain.workflow import Workflow
+from carepath.services.contacts import FACT_COLUMNS, contact_facts
+from carepath.services.facts import load_events
+
+
+@dataclass(frozen=True)
+class Cohort:
+    ids: list[int]  # member runs, in id order
+    snapshot: RunSnapshot  # stands for every member
+
+
+def owned_and_due(conn: Connection, ids: Sequence[int], owner: str, now: datetime) -> Any:
+    """Runs of `ids` this worker still holds and that are still due (events move runs)."""
+    return sa.and_(
+        id_in(conn, runs.c.id, ids), runs.c.lease_owner == owner, LIVE_RUN, runs.c.wake_at <= now
+    )
+
+
+def read_cohorts(
+    conn: Connection,
+    ids: Sequence[int],
+    workflows: dict[int, Workflow],
+    inputs: dict[int, TurnInputs],
+    schema: ContactSchema,
+    *,
+    owner: str,
+    now: datetime,
+) -> Iterator[Cohort]:
+    """The runs of `ids` still owned and due, grouped by what their turns read."""
+    used = [inputs[rid] for rid in workflows]
+    names = sorted(set().union(*(i.fields for i in used)))
+    core = [n for n in names if n in FACT_COLUMNS and n != "attributes"]
+    custom = [n for n in names if n in schema.custom]
+    lists = sorted(set().union(*(i.lists for i in used)))
+    events = any(i.events for i in used)
+    per_contact = any(i.per_contact for i in used)
+
+    key: dict[str, Any] = {
+        c.name: c for c in (runs.c.resource_id, runs.c.status, runs.c.current_step, runs.c.visits)
+    }
+    key["chain_depth"] = runs.c.chain_depth
+    if events:
+        key |= {"trigger_event_id": runs.c.trigger_event_id, "event_id": runs.c.event_id}
+    if per_contact:
+        key["contact_id"] = runs.c.contact_id
+    source: Any = runs
+    if core or custom:
+        source = source.join(contacts, contacts.c.id == runs.c.contact_id)
+    key |= {f"core_{i}": contacts.c[n] for i, n in enumerate(core)}
+    members = {n: json_member(conn, contacts.c.attributes, n) for n in custom}
+    for i, columns in enumerate(members.values()):
+        key |= {f"custom_{i}_{j}": c for j, c in enumerate(columns)}
+    for i, name in enumerate(lists):
+        joined = list_members.alias(f"list_{i}")
+        source = source.outerjoin(
+            joined,
+            sa.and_(joined.c.contact_id == runs.c.contact_id, joined.c.list_name == name),
+        )
+        key[f"list_{i}"] = joined.c.contact_id.is_not(None)
+    query = (
+        sa.select(
+            *(expr.label(label) for label, expr in key.items()),
+            sa.func.min(runs.c.contact_id).label("any_contact"),
+            aggregated_ids(conn, runs.c.id).label("member_ids"),
+        )
+        .select_from(source)
+        .where(owned_and_due(conn, ids, owner, now))
+        .group_by(*key.values())
+    )
+    groups = conn.execute(query).all()
+    known = {}
+    if events:
+        wanted = [g.trigger_event_id for g in groups] + [g.event_id for g in groups]
+        known = load_events(conn, wanted)
+    for group in groups:
+        values = group._mapping
+        contact: dict[str, Any] = {n: values[f"core_{i}"] for i, n in enumerate(core)}
+        contact["attributes"] = {
+            n: json_member_value([values[f"custom_{i}_{j}"] for j in range(len(columns))])
+            for i, (n, columns) in enumerate(members.items())
+        }
+        facts = Facts(
+            contact=contact_facts(contact, schema, custom=custom),
+            now=now,
+            lists=frozenset(n for i, n in enumerate(lists) if values[f"list_{i}"]),
+            trigger=known.get(group.trigger_event_id) if events else None,
+            event=known.get(group.event_id) if events else None,
+        )
+        ids_of_group = sorted(int(i) for i in group.member_ids)
+        yield Cohort(
+            ids_of_group,
+            RunSnapshot(
+                id=ids_of_group[0],
+                contact_id=group.contact_id if per_contact else group.any_contact,
+                workflow=workflows[group.resource_id],
+                status=RunStatus(group.status),
+                current_step=group.current_step,
+                visits=group.visits or {},
+                chain_depth=group.chain_depth,
+                facts=facts,
+            ),
+        )
