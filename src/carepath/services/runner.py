@@ -66,9 +66,14 @@ def claim_due_runs(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    if conn.dialect.name == "postgresql":
+        # = ANY(ARRAY(…)): the planner cannot turn it into a join over the whole table.
+        chosen = runs.c.id == sa.any_(sa.func.array(due.scalar_subquery()))
+    else:
+        chosen = runs.c.id.in_(due.scalar_subquery())
     claimed = conn.execute(
         runs.update()
-        .where(runs.c.id.in_(due.scalar_subquery()))
+        .where(chosen)
         .values(lease_owner=ctx.worker_id, lease_until=wall + ctx.lease)
         .returning(runs.c.id, runs.c.contact_id, runs.c.resource_id)
     )
@@ -120,7 +125,8 @@ def advance_claimed(
         r.id for r in claimed if per_contact[r.contact_id] == 1 and r.resource_id in readable
     ]
     one_by_one = sorted(set(ids) - set(grouped))
-    advanced = steps = 0
+    written: set[int] = set()  # each write releases its runs' leases
+    steps = 0
     listened: tuple[frozenset[str] | None] | None = None  # read once, when first needed
     if grouped:
         inputs = {rid: turn_inputs(w) for rid, w in readable.items()}
@@ -135,7 +141,7 @@ def advance_claimed(
                 continue
             listened = listened or (event_interest(conn),)
             write_cohort(conn, cohort.ids, advance, now=now, listened=listened[0])
-            advanced += len(cohort.ids)
+            written.update(cohort.ids)
             steps += len(advance.records) * len(cohort.ids)
     if one_by_one:
         rows: list[Row[Any]] = list(
@@ -145,10 +151,11 @@ def advance_claimed(
                 .order_by(runs.c.id)
             )
         )
-        advanced += len(rows)
+        written.update(r.id for r in rows)
         steps += _advance_one_by_one(conn, ctx, rows, now=now) if rows else 0
-    _release(conn, ctx, ids)  # what an event moved out of reach, or a version that is gone
-    return AdvanceStats(advanced, steps)
+    if len(written) < len(ids):  # an event moved some out of reach: give them back
+        _release(conn, ctx, sorted(set(ids) - written))
+    return AdvanceStats(len(written), steps)
 
 
 def _lock_contacts(conn: Connection, run_ids: list[int]) -> None:
