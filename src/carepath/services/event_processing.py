@@ -66,8 +66,12 @@ def process_events(ctx: EngineContext, *, now: datetime, limit: int | None = Non
             return 0
         contact_ids = sorted({e.contact_id for e in batch})
         # Serialise per contact across workers (SQLite already has one writer).
+        # In id order, like the runner, so that the two never wait on each other in a cycle.
         conn.execute(
-            sa.select(contacts.c.id).where(contacts.c.id.in_(contact_ids)).with_for_update()
+            sa.select(contacts.c.id)
+            .where(contacts.c.id.in_(contact_ids))
+            .order_by(contacts.c.id)
+            .with_for_update()
         )
         _process(conn, ctx, batch, contact_ids, now=now)
         conn.execute(
