@@ -14,6 +14,8 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     smtp_url: str | None = None
     mail_from: str = "carepath <no-reply@carepath.invalid>"
+    # How long 4xx answers and connection failures are retried before giving up.
+    retry_for: str = "3d"
     batch_size: int = Field(default=500, ge=1, le=10_000)
     lease_seconds: int = Field(default=300, ge=5)
     poll_seconds: float = Field(default=1.0, gt=0)

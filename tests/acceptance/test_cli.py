@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from carepath.entrypoints.cli import app
@@ -116,3 +117,38 @@ def test_demo_runs_the_journey_and_prints_the_funnel(tmp_path: Path) -> None:
     assert code == 0
     assert "bariatric-journey" in out
     assert "received by the SMTP sink" in out
+
+
+def test_demo_refuses_a_url_or_a_missing_folder_clearly(tmp_path: Path) -> None:
+    code, _, err = carepath("demo", "--db", f"sqlite:///{tmp_path / 'demo.db'}")
+    assert code == 2
+    assert "--db takes a file path" in err
+    code, _, err = carepath("demo", "--db", str(tmp_path / "no-such-folder" / "demo.db"))
+    assert code == 2
+    assert "does not exist" in err
+    assert "Traceback" not in err
+
+
+def test_outbox_status_and_release(tmp_path: Path) -> None:
+    db = ("--db", str(tmp_path / "c.db"))
+    assert carepath("init", *db)[0] == 0
+    code, out, _ = carepath("outbox", "status", *db)
+    assert code == 0
+    assert "status" in out
+    code, out, _ = carepath("outbox", "release", *db)
+    assert (code, out.strip()) == (0, "released 0 held messages")
+
+
+def test_a_bad_smtp_setting_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = ("--db", str(tmp_path / "c.db"))
+    assert carepath("init", *db)[0] == 0
+    monkeypatch.setenv("CAREPATH_SMTP_URL", "smtp://user:hunter2@mail?tls=sometimes")
+    code, _, err = carepath("worker", "--once", *db)
+    assert code == 2
+    assert "tls must be required, opportunistic or none" in err
+    assert "hunter2" not in err
+    monkeypatch.setenv("CAREPATH_SMTP_URL", "smtp://127.0.0.1:9?tls=none")
+    monkeypatch.setenv("CAREPATH_RETRY_FOR", "soon")
+    code, _, err = carepath("worker", "--once", *db)
+    assert code == 2
+    assert "CAREPATH_RETRY_FOR" in err

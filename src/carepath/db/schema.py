@@ -203,6 +203,17 @@ outbox = Table(
     Index(None, "run_id"),
 )
 
+# Addresses that must never be mailed again (hard bounces, complaints,
+# unsubscribes), kept apart from contacts so that they outlive an erased contact.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("email", String(320), primary_key=True),
+    Column("reason", String(32), nullable=False),
+    Column("source", String(40), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
 tasks = Table(
     "tasks",
     metadata,

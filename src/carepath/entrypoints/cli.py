@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
-from carepath.channels.email import SmtpSender
+from carepath.channels.smtp import PooledSmtpSender
 from carepath.config import Settings
 from carepath.db.connection import read_only
 from carepath.db.schema import run_steps, runs
@@ -28,8 +28,8 @@ from carepath.domain.fields import parse_datetime
 from carepath.domain.json_schema import SCHEMA_KINDS, document_schema
 from carepath.domain.runs import Limits
 from carepath.entrypoints.worker import StopFlag, run_worker
-from carepath.errors import CarepathError, InvalidInput, Problem
-from carepath.services import catalog_store, contacts, reports, tasks
+from carepath.errors import CarepathError, ConfigurationError, InvalidInput, Problem
+from carepath.services import catalog_store, contacts, outbox, reports, tasks
 from carepath.services.clock import simulated_now, wall_time
 from carepath.services.context import EngineContext
 from carepath.services.documents import load_paths
@@ -51,9 +51,10 @@ events_app = typer.Typer(help="Ingest events.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Contact-center tasks.", no_args_is_help=True)
 runs_app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
 report_app = typer.Typer(help="Reports.", no_args_is_help=True)
+outbox_app = typer.Typer(help="Outgoing messages.", no_args_is_help=True)
 for sub, name in (
     (clock_app, "clock"), (contacts_app, "contacts"), (events_app, "events"),
-    (tasks_app, "tasks"), (runs_app, "runs"), (report_app, "report"),
+    (tasks_app, "tasks"), (runs_app, "runs"), (report_app, "report"), (outbox_app, "outbox"),
 ):  # fmt: skip
     app.add_typer(sub, name=name)
 
@@ -107,7 +108,11 @@ def opened_engine(db: str | None) -> Iterator[Engine]:
 def engine_context(db: str | None, *, with_smtp: bool = True) -> Iterator[EngineContext]:
     """What a command needs to run the engine; engine and SMTP connection closed at the end."""
     settings = settings_for(db)
-    sender = SmtpSender(settings.smtp_url) if with_smtp and settings.smtp_url else None
+    try:
+        retry_for = parse_duration(settings.retry_for)
+    except DurationError as exc:
+        raise ConfigurationError(f"CAREPATH_RETRY_FOR: {exc}") from None
+    sender = PooledSmtpSender(settings.smtp_url) if with_smtp and settings.smtp_url else None
     with opened_engine(db) as engine:
         try:
             yield EngineContext(
@@ -120,6 +125,7 @@ def engine_context(db: str | None, *, with_smtp: bool = True) -> Iterator[Engine
                 lease=timedelta(seconds=settings.lease_seconds),
                 batch_size=settings.batch_size,
                 mail_from=settings.mail_from,
+                retry_for=retry_for,
             )
         finally:
             if sender is not None:
@@ -296,6 +302,25 @@ def clock_advance(
         f"clock at {now.isoformat()}: events {done.events}, runs {done.runs}, "
         f"steps {done.steps}, sent {done.sent}"
     )
+
+
+@outbox_app.command("status")
+def outbox_status(db: DbOption = None) -> None:
+    """How many messages are pending, sent, held, bounced, failed, suppressed or skipped."""
+    with errors_to_exit(), opened_engine(db) as engine, read_only(engine) as conn:
+        counts = outbox.outbox_counts(conn)
+    table = Table("status", "messages")
+    for status, count in sorted(counts.items()):
+        table.add_row(status, str(count))
+    out.print(table)
+
+
+@outbox_app.command("release")
+def outbox_release(db: DbOption = None) -> None:
+    """Queue held messages again, once the SMTP settings that held them are fixed."""
+    with errors_to_exit(), engine_context(db, with_smtp=False) as ctx, ctx.engine.begin() as conn:
+        released = outbox.release_held(conn, now=ctx.clock.now(conn))
+    out.print(f"released {released} held messages")
 
 
 @tasks_app.command("list")

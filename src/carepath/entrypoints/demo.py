@@ -6,6 +6,7 @@ It runs on SQLite, over real SMTP, in simulated time.
 from __future__ import annotations
 
 import random
+import re
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress
 
-from carepath.channels.email import SmtpSender
+from carepath.channels.smtp import PooledSmtpSender
 from carepath.channels.smtp_sink import SmtpSink
 from carepath.db.connection import read_only
 from carepath.errors import ConfigurationError
@@ -55,6 +56,12 @@ def examples_dir() -> Path:
 
 
 def fresh_sqlite(path: Path) -> str:
+    """A URL for a new SQLite file at `path`, after removing any old one."""
+    if re.match(r"[a-z][a-z0-9+.-]*:/", str(path)):  # Path folds "sqlite:///x" to "sqlite:/x"
+        raise ConfigurationError("--db takes a file path for the demo's SQLite file, not a URL")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ConfigurationError(f"--db: the folder {folder} does not exist")
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     return f"sqlite:///{path}"
@@ -77,7 +84,7 @@ def run_demo(path: Path, *, contacts_count: int, seed: int, console: Console) ->
             schema = catalog_store.build_current(conn).catalog.schema
             contacts.import_contacts(conn, export, schema, now=START)
     with SmtpSink() as sink:
-        sender = SmtpSender(sink.url)
+        sender = PooledSmtpSender(sink.url)
         try:
             _simulate(EngineContext(engine=engine, sender=sender), population, console)
         finally:

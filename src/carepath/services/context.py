@@ -31,5 +31,6 @@ class EngineContext:
     lease: timedelta = timedelta(minutes=5)
     batch_size: int = 500
     mail_from: str = "carepath <no-reply@carepath.invalid>"
+    retry_for: timedelta = timedelta(days=3)  # how long failed deliveries are retried
     cache: CatalogCache = field(default_factory=CatalogCache)
     renderer: TemplateRenderer = field(default_factory=TemplateRenderer)

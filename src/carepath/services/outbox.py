@@ -1,38 +1,54 @@
-"""Delivering the outbox after commit: claim, send, record; retry with backoff.
+"""Delivering the outbox after commit: claim, send, record; retry, bounce, suppress.
 
 A message is marked sent only after the server accepted it; a crash between
 the two leaves the lease to expire and the row to be sent again with the same
 Message-ID, which receivers use to discard the duplicate.
+
+What happens to a message (its `status`):
+- `sent`: the server accepted it; `email.sent` is stored.
+- `pending` again: a 4xx answer or a connection problem, retried with
+  exponential backoff and jitter for `retry_for` after the message was
+  created; then `failed`, with `email.bounced` (soft).
+- `bounced`: a 5xx answer; `email.bounced` (hard) and the address is suppressed.
+- `held`: the server could not be used safely (no STARTTLS under
+  `tls=required`, a certificate or credentials problem); nothing was sent,
+  the reason is kept, and `carepath outbox release` queues it again.
+- `suppressed`: the address is on the suppression list; never sent.
+- `skipped`: the contact has no email address.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
-from carepath.channels.email import DeliveryResult, OutgoingEmail
-from carepath.db.schema import contacts, outbox
+from carepath.channels.email import DeliveryOutcome, DeliveryResult, OutgoingEmail
+from carepath.db.dialect import id_in
+from carepath.db.schema import contacts, outbox, suppressions
 from carepath.services.clock import wall_time
 from carepath.services.context import EngineContext
 from carepath.services.events import NewEvent, store_events
+from carepath.services.suppressions import suppress
 
-MAX_ATTEMPTS = 8
 BASE_BACKOFF = timedelta(minutes=1)
+MAX_BACKOFF = timedelta(hours=6)
 
 
 @dataclass(frozen=True)
 class DeliveryStats:
     sent: int
-    failed: int
+    failed: int  # everything that was not sent in this batch, whatever the reason
 
 
 def backoff(attempts: int) -> timedelta:
-    """Exponential backoff with full jitter, capped at 6 hours."""
+    """Exponential backoff with jitter (between half and all of the step), capped at 6 hours."""
     factor: int = 2 ** max(attempts - 1, 0)
-    ceiling = min(BASE_BACKOFF * factor, timedelta(hours=6))
+    ceiling = min(BASE_BACKOFF * factor, MAX_BACKOFF)
     return ceiling * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
 
 
@@ -40,105 +56,95 @@ def deliver_outbox(ctx: EngineContext, *, now: datetime, limit: int | None = Non
     """Send one batch of due messages; without a sender, nothing is sent."""
     if ctx.sender is None:
         return DeliveryStats(0, 0)
+    with ctx.engine.begin() as conn:
+        rows = _claim(conn, ctx, now=now, limit=limit or ctx.batch_size)
+    if not rows:
+        return DeliveryStats(0, 0)
+    sendable = [r for r in rows if r.email and r.suppressed is None]
+    results = ctx.sender.send(
+        [
+            OutgoingEmail(
+                outbox_id=r.id,
+                message_id=r.message_id,
+                sender=ctx.mail_from,
+                recipient=r.email,
+                subject=r.subject,
+                html=r.html,
+                text=r.text,
+                created_at=r.created_at,
+            )
+            for r in sendable
+        ]
+    )
+    with ctx.engine.begin() as conn:
+        _record(conn, ctx, rows, results, now=now)
+    sent = sum(1 for r in results if r.outcome is DeliveryOutcome.SENT)
+    return DeliveryStats(sent, len(rows) - sent)
+
+
+def _claim(conn: sa.Connection, ctx: EngineContext, *, now: datetime, limit: int) -> list[Any]:
+    """Lease due messages; each with its address and whether that address is suppressed."""
     wall = wall_time()
-    with ctx.engine.begin() as conn:
-        due = (
-            sa.select(outbox.c.id)
-            .where(
-                outbox.c.status == "pending",
-                outbox.c.next_attempt_at <= now,
-                sa.or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < wall),
-            )
-            .order_by(outbox.c.next_attempt_at, outbox.c.id)
-            .limit(limit or ctx.batch_size)
-            .with_for_update(skip_locked=True)
+    due = (
+        sa.select(outbox.c.id)
+        .where(
+            outbox.c.status == "pending",
+            outbox.c.next_attempt_at <= now,
+            sa.or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < wall),
         )
-        claimed = (
-            conn.execute(
-                outbox.update()
-                .where(outbox.c.id.in_(due.scalar_subquery()))
-                .values(lease_owner=ctx.worker_id, lease_until=wall + ctx.lease)
-                .returning(outbox.c.id)
+        .order_by(outbox.c.next_attempt_at, outbox.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = list(
+        conn.execute(
+            outbox.update()
+            .where(outbox.c.id.in_(due.scalar_subquery()))
+            .values(lease_owner=ctx.worker_id, lease_until=wall + ctx.lease)
+            .returning(outbox.c.id)
+        ).scalars()
+    )
+    if not claimed:
+        return []
+    return list(
+        conn.execute(
+            sa.select(
+                outbox,
+                contacts.c.email,
+                suppressions.c.reason.label("suppressed"),
             )
-            .scalars()
-            .all()
-        )
-        if not claimed:
-            return DeliveryStats(0, 0)
-        rows = conn.execute(
-            sa.select(outbox, contacts.c.email)
             .join(contacts, contacts.c.id == outbox.c.contact_id)
-            .where(outbox.c.id.in_(claimed))
+            .outerjoin(suppressions, suppressions.c.email == contacts.c.email)
+            .where(id_in(conn, outbox.c.id, claimed))
             .order_by(outbox.c.id)
-        ).all()
-    messages = [
-        OutgoingEmail(
-            outbox_id=r.id,
-            message_id=r.message_id,
-            sender=ctx.mail_from,
-            recipient=r.email,
-            subject=r.subject,
-            html=r.html,
-            text=r.text,
-            created_at=r.created_at,
         )
-        for r in rows
-        if r.email
-    ]
-    results = ctx.sender.send(messages)
-    results += [
-        DeliveryResult(r.id, False, permanent=True, error="contact has no email address")
-        for r in rows
-        if not r.email
-    ]
-    attempts = {r.id: r.attempts for r in rows}
-    contact_of = {r.id: r.contact_id for r in rows}
-    with ctx.engine.begin() as conn:
-        _record_results(conn, ctx, results, attempts, contact_of, now=now)
-    sent = sum(1 for r in results if r.ok)
-    return DeliveryStats(sent, len(results) - sent)
+    )
 
 
-def _record_results(
+def _record(
     conn: sa.Connection,
     ctx: EngineContext,
-    results: list[DeliveryResult],
-    attempts: dict[int, int],
-    contact_of: dict[int, int],
+    rows: Sequence[Any],
+    results: Sequence[DeliveryResult],
     *,
     now: datetime,
 ) -> None:
-    updates = []
-    new_events = []
-    for result in results:
-        tries = attempts[result.outbox_id] + 1
-        if result.ok:
-            status, error, retry_at = "sent", None, now
-        elif result.permanent or tries >= MAX_ATTEMPTS:
-            status, error, retry_at = "failed", result.error, now
-        else:
-            status, error, retry_at = "pending", result.error, now + backoff(tries)
-        updates.append(
-            {
-                "b_id": result.outbox_id,
-                "status": status,
-                "attempts": tries,
-                "last_error": error,
-                "next_attempt_at": retry_at,
-                "sent_at": now if result.ok else None,
-            }
-        )
-        if result.ok:
-            new_events.append(
-                NewEvent(
-                    "email.sent",
-                    contact_of[result.outbox_id],
-                    now,
-                    f"outbox:{result.outbox_id}:sent",
-                    {"outbox_id": result.outbox_id},
-                    "engine",
-                )
-            )
+    by_id = {r.outbox_id: r for r in results}
+    updates: list[dict[str, Any]] = []
+    new_events: list[NewEvent] = []
+    bounced: list[str] = []
+    for row in rows:
+        values = _outcome(ctx, row, by_id.get(row.id), now=now)
+        updates.append({"b_id": row.id, **values})
+        status = values["status"]
+        if status == "sent":
+            new_events.append(_event(row, "email.sent", {"outbox_id": row.id}, now))
+        elif status in ("bounced", "failed"):
+            bounce = "hard" if status == "bounced" else "soft"
+            data = {"outbox_id": row.id, "bounce": bounce}
+            new_events.append(_event(row, "email.bounced", data, now))
+            if status == "bounced":
+                bounced.append(row.email)
     conn.execute(
         outbox.update()
         .where(outbox.c.id == sa.bindparam("b_id"), outbox.c.lease_owner == ctx.worker_id)
@@ -153,4 +159,62 @@ def _record_results(
         ),
         updates,
     )
+    suppress(conn, bounced, reason="hard_bounce", source="smtp", now=now)
     store_events(conn, new_events, now=now)
+
+
+def _outcome(
+    ctx: EngineContext, row: Any, result: DeliveryResult | None, *, now: datetime
+) -> dict[str, Any]:
+    """The row's new status, error, attempt count and next attempt."""
+    tries = row.attempts
+    status, error, retry_at, sent_at = "pending", None, row.next_attempt_at, None
+    if not row.email:
+        status, error = "skipped", "contact has no email address"
+    elif row.suppressed is not None:
+        status, error = "suppressed", f"address suppressed ({row.suppressed})"
+    elif result is None:  # the sender returned nothing for it: try again soon
+        error, retry_at = "no result from the sender", now + backoff(1)
+    else:
+        tries += 1
+        match result.outcome:
+            case DeliveryOutcome.SENT:
+                status, sent_at = "sent", now
+            case DeliveryOutcome.BOUNCED:
+                status, error = "bounced", result.error
+            case DeliveryOutcome.HELD:
+                status, error = "held", result.error
+            case DeliveryOutcome.DEFERRED:
+                error = result.error
+                if now - row.created_at >= ctx.retry_for:
+                    status = "failed"
+                    error = f"gave up after {tries} attempts: {result.error}"
+                else:
+                    retry_at = now + backoff(tries)
+    return {
+        "status": status,
+        "attempts": tries,
+        "last_error": error,
+        "next_attempt_at": retry_at,
+        "sent_at": sent_at,
+    }
+
+
+def _event(row: Any, kind: str, data: dict[str, object], now: datetime) -> NewEvent:
+    return NewEvent(kind, row.contact_id, now, f"outbox:{row.id}:{kind}", data, "engine")
+
+
+def release_held(conn: sa.Connection, *, now: datetime) -> int:
+    """Queue held messages again (after the SMTP configuration was fixed); how many."""
+    result = conn.execute(
+        outbox.update()
+        .where(outbox.c.status == "held")
+        .values(status="pending", next_attempt_at=now, last_error=None)
+    )
+    return int(result.rowcount or 0)
+
+
+def outbox_counts(conn: sa.Connection) -> dict[str, int]:
+    """How many messages are in each status."""
+    query = sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status)
+    return {status: int(count) for status, count in conn.execute(query)}
