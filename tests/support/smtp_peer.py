@@ -14,6 +14,7 @@ deliveries even when the client is killed).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import signal
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 TEMPFAIL = re.compile(r"^tempfail-(\d+)")
 
@@ -61,6 +63,31 @@ class Handler:
         return "250 2.0.0 accepted"
 
 
+class DrainingSMTP(SMTP):
+    """Finishes what it received before the client went away, as Postfix does.
+
+    aiosmtpd cancels its session when it reads end-of-file, dropping a complete
+    message (final dot included) that is still in its input buffer: a client
+    killed right after writing the dot would lose a message a real MTA keeps.
+    """
+
+    def eof_received(self) -> bool | None:
+        # StreamReaderProtocol's own handling: the session reads to the end first.
+        return asyncio.StreamReaderProtocol.eof_received(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        # A killed client's kernel may reset the connection right after its last
+        # bytes: read those to the end too, instead of cancelling the session.
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        asyncio.StreamReaderProtocol.connection_lost(self, None)
+
+
+class DrainingController(Controller):
+    def factory(self) -> SMTP:
+        return DrainingSMTP(self.handler, **self.SMTP_kwargs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
@@ -73,7 +100,9 @@ def main() -> None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(args.cert, args.key)
         options["tls_context"] = context
-    controller = Controller(Handler(args.log), hostname="127.0.0.1", port=args.port, **options)
+    controller = DrainingController(
+        Handler(args.log), hostname="127.0.0.1", port=args.port, **options
+    )
     controller.start()
     print("ready", flush=True)
     stop = threading.Event()

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import binascii
 import functools
+import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
@@ -36,7 +37,7 @@ class OutgoingEmail:
     @property
     def sender_address(self) -> str:
         """The envelope sender (MAIL FROM): the address part of `sender`."""
-        return parseaddr(self.sender)[1]
+        return _address_part(self.sender)
 
 
 class DeliveryOutcome(StrEnum):
@@ -44,6 +45,7 @@ class DeliveryOutcome(StrEnum):
     DEFERRED = "deferred"  # 4xx or a connection problem: try again later
     BOUNCED = "bounced"  # 5xx: the address does not take mail (hard bounce)
     HELD = "held"  # the server cannot be used safely (TLS policy, certificate, credentials)
+    INVALID = "invalid"  # the message itself cannot be sent (a bad header or address)
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,13 @@ class DeliveryResult:
     error: str | None = None  # a reason with codes only: never an address or content
 
 
+# Called by a sender with the messages whose content the server holds, just before
+# the final "." that makes it take them; it must record them durably (see outbox).
+Confirm = Callable[[Sequence[int]], None]
+
+
 class EmailSender(Protocol):
-    def send(self, messages: Sequence[OutgoingEmail]) -> list[DeliveryResult]: ...
+    def send(self, messages: Sequence[OutgoingEmail], confirm: Confirm) -> list[DeliveryResult]: ...
 
     def close(self) -> None: ...
 
@@ -70,9 +77,23 @@ def _checked(name: str, value: str) -> str:
     return value
 
 
+_PLAIN_ADDRESS = re.compile(r"[!#-'*+\-/-9=?A-Z^-~.]+@[A-Za-z0-9.\-\[\]:]+")
+
+
 @functools.lru_cache(maxsize=64)
+def _address_part(value: str) -> str:
+    return parseaddr(value)[1]
+
+
 def _address(name: str, value: str) -> str:
     """An address header's value; a display name is RFC 2047 encoded when not ASCII."""
+    if _PLAIN_ADDRESS.fullmatch(value):  # the usual case, without the cost of parsing
+        return value
+    return _named_address(name, value)
+
+
+@functools.lru_cache(maxsize=64)
+def _named_address(name: str, value: str) -> str:
     display, address = parseaddr(_checked(name, value))
     if "@" not in address or not address.isascii():
         raise ValueError(f"the {name} header has no valid address")
@@ -140,6 +161,7 @@ class MemorySender:
     def close(self) -> None:
         """Nothing to release."""
 
-    def send(self, messages: Sequence[OutgoingEmail]) -> list[DeliveryResult]:
+    def send(self, messages: Sequence[OutgoingEmail], confirm: Confirm) -> list[DeliveryResult]:
+        confirm([m.outbox_id for m in messages])
         self.sent.extend(messages)
         return [DeliveryResult(m.outbox_id, DeliveryOutcome.SENT) for m in messages]

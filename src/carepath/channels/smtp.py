@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +29,13 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import aiosmtplib
 
-from carepath.channels.email import DeliveryOutcome, DeliveryResult, OutgoingEmail, message_bytes
+from carepath.channels.email import (
+    Confirm,
+    DeliveryOutcome,
+    DeliveryResult,
+    OutgoingEmail,
+    message_bytes,
+)
 from carepath.errors import ConfigurationError
 
 
@@ -102,17 +109,30 @@ class _PolicyRefusalError(Exception):
 
 
 class PooledSmtpSender:
-    """Sends batches over up to `pool` reused connections at once."""
+    """Sends batches over up to `pool` reused connections at once, each message in two phases.
+
+    Phase one sends a message's envelope and content up to, not including,
+    the final "." that ends DATA; then `confirm` records it as being sent;
+    phase two sends the dot and reads the answer. A crash before the record
+    leaves an unfinished transaction, which servers discard, so the message
+    is sent again; a crash after it leaves the message recorded, so it is not.
+    The one window in which a message can be lost is between the commit and
+    writing the dot. Records are grouped: whatever the connections have
+    staged while the previous record was being written goes in the next one.
+    """
 
     def __init__(self, url: str) -> None:
         self.target = parse_smtp_url(url)
         self._loop = asyncio.new_event_loop()
         self._idle: list[aiosmtplib.SMTP] = []
+        self._tls: ssl.SSLContext | None = None  # loading the CA bundle takes tens of ms
 
-    def send(self, messages: Sequence[OutgoingEmail]) -> list[DeliveryResult]:
+    def send(self, messages: Sequence[OutgoingEmail], confirm: Confirm) -> list[DeliveryResult]:
         if not messages:
             return []
-        return self._loop.run_until_complete(self._send_all(messages))
+        results: dict[int, DeliveryResult] = {}
+        self._loop.run_until_complete(self._send_all(messages, confirm, results))
+        return [results[m.outbox_id] for m in messages]
 
     def close(self) -> None:
         if self._loop.is_closed():
@@ -133,17 +153,30 @@ class PooledSmtpSender:
             _abort(transport)
         await asyncio.sleep(0)  # let the transports report their connections lost
 
-    async def _send_all(self, messages: Sequence[OutgoingEmail]) -> list[DeliveryResult]:
+    async def _send_all(
+        self,
+        messages: Sequence[OutgoingEmail],
+        confirm: Confirm,
+        results: dict[int, DeliveryResult],
+    ) -> None:
         queue: asyncio.Queue[OutgoingEmail] = asyncio.Queue()
         for message in messages:
             queue.put_nowait(message)
-        results: dict[int, DeliveryResult] = {}
+        records = _GroupedRecords(confirm)
         lanes = min(self.target.pool, len(messages))
-        await asyncio.gather(*(self._lane(queue, results) for _ in range(lanes)))
-        return [results[m.outbox_id] for m in messages]
+        outcomes = await asyncio.gather(
+            *(self._lane(queue, records, results) for _ in range(lanes)), return_exceptions=True
+        )
+        records.close()
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _lane(
-        self, queue: asyncio.Queue[OutgoingEmail], results: dict[int, DeliveryResult]
+        self,
+        queue: asyncio.Queue[OutgoingEmail],
+        records: _GroupedRecords,
+        results: dict[int, DeliveryResult],
     ) -> None:
         """One connection working through the queue; a broken one is replaced."""
         client: aiosmtplib.SMTP | None = None
@@ -151,23 +184,105 @@ class PooledSmtpSender:
             while not queue.empty():
                 mail = queue.get_nowait()
                 if client is None:
-                    try:
-                        client = await self._connection()
-                    except _PolicyRefusalError as exc:
-                        results[mail.outbox_id] = _held(mail, str(exc))
+                    client = await self._open(mail, results)
+                    if client is None:
                         continue
-                    except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
-                        reason = f"cannot connect to the SMTP server ({exc.__class__.__name__})"
-                        results[mail.outbox_id] = _deferred(mail, reason)
-                        continue
-                result, broken = await _deliver(client, mail)
-                results[mail.outbox_id] = result
-                if broken:
-                    _drop(client)
-                    client = None
+                client = await self._deliver(client, mail, records, results)
         finally:
             if client is not None:
                 self._idle.append(client)
+
+    async def _open(
+        self, mail: OutgoingEmail, results: dict[int, DeliveryResult]
+    ) -> aiosmtplib.SMTP | None:
+        """A usable connection, or None with the message's result set (held or deferred)."""
+        try:
+            return await self._connection()
+        except _PolicyRefusalError as exc:
+            results[mail.outbox_id] = _held(mail, str(exc))
+        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            reason = f"cannot connect to the SMTP server ({exc.__class__.__name__})"
+            results[mail.outbox_id] = _deferred(mail, reason)
+        return None
+
+    async def _deliver(
+        self,
+        client: aiosmtplib.SMTP,
+        mail: OutgoingEmail,
+        records: _GroupedRecords,
+        results: dict[int, DeliveryResult],
+    ) -> aiosmtplib.SMTP | None:
+        """One message in two phases; returns the connection if it can be used again."""
+        try:
+            content = _dot_stuffed(message_bytes(mail))
+            sender, recipient = _path(mail.sender_address, "FROM"), _path(mail.recipient, "TO")
+        except ValueError as exc:  # a header that cannot be sent: nothing goes on the wire
+            results[mail.outbox_id] = DeliveryResult(
+                mail.outbox_id, DeliveryOutcome.INVALID, f"not sent: {exc}"
+            )
+            return client
+        try:
+            # Commands written out: aiosmtplib's mail() and rcpt() parse each address again.
+            code, _ = await client.execute_command(b"MAIL", sender)
+            if code >= 500:  # about our sender, not this recipient: an operator must look
+                reason = f"held: the server refused the sender ({code})"
+                results[mail.outbox_id] = _held(mail, reason)
+                _drop(client)
+                return None
+            if code != 250:
+                return await self._refused(client, mail, code, "sender refused", results)
+            code, _ = await client.execute_command(b"RCPT", recipient)
+            if code not in (250, 251):
+                return await self._refused(client, mail, code, "recipient refused", results)
+            code, _ = await client.execute_command(b"DATA")
+            if code != 354:
+                return await self._refused(
+                    client, mail, code, "server refused the message", results
+                )
+            assert client.protocol is not None
+            client.protocol.write(content)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            results[mail.outbox_id] = _deferred(mail, f"delivery failed ({exc.__class__.__name__})")
+            _drop(client)
+            return None
+        try:
+            await records.record(mail.outbox_id, client)  # also writes the final dot
+        except BaseException:
+            _drop(client)  # the server discards what it did not see end
+            raise
+        try:
+            if client.protocol is None:
+                raise aiosmtplib.SMTPServerDisconnected("connection lost")
+            code = (await client.protocol.read_response(timeout=self.target.timeout)).code
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            results[mail.outbox_id] = _deferred(mail, f"delivery failed ({exc.__class__.__name__})")
+            _drop(client)
+            return None
+        if code == 250:
+            results[mail.outbox_id] = DeliveryResult(mail.outbox_id, DeliveryOutcome.SENT)
+            return client
+        results[mail.outbox_id] = _by_code(mail, code, "server refused the message")
+        if code == 421:  # the server is closing the connection
+            _drop(client)
+            return None
+        return client
+
+    async def _refused(
+        self,
+        client: aiosmtplib.SMTP,
+        mail: OutgoingEmail,
+        code: int,
+        what: str,
+        results: dict[int, DeliveryResult],
+    ) -> aiosmtplib.SMTP | None:
+        """A refused transaction: record why, RSET, and keep the connection if it answers."""
+        results[mail.outbox_id] = _by_code(mail, code, what)
+        try:
+            await client.rset()
+        except (aiosmtplib.SMTPException, OSError):
+            _drop(client)
+            return None
+        return client
 
     async def _connection(self) -> aiosmtplib.SMTP:
         """An idle connection that still answers, or a new one that satisfies the policy."""
@@ -184,7 +299,9 @@ class PooledSmtpSender:
 
     async def _connect(self) -> aiosmtplib.SMTP:
         t = self.target
-        context = ssl.create_default_context(cafile=t.cafile)
+        if self._tls is None:
+            self._tls = ssl.create_default_context(cafile=t.cafile)
+        context = self._tls
         client = aiosmtplib.SMTP(
             hostname=t.host,
             port=t.port,
@@ -195,10 +312,11 @@ class PooledSmtpSender:
         )
         await client.connect()
         try:
+            await client.ehlo()
             if not t.implicit_tls and t.tls is not TlsPolicy.NONE:
-                await client.ehlo()
                 if client.supports_extension("starttls"):
                     await client.starttls(tls_context=context)
+                    await client.ehlo()  # RFC 3207: what the server said before TLS is void
                 elif t.tls is TlsPolicy.REQUIRED:
                     raise _PolicyRefusalError(
                         "held: the server offers no STARTTLS and tls=required"
@@ -212,6 +330,62 @@ class PooledSmtpSender:
                 raise _PolicyRefusalError(f"held: {_tls_or_auth(exc)}") from None
             raise
         return client
+
+
+class _GroupedRecords:
+    """Calls `confirm` for messages as they are staged, grouping those that wait together.
+
+    `confirm` commits to the database and blocks the event loop meanwhile, on
+    purpose: when it returns, the waiting connections write their dots before
+    anything else runs, which keeps the window in which a crash loses a
+    message (recorded, dot not yet written) to microseconds. A thread would
+    overlap the commits with the network, and widen that window.
+    """
+
+    def __init__(self, confirm: Confirm) -> None:
+        self.confirm = confirm
+        self.waiting: list[tuple[int, aiosmtplib.SMTP, asyncio.Future[None]]] = []
+        self.wake = asyncio.Event()
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def record(self, outbox_id: int, client: aiosmtplib.SMTP) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting.append((outbox_id, client, future))
+        self.wake.set()
+        await future
+
+    async def _run(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            group, self.waiting = self.waiting, []
+            if not group:
+                continue
+            try:
+                self.confirm([outbox_id for outbox_id, _, _ in group])
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting lane
+                for _, _, future in group:
+                    future.set_exception(exc)
+                continue
+            # The dots go out right after the commit returns, before the loop runs
+            # anything else: a crash in between is what would lose these messages.
+            for _, client, _ in group:
+                _write_final_dot(client)
+            for _, _, future in group:
+                future.set_result(None)
+
+    def close(self) -> None:
+        self.task.cancel()
+
+
+def _write_final_dot(client: aiosmtplib.SMTP) -> None:
+    """End DATA; the lane then reads the server's answer with `read_response`."""
+    protocol = client.protocol
+    if protocol is None:
+        return  # the connection is gone: the lane reports it, the message is retried
+    # aiosmtplib drops replies that arrive while it expects none; it expects one now.
+    protocol._response_pending = True
+    protocol.write(b".\r\n")
 
 
 def _abort(transport: asyncio.BaseTransport | None) -> None:
@@ -233,20 +407,19 @@ def _tls_or_auth(exc: BaseException) -> str:
     return f"TLS with the server failed ({exc.__class__.__name__})"
 
 
-async def _deliver(client: aiosmtplib.SMTP, mail: OutgoingEmail) -> tuple[DeliveryResult, bool]:
-    """Send one message: its result, and whether the connection should be dropped."""
-    try:
-        await client.sendmail(mail.sender_address, [mail.recipient], message_bytes(mail))
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        code = min(r.code for r in exc.recipients)
-        return _by_code(mail, code, "recipient refused"), False
-    except aiosmtplib.SMTPServerDisconnected:
-        return _deferred(mail, "the SMTP server closed the connection"), True
-    except aiosmtplib.SMTPResponseException as exc:
-        return _by_code(mail, exc.code, "server refused the message"), exc.code == 421
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        return _deferred(mail, f"delivery failed ({exc.__class__.__name__})"), True
-    return DeliveryResult(mail.outbox_id, DeliveryOutcome.SENT), False
+def _path(address: str, keyword: str) -> bytes:
+    """`FROM:<address>` for MAIL, `TO:<address>` for RCPT; the address checked first."""
+    if not address.isascii() or "@" not in address or any(c in address for c in " <>\r\n"):
+        raise ValueError(f"the {keyword} address is not a plain address")
+    return f"{keyword}:<{address}>".encode("ascii")
+
+
+_LINE_STARTING_WITH_DOT = re.compile(rb"(?m)^\.")
+
+
+def _dot_stuffed(message: bytes) -> bytes:
+    """RFC 5321 4.5.2: a line that starts with "." gets another one."""
+    return _LINE_STARTING_WITH_DOT.sub(b"..", message)
 
 
 def _by_code(mail: OutgoingEmail, code: int, what: str) -> DeliveryResult:

@@ -199,6 +199,12 @@ outbox = Table(
         postgresql_where=text("status = 'pending'"),
         sqlite_where=text("status = 'pending'"),
     ),
+    Index(
+        "ix_outbox_sending",
+        "lease_until",
+        postgresql_where=text("status = 'sending'"),
+        sqlite_where=text("status = 'sending'"),
+    ),
     Index(None, "contact_id"),
     Index(None, "run_id"),
 )

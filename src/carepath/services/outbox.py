@@ -1,10 +1,18 @@
 """Delivering the outbox after commit: claim, send, record; retry, bounce, suppress.
 
-A message is marked sent only after the server accepted it; a crash between
-the two leaves the lease to expire and the row to be sent again with the same
-Message-ID, which receivers use to discard the duplicate.
+A message is never delivered twice, even if the worker is killed at any
+moment: it is recorded as `sending` after the server has its content and
+before the final "." that makes the server take it, so a crash before the
+record leaves a transaction the server discards (the message is sent again),
+and a crash after it leaves the message `unconfirmed`, not sent again. No
+protocol can make the server's acceptance and a database commit one atomic
+step; this order turns the unavoidable gap into a rare, visible
+`unconfirmed` instead of a silent duplicate.
 
 What happens to a message (its `status`):
+- `sending`: recorded just before the final "." of DATA (see
+  `channels.smtp`); a crashed worker's `sending` messages become
+  `unconfirmed`: almost certainly delivered, never sent again.
 - `sent`: the server accepted it; `email.sent` is stored.
 - `pending` again: a 4xx answer or a connection problem, retried with
   exponential backoff and jitter for `retry_for` after the message was
@@ -20,14 +28,15 @@ What happens to a message (its `status`):
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from carepath.channels.email import DeliveryOutcome, DeliveryResult, OutgoingEmail
+from carepath.channels.email import Confirm, DeliveryOutcome, DeliveryResult, OutgoingEmail
 from carepath.db.dialect import id_in
 from carepath.db.schema import contacts, outbox, suppressions
 from carepath.services.clock import wall_time
@@ -57,29 +66,96 @@ def deliver_outbox(ctx: EngineContext, *, now: datetime, limit: int | None = Non
     if ctx.sender is None:
         return DeliveryStats(0, 0)
     with ctx.engine.begin() as conn:
+        recovered = _recover_interrupted(conn, now=now)
         rows = _claim(conn, ctx, now=now, limit=limit or ctx.batch_size)
     if not rows:
-        return DeliveryStats(0, 0)
+        return DeliveryStats(recovered, 0)
     sendable = [r for r in rows if r.email and r.suppressed is None]
-    results = ctx.sender.send(
-        [
-            OutgoingEmail(
-                outbox_id=r.id,
-                message_id=r.message_id,
-                sender=ctx.mail_from,
-                recipient=r.email,
-                subject=r.subject,
-                html=r.html,
-                text=r.text,
-                created_at=r.created_at,
-            )
-            for r in sendable
-        ]
-    )
+
+    with _confirmations(ctx) as confirm:
+        results = ctx.sender.send(
+            [
+                OutgoingEmail(
+                    outbox_id=r.id,
+                    message_id=r.message_id,
+                    sender=ctx.mail_from,
+                    recipient=r.email,
+                    subject=r.subject,
+                    html=r.html,
+                    text=r.text,
+                    created_at=r.created_at,
+                )
+                for r in sendable
+            ],
+            confirm,
+        )
     with ctx.engine.begin() as conn:
         _record(conn, ctx, rows, results, now=now)
     sent = sum(1 for r in results if r.outcome is DeliveryOutcome.SENT)
-    return DeliveryStats(sent, len(rows) - sent)
+    return DeliveryStats(recovered + sent, len(rows) - sent)
+
+
+@contextmanager
+def _confirmations(ctx: EngineContext) -> Iterator[Confirm]:
+    """What the sender calls with messages the server holds but for the final dot.
+
+    It records them as `sending`. On PostgreSQL one connection in autocommit
+    mode makes each record a single round trip, and it does not wait for the
+    WAL flush: the record guards against the worker dying, not the database,
+    and a commit not yet flushed survives any client crash.
+    """
+    with ctx.engine.connect() as conn:
+        postgres = conn.dialect.name == "postgresql"
+        if postgres:
+            conn.execution_options(isolation_level="AUTOCOMMIT")  # changes conn itself
+            conn.execute(sa.text("SET synchronous_commit = off"))
+
+        def confirm(ids: Sequence[int]) -> None:
+            statement = (
+                outbox.update()
+                .where(id_in(conn, outbox.c.id, ids), outbox.c.lease_owner == ctx.worker_id)
+                .values(status="sending")
+            )
+            if postgres:
+                conn.execute(statement)
+            else:
+                with conn.begin():
+                    conn.execute(statement)
+
+        try:
+            yield confirm
+        finally:
+            if postgres:
+                conn.execute(sa.text("RESET synchronous_commit"))
+
+
+UNCONFIRMED = "the worker stopped between recording the message and the server's answer"
+
+
+def _recover_interrupted(conn: sa.Connection, *, now: datetime) -> int:
+    """Messages a crashed worker recorded as `sending`: `unconfirmed`, never sent again.
+
+    `sending` is written just before the final dot, so the server almost
+    certainly took the message, and sending it again would deliver it twice.
+    "Almost": a crash after the record's commit and before the dot reached the
+    server loses it (about one database round trip, see `channels.smtp`), so
+    these are kept apart from `sent` and counted as such.
+    """
+    wall = wall_time()
+    recovered = list(
+        conn.execute(
+            outbox.update()
+            .where(outbox.c.status == "sending", outbox.c.lease_until < wall)
+            .values(status="unconfirmed", sent_at=now, attempts=outbox.c.attempts + 1)
+            .values(lease_owner=None, lease_until=None, last_error=UNCONFIRMED)
+            .returning(outbox.c.id, outbox.c.contact_id)
+        )
+    )
+    events = [
+        _event(r, "email.sent", {"outbox_id": r.id, "unconfirmed": True}, now) for r in recovered
+    ]
+    store_events(conn, events, now=now)
+    return len(recovered)
 
 
 def _claim(conn: sa.Connection, ctx: EngineContext, *, now: datetime, limit: int) -> list[Any]:
@@ -184,6 +260,8 @@ def _outcome(
                 status, error = "bounced", result.error
             case DeliveryOutcome.HELD:
                 status, error = "held", result.error
+            case DeliveryOutcome.INVALID:
+                status, error = "failed", result.error
             case DeliveryOutcome.DEFERRED:
                 error = result.error
                 if now - row.created_at >= ctx.retry_for:

@@ -60,10 +60,14 @@ _DUE_WORK = sa.select(
         runs.c.wake_at <= _NOW,
         sa.or_(runs.c.lease_until.is_(None), runs.c.lease_until < _WALL),
     ),
-    sa.exists().where(
-        outbox.c.status == "pending",
-        outbox.c.next_attempt_at <= _NOW,
-        sa.or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < _WALL),
+    sa.or_(
+        sa.exists().where(
+            outbox.c.status == "pending",
+            outbox.c.next_attempt_at <= _NOW,
+            sa.or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < _WALL),
+        ),
+        # a crashed worker's messages, to be counted as sent
+        sa.exists().where(outbox.c.status == "sending", outbox.c.lease_until < _WALL),
     ),
 )
 _NEXT_DUE = sa.select(

@@ -1,4 +1,4 @@
-"""Suppression list: addresses never to be mailed again.
+"""Suppression list, and an index to find messages a crashed worker was sending.
 
 Revision ID: 0002
 Revises: 0001
@@ -29,7 +29,15 @@ def upgrade() -> None:
         sa.Column("created_at", carepath.db.types.UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("email", name=op.f("pk_suppressions")),
     )
+    op.create_index(
+        "ix_outbox_sending",
+        "outbox",
+        ["lease_until"],
+        postgresql_where=sa.text("status = 'sending'"),
+        sqlite_where=sa.text("status = 'sending'"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outbox_sending", table_name="outbox")
     op.drop_table("suppressions")
