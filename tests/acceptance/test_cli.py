@@ -152,3 +152,23 @@ def test_a_bad_smtp_setting_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyP
     code, _, err = carepath("worker", "--once", *db)
     assert code == 2
     assert "CAREPATH_RETRY_FOR" in err
+
+
+def test_bounces_ingest_reads_report_files(tmp_path: Path) -> None:
+    from tests.support.reports import arf, dsn  # noqa: PLC0415 - only this test needs them
+
+    db = ("--db", str(tmp_path / "c.db"))
+    assert carepath("init", *db)[0] == 0
+    (tmp_path / "bounce.eml").write_bytes(dsn("<x@y>", "ann@example.org"))
+    (tmp_path / "complaint.eml").write_bytes(arf("<z@y>", "bea@example.org"))
+    code, out, _ = carepath(
+        "bounces", "ingest", str(tmp_path / "bounce.eml"), str(tmp_path / "complaint.eml"), *db
+    )
+    assert code == 0
+    assert out.strip() == (
+        "hard bounces 1, soft bounces 0, complaints 1, unmatched 2; 2 addresses suppressed"
+    )
+    (tmp_path / "junk.eml").write_bytes(b"hello")
+    code, _, err = carepath("bounces", "ingest", str(tmp_path / "junk.eml"), *db)
+    assert code == 2
+    assert "junk.eml: not a multipart/report message" in err

@@ -29,7 +29,7 @@ from carepath.domain.json_schema import SCHEMA_KINDS, document_schema
 from carepath.domain.runs import Limits
 from carepath.entrypoints.worker import StopFlag, run_worker
 from carepath.errors import CarepathError, ConfigurationError, InvalidInput, Problem
-from carepath.services import catalog_store, contacts, outbox, reports, tasks
+from carepath.services import bounces, catalog_store, contacts, outbox, reports, tasks
 from carepath.services.clock import simulated_now, wall_time
 from carepath.services.context import EngineContext
 from carepath.services.documents import load_paths
@@ -52,9 +52,11 @@ tasks_app = typer.Typer(help="Contact-center tasks.", no_args_is_help=True)
 runs_app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
 report_app = typer.Typer(help="Reports.", no_args_is_help=True)
 outbox_app = typer.Typer(help="Outgoing messages.", no_args_is_help=True)
+bounces_app = typer.Typer(help="Bounce and complaint reports.", no_args_is_help=True)
 for sub, name in (
     (clock_app, "clock"), (contacts_app, "contacts"), (events_app, "events"),
     (tasks_app, "tasks"), (runs_app, "runs"), (report_app, "report"), (outbox_app, "outbox"),
+    (bounces_app, "bounces"),
 ):  # fmt: skip
     app.add_typer(sub, name=name)
 
@@ -231,6 +233,26 @@ def events_ingest(
         with ctx.engine.begin() as conn:
             result = ingest_events(conn, items, now=ctx.clock.now(conn), source="cli")
     out.print(f"{result.accepted} accepted, {result.duplicates} duplicates ignored")
+
+
+@bounces_app.command("ingest")
+def bounces_ingest(
+    files: Annotated[list[Path], typer.Argument(help="DSN or ARF reports, one message per .eml")],
+    db: DbOption = None,
+) -> None:
+    """Apply bounce (RFC 3464) and complaint (ARF) reports; nothing is written on any error."""
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        fail(f"{missing[0]}: no such file")
+    with errors_to_exit(), engine_context(db, with_smtp=False) as ctx:
+        reports = [(f.name, f.read_bytes()) for f in files]
+        with ctx.engine.begin() as conn:
+            done = bounces.ingest_reports(conn, reports, now=ctx.clock.now(conn))
+    out.print(
+        f"hard bounces {done.hard_bounces}, soft bounces {done.soft_bounces}, "
+        f"complaints {done.complaints}, unmatched {done.unmatched}; "
+        f"{done.suppressed} addresses suppressed"
+    )
 
 
 @app.command("enroll")
