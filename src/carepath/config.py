@@ -16,6 +16,11 @@ class Settings(BaseSettings):
     mail_from: str = "carepath <no-reply@carepath.invalid>"
     # How long 4xx answers and connection failures are retried before giving up.
     retry_for: str = "3d"
+    # Links in messages (List-Unsubscribe): the https address this server is
+    # reached at, the key that signs the tokens, and an optional mailto target.
+    public_url: str | None = None
+    secret_key: str | None = Field(default=None, repr=False)
+    unsubscribe_mailto: str | None = None
     batch_size: int = Field(default=500, ge=1, le=10_000)
     lease_seconds: int = Field(default=300, ge=5)
     poll_seconds: float = Field(default=1.0, gt=0)

@@ -33,6 +33,7 @@ class OutgoingEmail:
     html: str
     text: str
     created_at: datetime
+    headers: tuple[tuple[str, str], ...] = ()  # more header fields (List-Unsubscribe…)
 
     @property
     def sender_address(self) -> str:
@@ -114,6 +115,25 @@ def _subject(subject: str) -> str:
     return folded.encode(linesep="\r\n")  # encoded-words, folded under 78 characters
 
 
+def _folded(name: str, value: str) -> str:
+    """An ASCII structured value folded after its commas to keep lines under 78 characters."""
+    if not value.isascii():
+        raise ValueError(f"the {name} header must be ASCII")
+    _checked(name, value)
+    pieces = value.split(", ")
+    lines = [pieces[0]]
+    width = len(name) + 2 + len(pieces[0])
+    for piece in pieces[1:]:
+        if width + 2 + len(piece) > 78:
+            lines[-1] += ","
+            lines.append(" " + piece)
+            width = 1 + len(piece)
+        else:
+            lines[-1] += ", " + piece
+            width += 2 + len(piece)
+    return "\r\n".join(lines)
+
+
 def _quoted_printable(body: str) -> bytes:
     """UTF-8, quoted-printable, CRLF line ends, no line over 76 characters."""
     lines = body.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
@@ -135,7 +155,8 @@ def message_bytes(mail: OutgoingEmail) -> bytes:
         f"From: {_address('From', mail.sender)}\r\n"
         f"To: {_address('To', mail.recipient)}\r\n"
         f"Subject: {_subject(mail.subject)}\r\n"
-        "MIME-Version: 1.0\r\n"
+        + "".join(f"{name}: {_folded(name, value)}\r\n" for name, value in mail.headers)
+        + "MIME-Version: 1.0\r\n"
         f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
         "\r\n"
     )

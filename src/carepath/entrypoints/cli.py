@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
+from carepath.channels.links import LinkSigner
 from carepath.channels.smtp import PooledSmtpSender
 from carepath.config import Settings
 from carepath.db.connection import read_only
@@ -29,7 +30,15 @@ from carepath.domain.json_schema import SCHEMA_KINDS, document_schema
 from carepath.domain.runs import Limits
 from carepath.entrypoints.worker import StopFlag, run_worker
 from carepath.errors import CarepathError, ConfigurationError, InvalidInput, Problem
-from carepath.services import bounces, catalog_store, contacts, outbox, reports, tasks
+from carepath.services import (
+    bounces,
+    catalog_store,
+    contacts,
+    outbox,
+    reports,
+    tasks,
+    unsubscribes,
+)
 from carepath.services.clock import simulated_now, wall_time
 from carepath.services.context import EngineContext
 from carepath.services.documents import load_paths
@@ -114,6 +123,9 @@ def engine_context(db: str | None, *, with_smtp: bool = True) -> Iterator[Engine
         retry_for = parse_duration(settings.retry_for)
     except DurationError as exc:
         raise ConfigurationError(f"CAREPATH_RETRY_FOR: {exc}") from None
+    links = LinkSigner.from_settings(
+        settings.public_url, settings.secret_key, settings.unsubscribe_mailto
+    )
     sender = PooledSmtpSender(settings.smtp_url) if with_smtp and settings.smtp_url else None
     with opened_engine(db) as engine:
         try:
@@ -128,6 +140,7 @@ def engine_context(db: str | None, *, with_smtp: bool = True) -> Iterator[Engine
                 batch_size=settings.batch_size,
                 mail_from=settings.mail_from,
                 retry_for=retry_for,
+                links=links,
             )
         finally:
             if sender is not None:
@@ -253,6 +266,22 @@ def bounces_ingest(
         f"complaints {done.complaints}, unmatched {done.unmatched}; "
         f"{done.suppressed} addresses suppressed"
     )
+
+
+@app.command("unsubscribe")
+def unsubscribe_command(
+    token: Annotated[str, typer.Argument(help="The token of a List-Unsubscribe link or mailto.")],
+    db: DbOption = None,
+) -> None:
+    """Unsubscribe the address a message went to (e.g. from a mailto unsubscribe)."""
+    with errors_to_exit(), engine_context(db, with_smtp=False) as ctx:
+        if ctx.links is None:
+            raise ConfigurationError("set CAREPATH_PUBLIC_URL and CAREPATH_SECRET_KEY first")
+        with ctx.engine.begin() as conn:
+            added = unsubscribes.unsubscribe(
+                conn, ctx.links, token, now=ctx.clock.now(conn), source="cli"
+            )
+    out.print("unsubscribed" if added else "already unsubscribed")
 
 
 @app.command("enroll")

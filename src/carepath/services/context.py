@@ -11,6 +11,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 
 from carepath.channels.email import EmailSender
+from carepath.channels.links import LinkSigner
 from carepath.channels.templates import TemplateRenderer
 from carepath.domain.runs import Limits
 from carepath.services.catalog_store import CatalogCache
@@ -32,5 +33,6 @@ class EngineContext:
     batch_size: int = 500
     mail_from: str = "carepath <no-reply@carepath.invalid>"
     retry_for: timedelta = timedelta(days=3)  # how long failed deliveries are retried
+    links: LinkSigner | None = None  # signed unsubscribe links, when a public URL is set
     cache: CatalogCache = field(default_factory=CatalogCache)
     renderer: TemplateRenderer = field(default_factory=TemplateRenderer)

@@ -84,6 +84,7 @@ def deliver_outbox(ctx: EngineContext, *, now: datetime, limit: int | None = Non
                     html=r.html,
                     text=r.text,
                     created_at=r.created_at,
+                    headers=tuple(ctx.links.unsubscribe_headers(r.message_id)) if ctx.links else (),
                 )
                 for r in sendable
             ],
