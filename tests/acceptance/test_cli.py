@@ -172,3 +172,19 @@ def test_bounces_ingest_reads_report_files(tmp_path: Path) -> None:
     code, _, err = carepath("bounces", "ingest", str(tmp_path / "junk.eml"), *db)
     assert code == 2
     assert "junk.eml: not a multipart/report message" in err
+
+
+def test_validate_refuses_phi_in_subjects_and_urls_with_lines(tmp_path: Path) -> None:
+    (tmp_path / "t.yaml").write_text(
+        "template: t\n"
+        'subject: "Results for {{ contact.first_name }}"\n'
+        "html: |\n"
+        '  <a href="https://x.example/r?mrn={{ contact.external_id }}">open</a>\n'
+        "  {{ contact.first_name|attr('__class__') }}\n"
+    )
+    code, _, err = carepath("validate", str(tmp_path / "t.yaml"))
+    assert code == 2
+    assert "t.yaml:2: contact data may not appear in the subject (PHI)" in err
+    assert "t.yaml:3: contact, trigger or event data may not appear in a URL (PHI)" in err
+    assert "t.yaml:3: filter not allowed: attr" in err
+    assert "Ann" not in err

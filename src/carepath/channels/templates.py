@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from jinja2 import StrictUndefined, TemplateError, nodes
+from jinja2 import StrictUndefined, TemplateError, meta, nodes
 from jinja2 import Template as JinjaTemplate
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -26,10 +26,39 @@ class RenderedEmail:
     text: str
 
 
+# Filters a template may use. Left out on purpose: `attr` and `format`, the
+# classic ways around the sandbox, and those that reach into objects by name
+# (`map`, `select`, `groupby`… with attributes), print internals (`pprint`) or
+# produce markup from data (`xmlattr`, `urlize`, `safe`).
+ALLOWED_FILTERS = frozenset(
+    {
+        "abs", "capitalize", "center", "default", "d", "escape", "e", "filesizeformat",
+        "first", "float", "indent", "int", "join", "last", "length", "count", "list",
+        "lower", "max", "min", "replace", "reverse", "round", "sort", "string",
+        "striptags", "sum", "title", "trim", "truncate", "unique", "upper", "urlencode",
+        "wordcount", "wordwrap",
+    }
+)  # fmt: skip
+# What a template can name: the contact, the event that started the run, the
+# event that woke it, and the workflow.
+TEMPLATE_VARIABLES = frozenset({"contact", "trigger", "event", "workflow"})
+
+
+PERSONAL_VARIABLES = frozenset({"contact", "trigger", "event"})
+# An href, src or action whose value has an expression reading personal data.
+_URL_WITH_DATA = re.compile(
+    r"""\b(?:href|src|action)\s*=\s*["']?[^"'>]*\{\{[^}]*\b(?:contact|trigger|event)\b""",
+    re.IGNORECASE,
+)
+
+
 def _environment(*, autoescape: bool) -> ImmutableSandboxedEnvironment:
-    return ImmutableSandboxedEnvironment(
+    env = ImmutableSandboxedEnvironment(
         autoescape=autoescape, undefined=StrictUndefined, keep_trailing_newline=True
     )
+    env.filters = {k: v for k, v in env.filters.items() if k in ALLOWED_FILTERS}
+    env.globals.clear()  # no range(), dict(), lipsum(), cycler(), namespace()…
+    return env
 
 
 _TAGS = re.compile(r"<[^>]+>")
@@ -80,13 +109,21 @@ class TemplateRenderer:
     def __init__(self) -> None:
         self._html_env = _environment(autoescape=True)
         self._text_env = _environment(autoescape=False)
+        self._introspection_env = ImmutableSandboxedEnvironment(autoescape=True)
+        self._introspection_env.globals.clear()  # a global is an unknown variable here
         self._compiled: dict[
             tuple[str, int], tuple[JinjaTemplate, JinjaTemplate, JinjaTemplate | None]
         ] = {}
 
-    def check(self, template: Template) -> list[str]:
-        """Syntax problems in a template, without rendering it."""
-        problems = []
+    def check(self, template: Template) -> list[tuple[str, str]]:
+        """(part, problem) found without rendering.
+
+        Syntax, unknown variables, filters not allowed, and PHI where it would
+        leave the message body: contact, trigger or event data in the subject
+        (shown in inbox lists and notifications, kept in mail logs), or in a
+        link or image URL (kept in browser histories, proxies and server logs).
+        """
+        problems: list[tuple[str, str]] = []
         for part, source in (
             ("subject", template.subject),
             ("html", template.html),
@@ -95,9 +132,31 @@ class TemplateRenderer:
             if source is None:
                 continue
             try:
-                self._html_env.parse(source)
+                # Parsed with every built-in filter known, so that one outside the
+                # allow-list is named as such rather than as a syntax error.
+                tree = self._introspection_env.parse(source)
+                names = meta.find_undeclared_variables(tree)
             except TemplateError as exc:
-                problems.append(f"{part}: template syntax error: {exc.message}")
+                problems.append((part, f"template syntax error: {exc.message}"))
+                continue
+            unknown = sorted(names - TEMPLATE_VARIABLES)
+            if unknown:
+                listed = ", ".join(unknown)
+                problems.append(
+                    (part, f"unknown variable {listed} (use contact, trigger, event or workflow)")
+                )
+            refused = sorted({f.name for f in tree.find_all(nodes.Filter)} - ALLOWED_FILTERS)
+            if refused:
+                problems.append((part, f"filter not allowed: {', '.join(refused)}"))
+            personal = sorted(names & PERSONAL_VARIABLES)
+            if part == "subject" and personal:
+                problems.append(
+                    (part, f"{', '.join(personal)} data may not appear in the subject (PHI)")
+                )
+            if part != "subject" and _URL_WITH_DATA.search(source):
+                problems.append(
+                    (part, "contact, trigger or event data may not appear in a URL (PHI)")
+                )
         return problems
 
     def render(

@@ -16,6 +16,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from carepath.channels.templates import TemplateRenderer
 from carepath.db.schema import lists, resources
 from carepath.domain.catalog import Catalog, Document, build_catalog
 from carepath.domain.problems import Problems
@@ -139,7 +140,7 @@ def _check(
         doc for key, doc in zip(stored, _stored_documents(stored), strict=True) if key not in kinds
     ]
     result = build_catalog([*kept, *new_docs])
-    problems = []
+    problems = _template_problems(result.catalog, docs)
     for finding in result.findings:
         source = by_doc.get(id(finding.document)) if finding.document else None
         location = (
@@ -149,6 +150,23 @@ def _check(
         )
         problems.append(Problem(location, finding.problem.message))
     return result.catalog, problems
+
+
+def _template_problems(catalog: Catalog, docs: Sequence[SourceDocument]) -> list[Problem]:
+    """What the template sandbox refuses in the templates being applied."""
+    checker = TemplateRenderer()
+    problems = []
+    for source in docs:
+        raw = source.document.raw
+        name = (
+            raw.get(Kind.TEMPLATE.value) if next(iter(raw), None) == Kind.TEMPLATE.value else None
+        )
+        template = catalog.templates.get(str(name)) if name is not None else None
+        if template is None:
+            continue
+        for part, message in checker.check(template):
+            problems.append(Problem(source.locate((part,)), message))
+    return problems
 
 
 def _declared_kinds(docs: Sequence[Document]) -> set[tuple[Kind, str]]:
