@@ -188,3 +188,21 @@ def test_validate_refuses_phi_in_subjects_and_urls_with_lines(tmp_path: Path) ->
     assert "t.yaml:3: contact, trigger or event data may not appear in a URL (PHI)" in err
     assert "t.yaml:3: filter not allowed: attr" in err
     assert "Ann" not in err
+
+
+def test_template_preview_renders_for_one_contact(tmp_path: Path) -> None:
+    db = ("--db", str(tmp_path / "c.db"))
+    (tmp_path / "t.yaml").write_text(
+        "template: hello\nsubject: Welcome\nhtml: '<p>Hello {{ contact.first_name }}</p>'\n"
+    )
+    (tmp_path / "people.csv").write_text("external_id,email,first_name\nMRN-1,a@example.org,Ann\n")
+    assert carepath("init", *db)[0] == 0
+    assert carepath("apply", str(tmp_path / "t.yaml"), *db)[0] == 0
+    assert carepath("contacts", "import", str(tmp_path / "people.csv"), *db)[0] == 0
+    code, out, _ = carepath("template", "preview", "hello", "--contact", "ext:MRN-1", "--html", *db)
+    assert code == 0
+    assert out.splitlines()[0] == "Subject: Welcome"
+    assert "Hello Ann" in out
+    assert "<p>Hello Ann</p>" in out
+    code, _, err = carepath("template", "preview", "nope", "--contact", "ext:MRN-1", *db)
+    assert (code, err.strip()) == (2, "error: no template named nope")

@@ -12,6 +12,7 @@ from jinja2 import Template as JinjaTemplate
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from carepath.domain.conditions import EventFacts, Facts
 from carepath.domain.resources import Template
 
 
@@ -64,6 +65,22 @@ def _environment(*, autoescape: bool) -> ImmutableSandboxedEnvironment:
 _TAGS = re.compile(r"<[^>]+>")
 _BREAKS = re.compile(r"<\s*(br|/p|/div|/h[1-6]|/li|/tr)\s*/?>", re.IGNORECASE)
 _BLANKS = re.compile(r"\n{3,}")
+
+
+def _event_context(event: EventFacts | None) -> dict[str, object]:
+    if event is None:
+        return {}
+    return {"type": event.type, "occurred_at": event.occurred_at, "data": dict(event.data)}
+
+
+def template_context(facts: Facts, workflow: str, title: str) -> dict[str, object]:
+    """What a template sees: the contact, the run's trigger and waking events, the workflow."""
+    return {
+        "contact": dict(facts.contact),
+        "trigger": _event_context(facts.trigger),
+        "event": _event_context(facts.event),
+        "workflow": {"name": workflow, "title": title},
+    }
 
 
 def html_to_text(markup: str) -> str:

@@ -35,6 +35,7 @@ from carepath.services import (
     catalog_store,
     contacts,
     outbox,
+    previews,
     reports,
     tasks,
     unsubscribes,
@@ -62,10 +63,11 @@ runs_app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
 report_app = typer.Typer(help="Reports.", no_args_is_help=True)
 outbox_app = typer.Typer(help="Outgoing messages.", no_args_is_help=True)
 bounces_app = typer.Typer(help="Bounce and complaint reports.", no_args_is_help=True)
+template_app = typer.Typer(help="Templates.", no_args_is_help=True)
 for sub, name in (
     (clock_app, "clock"), (contacts_app, "contacts"), (events_app, "events"),
     (tasks_app, "tasks"), (runs_app, "runs"), (report_app, "report"), (outbox_app, "outbox"),
-    (bounces_app, "bounces"),
+    (bounces_app, "bounces"), (template_app, "template"),
 ):  # fmt: skip
     app.add_typer(sub, name=name)
 
@@ -266,6 +268,26 @@ def bounces_ingest(
         f"complaints {done.complaints}, unmatched {done.unmatched}; "
         f"{done.suppressed} addresses suppressed"
     )
+
+
+@template_app.command("preview")
+def template_preview(
+    name: Annotated[str, typer.Argument(help="Template name.")],
+    contact: Annotated[str, typer.Option("--contact", help="Contact id, ext:ID or email.")],
+    html: Annotated[bool, typer.Option("--html", help="Print the HTML part too.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Render a template for one contact without sending it (shows that contact's data)."""
+    with (
+        errors_to_exit(),
+        engine_context(db, with_smtp=False) as ctx,
+        read_only(ctx.engine) as conn,
+    ):
+        mail = previews.preview(conn, name, contact, now=ctx.clock.now(conn))
+    out.print(f"Subject: {mail.subject}\n", markup=False)
+    out.print(mail.text, markup=False)
+    if html:
+        out.print(mail.html, markup=False)
 
 
 @app.command("unsubscribe")

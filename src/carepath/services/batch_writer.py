@@ -15,10 +15,9 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Row
 
-from carepath.channels.templates import RenderError
+from carepath.channels.templates import RenderError, template_context
 from carepath.db.dialect import bulk_insert, insert_ignoring_conflicts
 from carepath.db.schema import list_members, outbox, run_steps, tasks
-from carepath.domain.conditions import EventFacts, Facts
 from carepath.domain.runs import (
     COMPLETION_STATUSES,
     TERMINAL_STATUSES,
@@ -177,7 +176,7 @@ class BatchWriter:
             return [], None
         facts = advance.facts
         assert facts is not None
-        context = _template_context(facts, workflow)
+        context = template_context(facts, workflow.name, workflow.title)
         rows: list[dict[str, Any]] = []
         for send in sends:
             template = self.current.catalog.templates.get(send.template)
@@ -324,18 +323,3 @@ class BatchWriter:
             for name, ids in left.items()
             for cid in ids
         ]
-
-
-def _event_context(event: EventFacts | None) -> dict[str, object]:
-    if event is None:
-        return {}
-    return {"type": event.type, "occurred_at": event.occurred_at, "data": dict(event.data)}
-
-
-def _template_context(facts: Facts, workflow: Workflow) -> dict[str, object]:
-    return {
-        "contact": dict(facts.contact),
-        "trigger": _event_context(facts.trigger),
-        "event": _event_context(facts.event),
-        "workflow": {"name": workflow.name, "title": workflow.title},
-    }
