@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     # Links in messages (List-Unsubscribe): the https address this server is
     # reached at, the key that signs the tokens, and an optional mailto target.
     public_url: str | None = None
+    # Sending windows: no email between these local times (e.g. 21:00-08:00),
+    # and at most N marketing emails per contact per period (e.g. 3/7d).
+    quiet_hours: str | None = None
+    marketing_cap: str | None = None
     secret_key: str | None = Field(default=None, repr=False)
     unsubscribe_mailto: str | None = None
     batch_size: int = Field(default=500, ge=1, le=10_000)

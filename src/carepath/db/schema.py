@@ -193,6 +193,7 @@ outbox = Table(
     Column("last_error", Text),
     Column("created_at", UtcDateTime, nullable=False),
     Column("sent_at", UtcDateTime),
+    Column("purpose", String(16)),  # the workflow's: marketing sends count toward caps
     Index(
         "ix_outbox_pending",
         "next_attempt_at",

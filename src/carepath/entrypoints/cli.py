@@ -28,6 +28,7 @@ from carepath.domain.durations import DurationError, parse_duration
 from carepath.domain.fields import parse_datetime
 from carepath.domain.json_schema import SCHEMA_KINDS, document_schema
 from carepath.domain.runs import Limits
+from carepath.domain.sending_windows import FrequencyCap, QuietHours, WindowError
 from carepath.entrypoints.worker import StopFlag, run_worker
 from carepath.errors import CarepathError, ConfigurationError, InvalidInput, Problem
 from carepath.services import (
@@ -125,6 +126,14 @@ def engine_context(db: str | None, *, with_smtp: bool = True) -> Iterator[Engine
         retry_for = parse_duration(settings.retry_for)
     except DurationError as exc:
         raise ConfigurationError(f"CAREPATH_RETRY_FOR: {exc}") from None
+    try:
+        quiet = QuietHours.parse(settings.quiet_hours) if settings.quiet_hours else None
+    except WindowError as exc:
+        raise ConfigurationError(f"CAREPATH_QUIET_HOURS: {exc}") from None
+    try:
+        cap = FrequencyCap.parse(settings.marketing_cap) if settings.marketing_cap else None
+    except WindowError as exc:
+        raise ConfigurationError(f"CAREPATH_MARKETING_CAP: {exc}") from None
     links = LinkSigner.from_settings(
         settings.public_url, settings.secret_key, settings.unsubscribe_mailto
     )
@@ -143,6 +152,8 @@ def engine_context(db: str | None, *, with_smtp: bool = True) -> Iterator[Engine
                 mail_from=settings.mail_from,
                 retry_for=retry_for,
                 links=links,
+                quiet_hours=quiet,
+                marketing_cap=cap,
             )
         finally:
             if sender is not None:

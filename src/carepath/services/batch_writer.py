@@ -204,6 +204,7 @@ class BatchWriter:
                     "subject": mail.subject,
                     "html": mail.html,
                     "text": mail.text,
+                    "purpose": workflow.purpose.value,
                     "status": "pending" if has_address else "skipped",
                     "attempts": 0,
                     "next_attempt_at": self.now,

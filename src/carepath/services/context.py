@@ -14,6 +14,7 @@ from carepath.channels.email import EmailSender
 from carepath.channels.links import LinkSigner
 from carepath.channels.templates import TemplateRenderer
 from carepath.domain.runs import Limits
+from carepath.domain.sending_windows import FrequencyCap, QuietHours
 from carepath.services.catalog_store import CatalogCache
 from carepath.services.clock import Clock, DatabaseClock
 
@@ -34,5 +35,7 @@ class EngineContext:
     mail_from: str = "carepath <no-reply@carepath.invalid>"
     retry_for: timedelta = timedelta(days=3)  # how long failed deliveries are retried
     links: LinkSigner | None = None  # signed unsubscribe links, when a public URL is set
+    quiet_hours: QuietHours | None = None  # in each contact's time zone, for every send
+    marketing_cap: FrequencyCap | None = None  # per contact, for marketing sends
     cache: CatalogCache = field(default_factory=CatalogCache)
     renderer: TemplateRenderer = field(default_factory=TemplateRenderer)

@@ -37,6 +37,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from carepath.channels.email import Confirm, DeliveryOutcome, DeliveryResult, OutgoingEmail
+from carepath.db.connection import read_only
 from carepath.db.dialect import id_in
 from carepath.db.schema import contacts, outbox, suppressions
 from carepath.services.clock import wall_time
@@ -70,7 +71,10 @@ def deliver_outbox(ctx: EngineContext, *, now: datetime, limit: int | None = Non
         rows = _claim(conn, ctx, now=now, limit=limit or ctx.batch_size)
     if not rows:
         return DeliveryStats(recovered, 0)
-    sendable = [r for r in rows if r.email and r.suppressed is None]
+    reachable = [r for r in rows if r.email and r.suppressed is None]
+    with read_only(ctx.engine) as conn:
+        deferred = _outside_windows(conn, ctx, reachable, now=now)
+    sendable = [r for r in reachable if r.id not in deferred]
 
     with _confirmations(ctx) as confirm:
         results = ctx.sender.send(
@@ -91,9 +95,53 @@ def deliver_outbox(ctx: EngineContext, *, now: datetime, limit: int | None = Non
             confirm,
         )
     with ctx.engine.begin() as conn:
-        _record(conn, ctx, rows, results, now=now)
+        _record(conn, ctx, rows, results, deferred, now=now)
     sent = sum(1 for r in results if r.outcome is DeliveryOutcome.SENT)
     return DeliveryStats(recovered + sent, len(rows) - sent)
+
+
+def _outside_windows(
+    conn: sa.Connection, ctx: EngineContext, rows: Sequence[Any], *, now: datetime
+) -> dict[int, tuple[datetime, str]]:
+    """Messages that must wait: outbox id -> (when they may go, why)."""
+    deferred: dict[int, tuple[datetime, str]] = {}
+    if ctx.quiet_hours is not None:
+        for row in rows:
+            resume = ctx.quiet_hours.resume_at(now, row.time_zone)
+            if resume is not None:
+                deferred[row.id] = (resume, "deferred: quiet hours")
+    cap = ctx.marketing_cap
+    marketing = [r for r in rows if r.purpose == "marketing" and r.id not in deferred]
+    if cap is None or not marketing:
+        return deferred
+    sent = _recent_marketing_sends(conn, [r.contact_id for r in marketing], now - cap.period)
+    for row in marketing:
+        history = sent.setdefault(row.contact_id, [])
+        resume = cap.resume_at(history, now)
+        if resume is None:
+            history.append(now)  # this one counts toward the next in the same batch
+        else:
+            deferred[row.id] = (resume, "deferred: marketing frequency cap")
+    return deferred
+
+
+def _recent_marketing_sends(
+    conn: sa.Connection, contact_ids: Sequence[int], since: datetime
+) -> dict[int, list[datetime]]:
+    query = (
+        sa.select(outbox.c.contact_id, outbox.c.sent_at)
+        .where(
+            id_in(conn, outbox.c.contact_id, sorted(set(contact_ids))),
+            outbox.c.purpose == "marketing",
+            outbox.c.status.in_(("sent", "unconfirmed")),
+            outbox.c.sent_at > since,
+        )
+        .order_by(outbox.c.sent_at)
+    )
+    found: dict[int, list[datetime]] = {}
+    for contact_id, sent_at in conn.execute(query):
+        found.setdefault(contact_id, []).append(sent_at)
+    return found
 
 
 @contextmanager
@@ -188,6 +236,7 @@ def _claim(conn: sa.Connection, ctx: EngineContext, *, now: datetime, limit: int
             sa.select(
                 outbox,
                 contacts.c.email,
+                contacts.c.time_zone,
                 suppressions.c.reason.label("suppressed"),
             )
             .join(contacts, contacts.c.id == outbox.c.contact_id)
@@ -203,6 +252,7 @@ def _record(
     ctx: EngineContext,
     rows: Sequence[Any],
     results: Sequence[DeliveryResult],
+    deferred: dict[int, tuple[datetime, str]],
     *,
     now: datetime,
 ) -> None:
@@ -211,7 +261,17 @@ def _record(
     new_events: list[NewEvent] = []
     bounced: list[str] = []
     for row in rows:
-        values = _outcome(ctx, row, by_id.get(row.id), now=now)
+        if row.id in deferred:  # not an attempt: nothing was sent
+            resume, reason = deferred[row.id]
+            values = {
+                "status": "pending",
+                "attempts": row.attempts,
+                "last_error": reason,
+                "next_attempt_at": resume,
+                "sent_at": None,
+            }
+        else:
+            values = _outcome(ctx, row, by_id.get(row.id), now=now)
         updates.append({"b_id": row.id, **values})
         status = values["status"]
         if status == "sent":

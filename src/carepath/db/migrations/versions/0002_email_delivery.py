@@ -1,4 +1,4 @@
-"""Suppression list, and an index to find messages a crashed worker was sending.
+"""Email delivery: suppression list, the purpose of each message, crashed sends.
 
 Revision ID: 0002
 Revises: 0001
@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("created_at", carepath.db.types.UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("email", name=op.f("pk_suppressions")),
     )
+    op.add_column("outbox", sa.Column("purpose", sa.String(length=16), nullable=True))
     op.create_index(
         "ix_outbox_sending",
         "outbox",
@@ -40,4 +41,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_outbox_sending", table_name="outbox")
+    with op.batch_alter_table("outbox") as batch:  # SQLite rebuilds the table
+        batch.drop_column("purpose")
     op.drop_table("suppressions")
