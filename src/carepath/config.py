@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     # Sending windows: no email between these local times (e.g. 21:00-08:00),
     # and at most N marketing emails per contact per period (e.g. 3/7d).
     quiet_hours: str | None = None
+    # DKIM signing: the signing domain, the DNS selector, and the private key's file.
+    dkim_domain: str | None = None
+    dkim_selector: str | None = None
+    dkim_key_file: str | None = None
     marketing_cap: str | None = None
     secret_key: str | None = Field(default=None, repr=False)
     unsubscribe_mailto: str | None = None

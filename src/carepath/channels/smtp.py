@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import aiosmtplib
 
+from carepath.channels.dkim_signing import DkimSigner
 from carepath.channels.email import (
     Confirm,
     DeliveryOutcome,
@@ -121,8 +122,9 @@ class PooledSmtpSender:
     staged while the previous record was being written goes in the next one.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, dkim: DkimSigner | None = None) -> None:
         self.target = parse_smtp_url(url)
+        self.dkim = dkim
         self._loop = asyncio.new_event_loop()
         self._idle: list[aiosmtplib.SMTP] = []
         self._tls: ssl.SSLContext | None = None  # loading the CA bundle takes tens of ms
@@ -214,7 +216,10 @@ class PooledSmtpSender:
     ) -> aiosmtplib.SMTP | None:
         """One message in two phases; returns the connection if it can be used again."""
         try:
-            content = _dot_stuffed(message_bytes(mail))
+            content = message_bytes(mail)
+            if self.dkim is not None:
+                content = self.dkim.sign(content)
+            content = _dot_stuffed(content)
             sender, recipient = _path(mail.sender_address, "FROM"), _path(mail.recipient, "TO")
         except ValueError as exc:  # a header that cannot be sent: nothing goes on the wire
             results[mail.outbox_id] = DeliveryResult(

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
+from carepath.channels.dkim_signing import DkimSigner
 from carepath.channels.links import LinkSigner
 from carepath.channels.smtp import PooledSmtpSender
 from carepath.config import Settings
@@ -137,7 +138,12 @@ def engine_context(db: str | None, *, with_smtp: bool = True) -> Iterator[Engine
     links = LinkSigner.from_settings(
         settings.public_url, settings.secret_key, settings.unsubscribe_mailto
     )
-    sender = PooledSmtpSender(settings.smtp_url) if with_smtp and settings.smtp_url else None
+    sender = None
+    if with_smtp and settings.smtp_url:
+        dkim = DkimSigner.from_settings(
+            settings.dkim_domain, settings.dkim_selector, settings.dkim_key_file
+        )
+        sender = PooledSmtpSender(settings.smtp_url, dkim=dkim)
     with opened_engine(db) as engine:
         try:
             yield EngineContext(
