@@ -194,6 +194,7 @@ outbox = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("sent_at", UtcDateTime),
     Column("purpose", String(16)),  # the workflow's: marketing sends count toward caps
+    Column("links", Json),  # the tracked links' targets and tags, in order
     Index(
         "ix_outbox_pending",
         "next_attempt_at",

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Row
 
 from carepath.channels.templates import RenderError, template_context
+from carepath.channels.tracking import track
 from carepath.db.dialect import bulk_insert, insert_ignoring_conflicts
 from carepath.db.schema import list_members, outbox, run_steps, tasks
 from carepath.domain.runs import (
@@ -191,6 +192,11 @@ class BatchWriter:
             except RenderError as exc:
                 return rows, (send.step, f"step {send.step}: {exc}")
             has_address = row.contact_id in self._with_email()
+            message_id = f"<{uuid.uuid4().hex}@carepath.invalid>"
+            body, links = mail.html, None
+            if self.ctx.links is not None:
+                body, tracked = track(mail.html, self.ctx.links, message_id)
+                links = [{"url": t.url, "tag": t.tag} for t in tracked]
             rows.append(
                 {
                     "contact_id": row.contact_id,
@@ -200,9 +206,10 @@ class BatchWriter:
                     "channel": "email",
                     "template": send.template,
                     "template_version": version,
-                    "message_id": f"<{uuid.uuid4().hex}@carepath.invalid>",
+                    "message_id": message_id,
                     "subject": mail.subject,
-                    "html": mail.html,
+                    "html": body,
+                    "links": links,
                     "text": mail.text,
                     "purpose": workflow.purpose.value,
                     "status": "pending" if has_address else "skipped",

@@ -1,4 +1,4 @@
-"""Email delivery: suppression list, the purpose of each message, crashed sends.
+"""Email delivery: suppression list, each message's purpose and tracked links, crashed sends.
 
 Revision ID: 0002
 Revises: 0001
@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("email", name=op.f("pk_suppressions")),
     )
     op.add_column("outbox", sa.Column("purpose", sa.String(length=16), nullable=True))
+    op.add_column("outbox", sa.Column("links", carepath.db.types.Json, nullable=True))
     op.create_index(
         "ix_outbox_sending",
         "outbox",
@@ -42,5 +43,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_outbox_sending", table_name="outbox")
     with op.batch_alter_table("outbox") as batch:  # SQLite rebuilds the table
+        batch.drop_column("links")
         batch.drop_column("purpose")
     op.drop_table("suppressions")
