@@ -14,12 +14,13 @@ from email import message_from_bytes, policy
 import pytest
 import sqlalchemy as sa
 
-from carepath.channels.email import OutgoingEmail, message_bytes
+from carepath.channels.email import message_bytes
 from carepath.channels.smtp import PooledSmtpSender
 from carepath.channels.smtp_sink import SmtpSink
 from carepath.db.schema import suppressions
 from carepath.services.outbox import release_held
 from tests.integration.harness import Harness
+from tests.support.mail import outgoing
 from tests.support.smtp_peers import SmtpPeer, start_peer
 
 FLOW = """
@@ -219,17 +220,13 @@ def test_messages_as_received_are_correct_mime(journey: Harness) -> None:
 
 
 def test_message_bytes_parse_back_exactly() -> None:
-    from datetime import UTC, datetime  # noqa: PLC0415
-
-    mail = OutgoingEmail(
+    mail = outgoing(
         outbox_id=7,
         message_id="<7.abc@carepath.invalid>",
         sender="Cäre Team <no-reply@example.org>",
-        recipient="ann@example.org",
         subject="Your visit \u2013 what to bring",
         html="<p>Bring your ID.</p>\n.\nA line = with = signs   \n" + "x" * 200,
         text="Bring your ID.\r\n.\rtrailing spaces   ",
-        created_at=datetime(2026, 3, 2, 9, 30, tzinfo=UTC),
     )
     raw = message_bytes(mail)
     assert raw.count(b"\n") == raw.count(b"\r\n")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dkim
@@ -13,9 +12,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from carepath.channels.dkim_signing import DkimSigner
-from carepath.channels.email import OutgoingEmail, message_bytes
+from carepath.channels.email import message_bytes
 from carepath.channels.links import LinkSigner
 from carepath.errors import ConfigurationError
+from tests.support.mail import outgoing
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +41,9 @@ def _message() -> bytes:
     assert links is not None
     mid = "<0123456789abcdef@carepath.invalid>"
     return message_bytes(
-        OutgoingEmail(
-            outbox_id=1,
+        outgoing(
             message_id=mid,
-            sender="Care <no-reply@clinic.example.org>",
-            recipient="ann@example.org",
             subject="News",
-            html="<p>Hello</p>",
-            text="Hello",
-            created_at=datetime(2026, 3, 2, tzinfo=UTC),
             headers=tuple(links.unsubscribe_headers(mid)),
         )
     )
@@ -97,16 +91,7 @@ def test_the_sender_signs_what_it_sends(key_pair: tuple[Path, bytes]) -> None:
 
     path, _ = key_pair
     signer = DkimSigner.from_settings("clinic.example.org", "mail2026", str(path))
-    mail = OutgoingEmail(
-        outbox_id=1,
-        message_id="<1@carepath.invalid>",
-        sender="Care <no-reply@clinic.example.org>",
-        recipient="ann@example.org",
-        subject="News",
-        html="<p>Hello</p>",
-        text="Hello",
-        created_at=datetime(2026, 3, 2, tzinfo=UTC),
-    )
+    mail = outgoing(subject="News")
     with SmtpSink() as sink:
         sender = PooledSmtpSender(sink.url, dkim=signer)
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
 import pytest
@@ -12,23 +11,11 @@ from hypothesis import strategies as st
 from carepath.channels.email import HeaderInjectionError, OutgoingEmail, message_bytes
 from carepath.channels.smtp import TlsPolicy, parse_smtp_url
 from carepath.errors import ConfigurationError
-
-WHEN = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+from tests.support.mail import outgoing
 
 
 def _mail(**changes: object) -> OutgoingEmail:
-    values: dict[str, object] = {
-        "outbox_id": 1,
-        "message_id": "<1.x@carepath.invalid>",
-        "sender": "Care Team <no-reply@example.org>",
-        "recipient": "ann@example.org",
-        "subject": "Your visit",
-        "html": "<p>Hello</p>",
-        "text": "Hello",
-        "created_at": WHEN,
-    }
-    values.update(changes)
-    return OutgoingEmail(**values)  # type: ignore[arg-type]
+    return outgoing(**{"sender": "Care Team <no-reply@example.org>", **changes})
 
 
 BODY = st.text(

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
 import pytest
 
-from carepath.channels.email import OutgoingEmail, message_bytes
+from carepath.channels.email import message_bytes
 from carepath.channels.links import InvalidTokenError, LinkSigner
 from carepath.errors import ConfigurationError
+from tests.support.mail import outgoing
 
 SECRET = "k" * 40
 MID = "<0123456789abcdef0123456789abcdef@carepath.invalid>"
@@ -64,15 +64,11 @@ def test_no_links_without_settings() -> None:
 
 def test_unsubscribe_headers_follow_rfc_2369_and_8058() -> None:
     signer = _signer()
-    mail = OutgoingEmail(
-        outbox_id=1,
+    mail = outgoing(
         message_id=MID,
-        sender="Care <no-reply@clinic.example.org>",
-        recipient="ann@example.org",
         subject="News",
         html="<p>Hi</p>",
         text="Hi",
-        created_at=datetime(2026, 3, 2, tzinfo=UTC),
         headers=tuple(signer.unsubscribe_headers(MID)),
     )
     raw = message_bytes(mail)
