@@ -100,3 +100,15 @@ def test_a_clean_template_has_no_problems() -> None:
         "Hello {{ contact.first_name }}",
     )
     assert TemplateRenderer().check(template) == []
+
+
+def test_style_blocks_are_inlined_without_fetching_remote_stylesheets() -> None:
+    html = (
+        '<html><head><link rel="stylesheet" href="https://elsewhere.example/x.css">'
+        "<style>p { color: #333 } @media (max-width: 600px) { p { color: #000 } }</style>"
+        "</head><body><p>Hello {{ contact.first_name }}</p></body></html>"
+    )
+    body = _render(html)
+    assert '<p style="color: #333;">Hello Ann</p>' in body
+    assert "@media (max-width: 600px)" in body  # kept for the clients that honour it
+    assert _render("<p>plain</p>") == "<p>plain</p>"  # no <style>: left as written

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import css_inline
 from jinja2 import StrictUndefined, TemplateError, meta, nodes
 from jinja2 import Template as JinjaTemplate
 from jinja2.exceptions import SecurityError
@@ -65,6 +66,21 @@ def _environment(*, autoescape: bool) -> ImmutableSandboxedEnvironment:
 _TAGS = re.compile(r"<[^>]+>")
 _BREAKS = re.compile(r"<\s*(br|/p|/div|/h[1-6]|/li|/tr)\s*/?>", re.IGNORECASE)
 _BLANKS = re.compile(r"\n{3,}")
+
+
+# Mail clients drop <style> blocks; rules move into style attributes. Remote
+# stylesheets are never fetched (no request leaves for a message being built);
+# media queries stay in a <style> block for the clients that honour them.
+_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True)
+
+
+def _inline_css(html: str) -> str:
+    if "<style" not in html.lower():
+        return html  # most bodies: nothing to do, no parse
+    try:
+        return str(_INLINER.inline(html))
+    except ValueError:  # CSS it cannot read: send the body as written
+        return html
 
 
 def _event_context(event: EventFacts | None) -> dict[str, object]:
@@ -194,7 +210,7 @@ class TemplateRenderer:
         subject_t, html_t, text_t = self._compiled[key]
         try:
             subject = " ".join(subject_t.render(context).split())
-            body = html_t.render(context)
+            body = _inline_css(html_t.render(context))
             text = text_t.render(context) if text_t else html_to_text(body)
         except SecurityError:
             raise RenderError(f"template {template.name}: refused by the sandbox") from None
