@@ -254,11 +254,6 @@ def test_a_document_set_using_every_construct_passes_both() -> None:
             id="event-history",
         ),
         pytest.param(
-            {"template": "hello", "html": "<p>Hi</p>"},
-            "subject is required",
-            id="template-without-subject",
-        ),
-        pytest.param(
             {"template": "hello", "subject": "Two\nlines", "html": "<p>Hi</p>"},
             "subject must be a single line",
             id="template-two-line-subject",

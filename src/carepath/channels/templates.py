@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import html as html_lib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import css_inline
-from jinja2 import StrictUndefined, TemplateError, meta, nodes
+from jinja2 import BaseLoader, FunctionLoader, StrictUndefined, TemplateError, meta, nodes
 from jinja2 import Template as JinjaTemplate
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -54,9 +54,15 @@ _URL_WITH_DATA = re.compile(
 )
 
 
-def _environment(*, autoescape: bool) -> ImmutableSandboxedEnvironment:
+def _environment(
+    *, autoescape: bool, loader: BaseLoader | None = None
+) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
-        autoescape=autoescape, undefined=StrictUndefined, keep_trailing_newline=True
+        autoescape=autoescape,
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        loader=loader,
+        auto_reload=True,
     )
     env.filters = {k: v for k, v in env.filters.items() if k in ALLOWED_FILTERS}
     env.globals.clear()  # no range(), dict(), lipsum(), cycler(), namespace()…
@@ -81,6 +87,36 @@ def _inline_css(html: str) -> str:
         return str(_INLINER.inline(html))
     except ValueError:  # CSS it cannot read: send the body as written
         return html
+
+
+def _reference_problems(
+    part: str, tree: nodes.Template, known: Collection[str]
+) -> list[tuple[str, str]]:
+    """`extends` and `include` must name, literally, a template that exists; not in subjects."""
+    referenced = list(meta.find_referenced_templates(tree))
+    if not referenced:
+        return []
+    if part == "subject":
+        return [(part, "the subject may not extend or include other templates")]
+    if None in referenced:
+        return [(part, "extends and include must name a template, not compute one")]
+    unknown = sorted({str(r) for r in referenced} - set(known))
+    return [(part, f"unknown template {name!r} in extends or include") for name in unknown]
+
+
+def referenced_templates(template: Template) -> set[str]:
+    """The templates a template extends or includes, by name (for cycle checks)."""
+    env = _environment(autoescape=False)
+    found: set[str] = set()
+    for source in (template.html, template.text):
+        if source is None:
+            continue
+        try:
+            tree = env.parse(source)
+        except TemplateError:
+            continue
+        found |= {str(r) for r in meta.find_referenced_templates(tree) if r is not None}
+    return found
 
 
 def _event_context(event: EventFacts | None) -> dict[str, object]:
@@ -119,6 +155,8 @@ def contact_fields(template: Template) -> set[str] | None:
             tree = env.parse(source)
         except TemplateError:
             return None
+        if any(True for _ in meta.find_referenced_templates(tree)):
+            return None  # a layout or partial reads fields too: load them all
         names = sum(1 for n in tree.find_all(nodes.Name) if n.name == "contact")
         reads = 0
         for node in tree.find_all(nodes.Getattr):
@@ -137,18 +175,37 @@ def contact_fields(template: Template) -> set[str] | None:
 
 
 class TemplateRenderer:
-    """Compiles each template version once and renders it for many contacts."""
+    """Compiles each template version once and renders it for many contacts.
+
+    Templates may `{% extends %}` a layout or `{% include %}` a partial: other
+    templates of the catalog, by name, given with `use_library`. A layout or
+    partial that changes is compiled again (Jinja asks the loader whether
+    what it cached is still up to date).
+    """
 
     def __init__(self) -> None:
-        self._html_env = _environment(autoescape=True)
-        self._text_env = _environment(autoescape=False)
+        self._library: dict[str, tuple[int, str]] = {}  # name -> (version, html)
+        loader = FunctionLoader(self._load)
+        self._html_env = _environment(autoescape=True, loader=loader)
+        self._text_env = _environment(autoescape=False, loader=loader)
         self._introspection_env = ImmutableSandboxedEnvironment(autoescape=True)
         self._introspection_env.globals.clear()  # a global is an unknown variable here
         self._compiled: dict[
             tuple[str, int], tuple[JinjaTemplate, JinjaTemplate, JinjaTemplate | None]
         ] = {}
 
-    def check(self, template: Template) -> list[tuple[str, str]]:
+    def use_library(self, templates: Mapping[str, tuple[int, Template]]) -> None:
+        """The templates `extends` and `include` may name: name -> (version, template)."""
+        self._library = {name: (v, t.html) for name, (v, t) in templates.items()}
+
+    def _load(self, name: str) -> tuple[str, str, Callable[[], bool]] | None:
+        found = self._library.get(name)
+        if found is None:
+            return None  # Jinja raises TemplateNotFound, reported as a render error
+        version, source = found
+        return source, name, lambda: self._library.get(name, (None, ""))[0] == version
+
+    def check(self, template: Template, known: Collection[str] = ()) -> list[tuple[str, str]]:
         """(part, problem) found without rendering.
 
         Syntax, unknown variables, filters not allowed, and PHI where it would
@@ -178,6 +235,7 @@ class TemplateRenderer:
                 problems.append(
                     (part, f"unknown variable {listed} (use contact, trigger, event or workflow)")
                 )
+            problems += _reference_problems(part, tree, known)
             refused = sorted({f.name for f in tree.find_all(nodes.Filter)} - ALLOWED_FILTERS)
             if refused:
                 problems.append((part, f"filter not allowed: {', '.join(refused)}"))
@@ -198,6 +256,8 @@ class TemplateRenderer:
         key = (template.name, version)
         if key not in self._compiled:
             try:
+                if template.subject is None:
+                    raise RenderError(f"template {template.name} has no subject")
                 self._compiled[key] = (
                     self._text_env.from_string(template.subject),
                     self._html_env.from_string(template.html),

@@ -251,8 +251,8 @@ def check_references(
     for name, step in workflow.steps.items():
         path = ("steps", name)
         match step:
-            case EmailStep(template=template) if template not in catalog.templates:
-                problems.add((*path, "email"), f"unknown template {template!r}")
+            case EmailStep(template=template):
+                _check_sendable(template, catalog, (*path, "email"), problems)
             case EnrollStep(workflow=target) if target not in (
                 workflows if workflows is not None else catalog.workflows
             ):
@@ -269,6 +269,16 @@ def check_references(
                 conditions.append(((*path, "wait_for", "where"), where))
     for condition_path, condition in conditions:
         check_memberships(condition, condition_path, catalog, problems)
+
+
+def _check_sendable(
+    template: str, catalog: Catalog, path: tuple[str | int, ...], problems: Problems
+) -> None:
+    found = catalog.templates.get(template)
+    if found is None:
+        problems.add(path, f"unknown template {template!r}")
+    elif found.subject is None:
+        problems.add(path, f"template {template!r} has no subject: a layout or partial is not sent")
 
 
 def check_memberships(

@@ -674,13 +674,16 @@ def _resource_definitions() -> dict[str, Schema]:
                 "subject": {
                     "type": "string",
                     "not": {"pattern": "[\\r\\n]"},
-                    "description": "The subject line (a single line).",
+                    "description": (
+                        "The subject line (a single line). A template without one is a layout "
+                        "or partial: other templates extend or include it; it is never sent."
+                    ),
                 },
                 "html": {"type": "string", "description": "The HTML body."},
                 "text": {"type": ["string", "null"], "description": "The plain-text body."},
                 "description": any_text,
             },
-            "required": ["template", "subject", "html"],
+            "required": ["template", "html"],
             "additionalProperties": False,
         },
         "segmentDocument": {

@@ -27,7 +27,7 @@ NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 @dataclass(frozen=True)
 class Template:
     name: str
-    subject: str
+    subject: str | None  # None: a layout or partial, used by others, never sent itself
     html: str
     text: str | None
 
@@ -84,12 +84,12 @@ def _unknown_keys(raw: Mapping[str, object], allowed: set[str], problems: Proble
 def parse_template(raw: Mapping[str, object], problems: Problems) -> Template | None:
     _unknown_keys(raw, {"template", "subject", "html", "text", "description"}, problems)
     before = len(problems)
-    subject = _text(raw, "subject", problems, required=True)
+    subject = _text(raw, "subject", problems, required=False)
     html = _text(raw, "html", problems, required=True)
     text = _text(raw, "text", problems, required=False)
     if subject is not None and ("\r" in subject or "\n" in subject):
         problems.add(("subject",), "subject must be a single line")
-    if len(problems) > before or subject is None or html is None:
+    if len(problems) > before or html is None:
         return None
     return Template(str(raw["template"]), subject, html, text)
 

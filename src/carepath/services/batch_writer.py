@@ -67,6 +67,7 @@ class BatchWriter:
         self._original_lists = {cid: set(names) for cid, names in lists.items()}
         self.contact_changes: dict[int, ContactChange] = {}
         self._addressable: set[int] | None = None
+        self._library_set = False
         self.run_updates: list[dict[str, Any]] = []
         self.closes: list[dict[str, Any]] = []
         self.step_rows: list[dict[str, Any]] = []
@@ -178,6 +179,7 @@ class BatchWriter:
         facts = advance.facts
         assert facts is not None
         context = template_context(facts, workflow.name, workflow.title)
+        self._use_library()
         rows: list[dict[str, Any]] = []
         for send in sends:
             template = self.current.catalog.templates.get(send.template)
@@ -220,6 +222,15 @@ class BatchWriter:
                 }
             )
         return rows, None
+
+    def _use_library(self) -> None:
+        """Give the renderer the catalog's templates, for layouts and partials (once a batch)."""
+        if not self._library_set:
+            templates = self.current.catalog.templates
+            self.ctx.renderer.use_library(
+                {name: (self.current.template_version(name), t) for name, t in templates.items()}
+            )
+            self._library_set = True
 
     def _with_email(self) -> set[int]:
         """Contacts of the batch that have an address (read once, ids only)."""

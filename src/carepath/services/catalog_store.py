@@ -16,7 +16,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from carepath.channels.templates import TemplateRenderer
+from carepath.channels.templates import TemplateRenderer, referenced_templates
 from carepath.db.schema import lists, resources
 from carepath.domain.catalog import Catalog, Document, build_catalog
 from carepath.domain.problems import Problems
@@ -153,20 +153,43 @@ def _check(
 
 
 def _template_problems(catalog: Catalog, docs: Sequence[SourceDocument]) -> list[Problem]:
-    """What the template sandbox refuses in the templates being applied."""
+    """What the template sandbox refuses in the templates being applied, and layout cycles."""
     checker = TemplateRenderer()
+    known = set(catalog.templates)
+    cyclic = _in_reference_cycles(catalog)
     problems = []
     for source in docs:
         raw = source.document.raw
-        name = (
-            raw.get(Kind.TEMPLATE.value) if next(iter(raw), None) == Kind.TEMPLATE.value else None
-        )
-        template = catalog.templates.get(str(name)) if name is not None else None
+        if next(iter(raw), None) != Kind.TEMPLATE.value:
+            continue
+        template = catalog.templates.get(str(raw[Kind.TEMPLATE.value]))
         if template is None:
             continue
-        for part, message in checker.check(template):
+        for part, message in checker.check(template, known):
             problems.append(Problem(source.locate((part,)), message))
+        if template.name in cyclic:
+            problems.append(
+                Problem(source.locate(("html",)), "extends and include go round in a cycle")
+            )
     return problems
+
+
+def _in_reference_cycles(catalog: Catalog) -> set[str]:
+    """Templates that reach themselves through extends and include."""
+    edges = {name: referenced_templates(t) for name, t in catalog.templates.items()}
+    cyclic: set[str] = set()
+    for start, targets in edges.items():
+        seen: set[str] = set()
+        pending = list(targets)
+        while pending:
+            name = pending.pop()
+            if name == start:
+                cyclic.add(start)
+                break
+            if name not in seen:
+                seen.add(name)
+                pending.extend(edges.get(name, ()))
+    return cyclic
 
 
 def _declared_kinds(docs: Sequence[Document]) -> set[tuple[Kind, str]]:

@@ -24,5 +24,7 @@ def preview(
     contact_id = find_contact(conn, contact_reference)
     facts = load_facts(conn, [contact_id], current.catalog.schema)[contact_id]
     context = template_context(Facts(contact=facts, now=now), "preview", "Preview")
-    version = current.template_version(template_name)
-    return TemplateRenderer().render(template, version, context)
+    renderer = TemplateRenderer()
+    templates = current.catalog.templates
+    renderer.use_library({n: (current.template_version(n), t) for n, t in templates.items()})
+    return renderer.render(template, current.template_version(template_name), context)
