@@ -43,7 +43,6 @@ from carepath.channels.email import OutgoingEmail, message_bytes
 from carepath.channels.smtp import PooledSmtpSender
 from carepath.db.connection import make_engine
 from carepath.db.schema import contacts, outbox
-from carepath.db.types import UtcDateTime
 from carepath.domain.catalog import Document
 from carepath.services.catalog_store import apply_documents, build_current
 from carepath.services.context import EngineContext
@@ -58,6 +57,7 @@ from engine import (  # the engine bench's helpers, beside this file
     DEFAULT_POSTGRES_URL,
     analyze,
     git_revision,
+    insert_contacts,
     machine_facts,
     throwaway_database,
 )
@@ -127,23 +127,8 @@ def prepare(url: str, n: int) -> None:
         ]
         with engine.begin() as conn:
             apply_documents(conn, docs, now=T0)
-        generate = (
-            "SELECT g AS i FROM generate_series(1, :n) AS g"
-            if engine.dialect.name == "postgresql"
-            else "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < :n) "
-            "SELECT i FROM s"
-        )
-        insert = sa.text(
-            "INSERT INTO contacts (external_id, email, first_name, tags, attributes,"
-            " created_at, updated_at) SELECT 'bench-' || i, 'patient' || i || '@example.test',"
-            f" 'Pat' || i, :tags, :attributes, :t, :t FROM ({generate}) AS numbers"
-        ).bindparams(
-            sa.bindparam("t", type_=UtcDateTime()),
-            sa.bindparam("tags", type_=contacts.c.tags.type),
-            sa.bindparam("attributes", type_=contacts.c.attributes.type),
-        )
+        insert_contacts(engine, n, addressed=True, attributes={"plan": "gold"})
         with engine.begin() as conn:
-            conn.execute(insert, {"n": n, "t": T0, "tags": [], "attributes": {"plan": "gold"}})
             ids = list(conn.execute(sa.select(contacts.c.id)).scalars())
         for start in range(0, n, 1000):
             with engine.begin() as conn:

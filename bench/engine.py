@@ -209,24 +209,36 @@ def analyze(engine: sa.Engine) -> None:
         conn.exec_driver_sql("ANALYZE")
 
 
-def insert_contacts(engine: sa.Engine, n: int) -> None:
-    """N bare contacts in one set-based statement (setup, not measured)."""
+def insert_contacts(
+    engine: sa.Engine,
+    n: int,
+    *,
+    addressed: bool = False,
+    attributes: dict[str, object] | None = None,
+) -> None:
+    """N contacts in one set-based statement (setup, not measured).
+
+    `addressed` gives each an email address and a first name.
+    """
     generate = (
         "SELECT g AS i FROM generate_series(1, :n) AS g"
         if engine.dialect.name == "postgresql"
         else "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < :n) "
         "SELECT i FROM s"
     )
+    columns, values = "", ""
+    if addressed:
+        columns, values = " email, first_name,", " 'patient' || i || '@example.test', 'Pat' || i,"
     statement = sa.text(
-        "INSERT INTO contacts (external_id, tags, attributes, created_at, updated_at) "
-        f"SELECT 'bench-' || i, :tags, :attributes, :t, :t FROM ({generate}) AS numbers"
+        f"INSERT INTO contacts (external_id,{columns} tags, attributes, created_at, updated_at) "
+        f"SELECT 'bench-' || i,{values} :tags, :attributes, :t, :t FROM ({generate}) AS numbers"
     ).bindparams(
         sa.bindparam("t", type_=UtcDateTime()),
         sa.bindparam("tags", type_=contacts.c.tags.type),
         sa.bindparam("attributes", type_=contacts.c.attributes.type),
     )
     with engine.begin() as conn:
-        conn.execute(statement, {"n": n, "t": T0, "tags": [], "attributes": {}})
+        conn.execute(statement, {"n": n, "t": T0, "tags": [], "attributes": attributes or {}})
 
 
 def prepare_engine_database(url: str, n: int) -> None:

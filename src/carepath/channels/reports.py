@@ -41,7 +41,7 @@ def read_report(raw: bytes) -> list[ReportFinding]:
     message = message_from_bytes(raw, policy=policy.compat32)
     if message.get_content_type() != "multipart/report":
         raise ReportError("not a multipart/report message")
-    report_type = (message.get_param("report-type") or "").__str__().lower()
+    report_type = str(message.get_param("report-type") or "").lower()
     payload = message.get_payload()
     parts = [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
     if not parts:

@@ -226,10 +226,7 @@ class BatchWriter:
     def _use_library(self) -> None:
         """Give the renderer the catalog's templates, for layouts and partials (once a batch)."""
         if not self._library_set:
-            templates = self.current.catalog.templates
-            self.ctx.renderer.use_library(
-                {name: (self.current.template_version(name), t) for name, t in templates.items()}
-            )
+            self.ctx.renderer.use_library(self.current.template_library())
             self._library_set = True
 
     def _with_email(self) -> set[int]:

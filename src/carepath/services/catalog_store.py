@@ -20,7 +20,7 @@ from carepath.channels.templates import TemplateRenderer, referenced_templates
 from carepath.db.schema import lists, resources
 from carepath.domain.catalog import Catalog, Document, build_catalog
 from carepath.domain.problems import Problems
-from carepath.domain.resources import FIELDS_RESOURCE_NAME, Kind
+from carepath.domain.resources import FIELDS_RESOURCE_NAME, Kind, Template
 from carepath.domain.workflow import Workflow
 from carepath.domain.workflow_parser import parse_workflow
 from carepath.errors import InvalidInput, NotFound, Problem
@@ -60,6 +60,11 @@ class CurrentCatalog:
 
     def template_version(self, name: str) -> int:
         return self.versions[(Kind.TEMPLATE, name)].version
+
+    def template_library(self) -> dict[str, tuple[int, Template]]:
+        """Every template with its version: what layouts and partials are found in."""
+        templates = self.catalog.templates
+        return {name: (self.template_version(name), t) for name, t in templates.items()}
 
 
 def canonical_body(raw: Mapping[str, object]) -> dict[str, object]:

@@ -25,6 +25,5 @@ def preview(
     facts = load_facts(conn, [contact_id], current.catalog.schema)[contact_id]
     context = template_context(Facts(contact=facts, now=now), "preview", "Preview")
     renderer = TemplateRenderer()
-    templates = current.catalog.templates
-    renderer.use_library({n: (current.template_version(n), t) for n, t in templates.items()})
+    renderer.use_library(current.template_library())
     return renderer.render(template, current.template_version(template_name), context)

@@ -9,7 +9,7 @@ ran out is left alone, so no step is ever executed twice.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +23,7 @@ from carepath.domain.cohorts import turn_inputs
 from carepath.domain.conditions import Facts
 from carepath.domain.engine import advance_run
 from carepath.domain.runs import RunSnapshot, RunStatus
+from carepath.domain.workflow import Workflow
 from carepath.services.batch_writer import BatchWriter
 from carepath.services.clock import wall_time
 from carepath.services.cohort_reads import owned_and_due, read_cohorts
@@ -152,7 +153,7 @@ def advance_claimed(
             )
         )
         written.update(r.id for r in rows)
-        steps += _advance_one_by_one(conn, ctx, rows, now=now) if rows else 0
+        steps += _advance_one_by_one(conn, ctx, rows, workflows, now=now) if rows else 0
     if len(written) < len(ids):  # an event moved some out of reach: give them back
         _release(conn, ctx, sorted(set(ids) - written))
     return AdvanceStats(len(written), steps)
@@ -173,12 +174,16 @@ def _lock_contacts(conn: Connection, run_ids: list[int]) -> None:
 
 
 def _advance_one_by_one(
-    conn: Connection, ctx: EngineContext, rows: Sequence[Row[Any]], *, now: datetime
+    conn: Connection,
+    ctx: EngineContext,
+    rows: Sequence[Row[Any]],
+    workflows: Mapping[int, Workflow | None],
+    *,
+    now: datetime,
 ) -> int:
     """Each run's own turn, with every fact its workflow and templates read; returns steps."""
     current = ctx.cache.current(conn)
     resource_ids = {r.resource_id for r in rows}
-    workflows = ctx.cache.workflows_by_id(conn, resource_ids)
     contact_ids = {r.contact_id for r in rows}
     fields = ctx.cache.contact_fields(conn, current, resource_ids)
     contacts_ = load_facts(conn, contact_ids, current.catalog.schema, fields=fields)
