@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from carepath.channels.reports import Finding, ReportError, read_report
+from carepath.channels.reports import Finding, ReportError, ReportFinding, read_report
 from carepath.db.schema import contacts, outbox
 from carepath.errors import InvalidInput, Problem
 from carepath.services.events import NewEvent, store_events
@@ -32,7 +32,6 @@ class ReportsIngested:
     complaints: int = 0
     unmatched: int = 0  # findings naming no message or contact we know
     suppressed: int = 0  # addresses newly on the suppression list
-    events: list[NewEvent] = field(default_factory=list)
 
 
 def ingest_reports(
@@ -49,23 +48,32 @@ def ingest_reports(
     if problems:
         raise InvalidInput(problems)
     done = ReportsIngested()
+    new_events: list[NewEvent] = []
     for raw, findings in read:
         digest = hashlib.sha256(raw).hexdigest()[:16]
         for index, finding in enumerate(findings):
-            _act(conn, finding, f"report:{digest}:{index}", done, now=now)
-    store_events(conn, done.events, now=now)
+            event = _act(conn, finding, f"report:{digest}:{index}", done, now=now)
+            if event is not None:
+                new_events.append(event)
+    store_events(conn, new_events, now=now)
     return done
 
 
 def _act(
-    conn: sa.Connection, finding: Any, fallback_key: str, done: ReportsIngested, *, now: datetime
-) -> None:
+    conn: sa.Connection,
+    finding: ReportFinding,
+    fallback_key: str,
+    done: ReportsIngested,
+    *,
+    now: datetime,
+) -> NewEvent | None:
+    """Apply one finding, counting it in `done`; the event to store, if a contact is known."""
     row = _outbox_row(conn, finding.message_id)
     address = finding.recipient or (row.email if row is not None else None)
     contact_id = row.contact_id if row is not None else _contact_of(conn, address)
     if address is None and contact_id is None:
         done.unmatched += 1
-        return
+        return None
     match finding.kind:
         case Finding.HARD_BOUNCE:
             done.hard_bounces += 1
@@ -93,11 +101,11 @@ def _act(
             kind, data = "email.complained", {}
     if contact_id is None:
         done.unmatched += 1
-        return
+        return None
     key = f"outbox:{row.id}:{kind}" if row is not None else f"{fallback_key}:{kind}"
     if row is not None:
         data = {"outbox_id": row.id, **data}
-    done.events.append(NewEvent(kind, contact_id, now, key, data, "report"))
+    return NewEvent(kind, contact_id, now, key, data, "report")
 
 
 def _outbox_row(conn: sa.Connection, message_id: str | None) -> Any:

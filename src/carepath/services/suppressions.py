@@ -29,9 +29,3 @@ def suppress(
         for e in sorted(set(emails))
     ]
     return len(insert_ignoring_conflicts(conn, suppressions, rows, returning="email"))
-
-
-def suppressed(conn: sa.Connection, email: str) -> str | None:
-    """Why an address is suppressed, or None."""
-    query = sa.select(suppressions.c.reason).where(suppressions.c.email == email.strip().lower())
-    return conn.execute(query).scalar()
