@@ -72,8 +72,7 @@ def deliver_outbox(ctx: EngineContext, *, now: datetime, limit: int | None = Non
     if not rows:
         return DeliveryStats(recovered, 0)
     reachable = [r for r in rows if r.email and r.suppressed is None]
-    with read_only(ctx.engine) as conn:
-        deferred = _outside_windows(conn, ctx, reachable, now=now)
+    deferred = _outside_windows(ctx, reachable, now=now)
     sendable = [r for r in reachable if r.id not in deferred]
 
     with _confirmations(ctx) as confirm:
@@ -101,7 +100,7 @@ def deliver_outbox(ctx: EngineContext, *, now: datetime, limit: int | None = Non
 
 
 def _outside_windows(
-    conn: sa.Connection, ctx: EngineContext, rows: Sequence[Any], *, now: datetime
+    ctx: EngineContext, rows: Sequence[Any], *, now: datetime
 ) -> dict[int, tuple[datetime, str]]:
     """Messages that must wait: outbox id -> (when they may go, why)."""
     deferred: dict[int, tuple[datetime, str]] = {}
@@ -114,7 +113,8 @@ def _outside_windows(
     marketing = [r for r in rows if r.purpose == "marketing" and r.id not in deferred]
     if cap is None or not marketing:
         return deferred
-    sent = _recent_marketing_sends(conn, [r.contact_id for r in marketing], now - cap.period)
+    with read_only(ctx.engine) as conn:  # only when a cap is set: no read otherwise
+        sent = _recent_marketing_sends(conn, [r.contact_id for r in marketing], now - cap.period)
     for row in marketing:
         history = sent.setdefault(row.contact_id, [])
         resume = cap.resume_at(history, now)
