@@ -127,12 +127,14 @@ class PooledSmtpSender:
         self.dkim = dkim
         self._loop = asyncio.new_event_loop()
         self._idle: list[aiosmtplib.SMTP] = []
+        self._refusal: str | None = None  # why the TLS policy refused the server, this batch
         self._tls: ssl.SSLContext | None = None  # loading the CA bundle takes tens of ms
 
     def send(self, messages: Sequence[OutgoingEmail], confirm: Confirm) -> list[DeliveryResult]:
         if not messages:
             return []
         results: dict[int, DeliveryResult] = {}
+        self._refusal = None  # asked afresh each batch: the server may have been fixed
         self._loop.run_until_complete(self._send_all(messages, confirm, results))
         return [results[m.outbox_id] for m in messages]
 
@@ -198,10 +200,14 @@ class PooledSmtpSender:
         self, mail: OutgoingEmail, results: dict[int, DeliveryResult]
     ) -> aiosmtplib.SMTP | None:
         """A usable connection, or None with the message's result set (held or deferred)."""
+        if self._refusal is not None:  # the policy refused this server once: not again per message
+            results[mail.outbox_id] = _held(mail, self._refusal)
+            return None
         try:
             return await self._connection()
         except _PolicyRefusalError as exc:
-            results[mail.outbox_id] = _held(mail, str(exc))
+            self._refusal = str(exc)
+            results[mail.outbox_id] = _held(mail, self._refusal)
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
             reason = f"cannot connect to the SMTP server ({exc.__class__.__name__})"
             results[mail.outbox_id] = _deferred(mail, reason)
