@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from carepath.db.dialect import aggregated_ids, id_in, json_member, json_member_value
 from carepath.db.schema import LIVE_RUN, contacts, list_members, runs
-from carepath.domain.cohorts import TurnInputs
+from carepath.domain.cohorts import turn_inputs
 from carepath.domain.conditions import Facts
 from carepath.domain.fields import ContactSchema
 from carepath.domain.runs import RunSnapshot, RunStatus
@@ -45,14 +45,13 @@ def read_cohorts(
     conn: Connection,
     ids: Sequence[int],
     workflows: dict[int, Workflow],
-    inputs: dict[int, TurnInputs],
     schema: ContactSchema,
     *,
     owner: str,
     now: datetime,
 ) -> Iterator[Cohort]:
     """The runs of `ids` still owned and due, grouped by what their turns read."""
-    used = [inputs[rid] for rid in workflows]
+    used = [turn_inputs(w) for w in workflows.values()]
     names = sorted(set().union(*(i.fields for i in used)))
     core = [n for n in names if n in FACT_COLUMNS and n != "attributes"]
     custom = [n for n in names if n in schema.custom]

@@ -19,7 +19,6 @@ from sqlalchemy.engine import Connection, Row
 
 from carepath.db.dialect import id_in
 from carepath.db.schema import LIVE_RUN, contacts, runs
-from carepath.domain.cohorts import turn_inputs
 from carepath.domain.conditions import Facts
 from carepath.domain.engine import advance_run
 from carepath.domain.runs import RunSnapshot, RunStatus
@@ -130,11 +129,8 @@ def advance_claimed(
     steps = 0
     listened: tuple[frozenset[str] | None] | None = None  # read once, when first needed
     if grouped:
-        inputs = {rid: turn_inputs(w) for rid, w in readable.items()}
         schema = ctx.cache.current(conn).catalog.schema
-        cohorts = read_cohorts(
-            conn, grouped, readable, inputs, schema, owner=ctx.worker_id, now=now
-        )
+        cohorts = read_cohorts(conn, grouped, readable, schema, owner=ctx.worker_id, now=now)
         for cohort in cohorts:
             advance = advance_run(cohort.snapshot, now=now, limits=ctx.limits)
             if len(cohort.ids) < MIN_COHORT or not writes_as_cohort(advance):
