@@ -24,6 +24,7 @@ from carepath.domain.runs import (
     UpdateContact,
 )
 from carepath.services.contact_changes import write_shared_change
+from carepath.services.event_interest import arrives_processed
 from carepath.services.run_writes import (
     COMPLETION_TYPE,
     history_values,
@@ -71,7 +72,7 @@ def write_cohort(
         _append_history(conn, ids, history_values(record, now=now))
     _change_contacts(conn, ids, advance, now=now)
     if advance.status in COMPLETION_STATUSES:
-        processed = listened is not None and COMPLETION_TYPE not in listened
+        processed = arrives_processed(listened, COMPLETION_TYPE)
         store_completion_events(conn, ids, advance.status, now=now, processed=processed)
 
 

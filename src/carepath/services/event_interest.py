@@ -52,3 +52,8 @@ def event_interest(conn: Connection) -> frozenset[str] | None:
     """The listened types, or None when never computed (then every event is processed)."""
     value = conn.execute(sa.select(settings.c.value).where(settings.c.key == INTEREST_KEY)).scalar()
     return frozenset(value) if isinstance(value, list) else None
+
+
+def arrives_processed(interest: frozenset[str] | None, event_type: str) -> bool:
+    """Whether an event of this type is stored already processed: nothing listens to it."""
+    return interest is not None and event_type not in interest

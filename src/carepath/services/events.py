@@ -18,7 +18,7 @@ from carepath.db.schema import contacts, events
 from carepath.domain.fields import parse_datetime
 from carepath.domain.workflow_parser import EVENT_TYPE_CHARS
 from carepath.errors import InvalidInput, Problem
-from carepath.services.event_interest import event_interest
+from carepath.services.event_interest import arrives_processed, event_interest
 
 REFERENCE_KEYS = ("id", "external_id", "email")
 MAX_KEY_LENGTH = 200
@@ -163,7 +163,7 @@ def store_events(conn: Connection, new: Sequence[NewEvent], *, now: datetime) ->
             "data": dict(e.data),
             "source": e.source,
             "chain_depth": e.chain_depth,
-            "processed_at": None if interest is None or e.type in interest else now,
+            "processed_at": now if arrives_processed(interest, e.type) else None,
         }
         for e in new
     ]
