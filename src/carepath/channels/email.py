@@ -10,11 +10,12 @@ back with the standard library to prove them correct.
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import functools
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
@@ -56,9 +57,18 @@ class DeliveryResult:
     error: str | None = None  # a reason with codes only: never an address or content
 
 
-# Called by a sender with the messages whose content the server holds, just before
-# the final "." that makes it take them; it must record them durably (see outbox).
-Confirm = Callable[[Sequence[int]], None]
+class Confirm(Protocol):
+    """Records messages durably as being sent (see services.outbox).
+
+    A sender awaits `record` with the messages whose content the server holds,
+    just before the final "." that makes the server take them; it is awaited in
+    the sender's event loop, so other connections go on meanwhile. `aclose`
+    ends the batch.
+    """
+
+    async def record(self, outbox_ids: Sequence[int]) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class EmailSender(Protocol):
@@ -183,6 +193,12 @@ class MemorySender:
         """Nothing to release."""
 
     def send(self, messages: Sequence[OutgoingEmail], confirm: Confirm) -> list[DeliveryResult]:
-        confirm([m.outbox_id for m in messages])
+        async def record_all() -> None:
+            try:
+                await confirm.record([m.outbox_id for m in messages])
+            finally:
+                await confirm.aclose()
+
+        asyncio.run(record_all())
         self.sent.extend(messages)
         return [DeliveryResult(m.outbox_id, DeliveryOutcome.SENT) for m in messages]

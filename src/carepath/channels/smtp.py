@@ -168,10 +168,13 @@ class PooledSmtpSender:
             queue.put_nowait(message)
         records = _GroupedRecords(confirm)
         lanes = min(self.target.pool, len(messages))
-        outcomes = await asyncio.gather(
-            *(self._lane(queue, records, results) for _ in range(lanes)), return_exceptions=True
-        )
-        records.close()
+        try:
+            outcomes = await asyncio.gather(
+                *(self._lane(queue, records, results) for _ in range(lanes)),
+                return_exceptions=True,
+            )
+        finally:
+            await records.close()
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -344,13 +347,14 @@ class PooledSmtpSender:
 
 
 class _GroupedRecords:
-    """Calls `confirm` for messages as they are staged, grouping those that wait together.
+    """Records messages as they are staged, grouping those that wait together.
 
-    `confirm` commits to the database and blocks the event loop meanwhile, on
-    purpose: when it returns, the waiting connections write their dots before
-    anything else runs, which keeps the window in which a crash loses a
-    message (recorded, dot not yet written) to microseconds. A thread would
-    overlap the commits with the network, and widen that window.
+    While one record is being written, the other connections go on with their
+    envelopes and contents; whatever they stage meanwhile goes in the next
+    record. When a record is written, its connections' final dots go out
+    before the loop runs anything else, which keeps the window in which a
+    crash loses a message (recorded, dot not yet written) as short as the
+    loop allows.
     """
 
     def __init__(self, confirm: Confirm) -> None:
@@ -373,20 +377,23 @@ class _GroupedRecords:
             if not group:
                 continue
             try:
-                self.confirm([outbox_id for outbox_id, _, _ in group])
+                await self.confirm.record([outbox_id for outbox_id, _, _ in group])
             except Exception as exc:  # noqa: BLE001 - handed to every waiting lane
                 for _, _, future in group:
                     future.set_exception(exc)
                 continue
-            # The dots go out right after the commit returns, before the loop runs
+            # The dots go out as soon as the record is written, before the loop runs
             # anything else: a crash in between is what would lose these messages.
             for _, client, _ in group:
                 _write_final_dot(client)
             for _, _, future in group:
                 future.set_result(None)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        await self.confirm.aclose()
 
 
 def _write_final_dot(client: aiosmtplib.SMTP) -> None:

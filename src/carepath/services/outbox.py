@@ -28,15 +28,15 @@ What happens to a message (its `status`):
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 
-from carepath.channels.email import Confirm, DeliveryOutcome, DeliveryResult, OutgoingEmail
+from carepath.channels.email import DeliveryOutcome, DeliveryResult, OutgoingEmail
 from carepath.db.connection import read_only
 from carepath.db.dialect import id_in
 from carepath.db.schema import contacts, outbox, suppressions
@@ -75,24 +75,22 @@ def deliver_outbox(ctx: EngineContext, *, now: datetime, limit: int | None = Non
     deferred = _outside_windows(ctx, reachable, now=now)
     sendable = [r for r in reachable if r.id not in deferred]
 
-    with _confirmations(ctx) as confirm:
-        results = ctx.sender.send(
-            [
-                OutgoingEmail(
-                    outbox_id=r.id,
-                    message_id=r.message_id,
-                    sender=ctx.mail_from,
-                    recipient=r.email,
-                    subject=r.subject,
-                    html=r.html,
-                    text=r.text,
-                    created_at=r.created_at,
-                    headers=tuple(ctx.links.unsubscribe_headers(r.message_id)) if ctx.links else (),
-                )
-                for r in sendable
-            ],
-            confirm,
+    headers = ctx.links.unsubscribe_headers if ctx.links else None
+    outgoing = [
+        OutgoingEmail(
+            outbox_id=r.id,
+            message_id=r.message_id,
+            sender=ctx.mail_from,
+            recipient=r.email,
+            subject=r.subject,
+            html=r.html,
+            text=r.text,
+            created_at=r.created_at,
+            headers=tuple(headers(r.message_id)) if headers else (),
         )
+        for r in sendable
+    ]
+    results = ctx.sender.send(outgoing, _SendingRecords(ctx))
     with ctx.engine.begin() as conn:
         _record(conn, ctx, rows, results, deferred, now=now)
     sent = sum(1 for r in results if r.outcome is DeliveryOutcome.SENT)
@@ -144,38 +142,64 @@ def _recent_marketing_sends(
     return found
 
 
-@contextmanager
-def _confirmations(ctx: EngineContext) -> Iterator[Confirm]:
-    """What the sender calls with messages the server holds but for the final dot.
+class _SendingRecords:
+    """What the sender awaits with messages the server holds but for the final dot.
 
-    It records them as `sending`. On PostgreSQL one connection in autocommit
-    mode makes each record a single round trip, and it does not wait for the
-    WAL flush: the record guards against the worker dying, not the database,
-    and a commit not yet flushed survives any client crash.
+    It records them as `sending`, each group in one commit. On PostgreSQL the
+    records go through an asynchronous psycopg connection of their own, in
+    autocommit mode, so that the sender's other connections go on while one
+    is written, and without waiting for the WAL flush: the record guards
+    against the worker dying, not the database, and a commit not yet flushed
+    survives any client crash. On SQLite a commit is a local file write.
     """
-    with ctx.engine.connect() as conn:
-        postgres = conn.dialect.name == "postgresql"
-        if postgres:
-            conn.execution_options(isolation_level="AUTOCOMMIT")  # changes conn itself
-            conn.execute(sa.text("SET synchronous_commit = off"))
 
-        def confirm(ids: Sequence[int]) -> None:
-            statement = (
+    def __init__(self, ctx: EngineContext) -> None:
+        self._ctx = ctx
+        self._postgres = ctx.engine.dialect.name == "postgresql"
+        self._pg: psycopg.AsyncConnection[Any] | None = None
+        self._sqlite: sa.Connection | None = None
+
+    async def record(self, outbox_ids: Sequence[int]) -> None:
+        if not outbox_ids:
+            return
+        ids = [int(i) for i in outbox_ids]
+        if self._postgres:
+            pg = self._pg or await self._connect_postgres()
+            await pg.execute(_SENDING_SQL, {"ids": ids, "owner": self._ctx.worker_id})
+            return
+        if self._sqlite is None:
+            self._sqlite = self._ctx.engine.connect()
+        conn = self._sqlite
+        with conn.begin():
+            conn.execute(
                 outbox.update()
-                .where(id_in(conn, outbox.c.id, ids), outbox.c.lease_owner == ctx.worker_id)
+                .where(id_in(conn, outbox.c.id, ids), outbox.c.lease_owner == self._ctx.worker_id)
                 .values(status="sending")
             )
-            if postgres:
-                conn.execute(statement)
-            else:
-                with conn.begin():
-                    conn.execute(statement)
 
-        try:
-            yield confirm
-        finally:
-            if postgres:
-                conn.execute(sa.text("RESET synchronous_commit"))
+    async def _connect_postgres(self) -> psycopg.AsyncConnection[Any]:
+        # The engine's own connection arguments, so that the URL is read one way only.
+        engine = self._ctx.engine
+        args, kwargs = engine.dialect.create_connect_args(engine.url)
+        self._pg = await psycopg.AsyncConnection.connect(*args, **kwargs, autocommit=True)
+        await self._pg.execute("SET synchronous_commit = off")
+        return self._pg
+
+    async def aclose(self) -> None:
+        if self._pg is not None:
+            pg, self._pg = self._pg, None
+            await pg.close()
+        if self._sqlite is not None:
+            sqlite, self._sqlite = self._sqlite, None
+            sqlite.close()
+
+
+# Written out for psycopg: the one statement per group of messages in flight, where
+# building and compiling a Core statement each time would cost as much as the write.
+_SENDING_SQL = (
+    "UPDATE outbox SET status = 'sending' "
+    "WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s"
+)
 
 
 UNCONFIRMED = "the worker stopped between recording the message and the server's answer"
