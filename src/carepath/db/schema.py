@@ -222,6 +222,20 @@ suppressions = Table(
     Column("created_at", UtcDateTime, nullable=False),
 )
 
+# API keys: only a SHA-256 of each secret is kept (the secret is shown once, when
+# created); `public_id` is the part of the key that names it, for the lookup.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("public_id", String(24), nullable=False, unique=True),
+    Column("name", String(80), nullable=False, unique=True),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("scopes", Json, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+)
+
 tasks = Table(
     "tasks",
     metadata,

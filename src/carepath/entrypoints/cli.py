@@ -11,18 +11,15 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import sqlalchemy as sa
 import typer
-from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine
 
 from carepath.channels.dkim_signing import DkimSigner
 from carepath.channels.links import LinkSigner
 from carepath.channels.smtp import PooledSmtpSender
-from carepath.config import Settings
 from carepath.db.connection import read_only
 from carepath.db.schema import run_steps, runs
 from carepath.domain.durations import DurationError, parse_duration
@@ -30,8 +27,17 @@ from carepath.domain.fields import parse_datetime
 from carepath.domain.json_schema import SCHEMA_KINDS, document_schema
 from carepath.domain.runs import Limits
 from carepath.domain.sending_windows import FrequencyCap, QuietHours, WindowError
+from carepath.entrypoints.cli_support import (
+    DbOption,
+    errors_to_exit,
+    fail,
+    opened_engine,
+    out,
+    settings_for,
+)
+from carepath.entrypoints.server_commands import keys_app, serve
 from carepath.entrypoints.worker import StopFlag, run_worker
-from carepath.errors import CarepathError, ConfigurationError, InvalidInput, Problem
+from carepath.errors import ConfigurationError
 from carepath.services import (
     bounces,
     catalog_store,
@@ -47,7 +53,7 @@ from carepath.services.context import EngineContext
 from carepath.services.documents import load_paths
 from carepath.services.enrollment import EnrollRequest, enroll
 from carepath.services.events import ingest_events, read_jsonl
-from carepath.services.setup import init_database, open_database
+from carepath.services.setup import init_database
 from carepath.services.work import advance_clock, drain
 
 # Tracebacks never show local variables: they may hold contact data.
@@ -69,54 +75,9 @@ template_app = typer.Typer(help="Templates.", no_args_is_help=True)
 for sub, name in (
     (clock_app, "clock"), (contacts_app, "contacts"), (events_app, "events"),
     (tasks_app, "tasks"), (runs_app, "runs"), (report_app, "report"), (outbox_app, "outbox"),
-    (bounces_app, "bounces"), (template_app, "template"),
+    (bounces_app, "bounces"), (template_app, "template"), (keys_app, "keys"),
 ):  # fmt: skip
     app.add_typer(sub, name=name)
-
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db", help="Database URL or SQLite file (default: CAREPATH_DATABASE_URL or carepath.db)."
-    ),
-]
-
-
-def settings_for(db: str | None) -> Settings:
-    settings = Settings()
-    if db:
-        settings.database_url = db if "://" in db else f"sqlite:///{db}"
-    return settings
-
-
-def fail(problems: list[Problem] | str, code: int = 2) -> NoReturn:
-    # Plain writes: one problem per line, never wrapped, so editors and CI can parse them.
-    for problem in [problems] if isinstance(problems, str) else problems:
-        sys.stderr.write(f"{problem}\n")
-    raise typer.Exit(code)
-
-
-@contextmanager
-def errors_to_exit() -> Iterator[None]:
-    """CarepathError → `location: message` lines on stderr and exit code 2."""
-    try:
-        yield
-    except InvalidInput as exc:
-        fail(exc.problems)
-    except CarepathError as exc:
-        fail(f"error: {exc}")
-
-
-@contextmanager
-def opened_engine(db: str | None) -> Iterator[Engine]:
-    """An engine on the current database, disposed when the command ends."""
-    engine = open_database(settings_for(db).database_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 @contextmanager
@@ -566,6 +527,9 @@ def demo(
     messages = ", ".join(f"{k} {v}" for k, v in sorted(result.outbox.items()))
     out.print(f"\nmessages: {messages}; received by the SMTP sink: {result.smtp_received}")
     out.print(f"database: {db}")
+
+
+app.command()(serve)
 
 
 def main() -> None:

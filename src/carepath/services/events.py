@@ -104,6 +104,47 @@ def _normal_ref(kind: str, value: object) -> object:
     return str(value)
 
 
+def check_events(
+    conn: Connection,
+    items: Sequence[tuple[str, object]],
+    *,
+    now: datetime,
+    source: str,
+) -> tuple[list[tuple[int, NewEvent]], list[tuple[int, Problem]]]:
+    """Items given as (location, raw): the good ones as events, the problems of the rest.
+
+    Both are tagged with the item's position in `items`.
+    """
+    checked: list[tuple[int, dict[str, Any]]] = []
+    problems: list[tuple[int, Problem]] = []
+    for index, (location, raw) in enumerate(items):
+        record, errors = _check_shape(raw)
+        problems.extend((index, Problem(location, e)) for e in errors)
+        if record is not None and not errors:
+            checked.append((index, record))
+    ids = resolve_contacts(conn, (r["contact"] for _, r in checked))
+    new: list[tuple[int, NewEvent]] = []
+    for index, record in checked:
+        (kind, value), *_ = record["contact"].items()
+        contact_id = ids.get((kind, str(_normal_ref(kind, value))))
+        if contact_id is None:
+            location = items[index][0]
+            problems.append((index, Problem(location, f"contact: no contact with that {kind}")))
+            continue
+        occurred = parse_datetime(record["occurred_at"]) if "occurred_at" in record else now
+        event = NewEvent(
+            type=record["type"],
+            contact_id=contact_id,
+            occurred_at=occurred,
+            idempotency_key=record.get("idempotency_key")
+            or derived_key(record | {"occurred_at": occurred.isoformat()}),
+            data=record.get("data", {}),
+            source=source,
+        )
+        new.append((index, event))
+    return new, problems
+
+
 def ingest_events(
     conn: Connection,
     items: Sequence[tuple[str, object]],
@@ -112,37 +153,48 @@ def ingest_events(
     source: str,
 ) -> IngestResult:
     """Store events given as (location, raw) pairs; all or nothing on any bad item."""
-    checked: list[tuple[str, dict[str, Any]]] = []
-    problems: list[Problem] = []
-    for location, raw in items:
-        record, errors = _check_shape(raw)
-        problems.extend(Problem(location, e) for e in errors)
-        if record is not None and not errors:
-            checked.append((location, record))
-    ids = resolve_contacts(conn, (r["contact"] for _, r in checked))
-    new: list[NewEvent] = []
-    for location, record in checked:
-        (kind, value), *_ = record["contact"].items()
-        contact_id = ids.get((kind, str(_normal_ref(kind, value))))
-        if contact_id is None:
-            problems.append(Problem(location, f"contact: no contact with that {kind}"))
-            continue
-        occurred = parse_datetime(record["occurred_at"]) if "occurred_at" in record else now
-        new.append(
-            NewEvent(
-                type=record["type"],
-                contact_id=contact_id,
-                occurred_at=occurred,
-                idempotency_key=record.get("idempotency_key")
-                or derived_key(record | {"occurred_at": occurred.isoformat()}),
-                data=record.get("data", {}),
-                source=source,
-            )
-        )
+    new, problems = check_events(conn, items, now=now, source=source)
     if problems:
-        raise InvalidInput(problems)
-    stored = store_events(conn, new, now=now)
+        raise InvalidInput([p for _, p in problems])
+    stored = store_events(conn, [e for _, e in new], now=now)
     return IngestResult(stored, len(new) - stored)
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    """What became of one item of a batch: stored (or stored before), or why not."""
+
+    index: int
+    event_id: int | None
+    problems: tuple[Problem, ...] = ()
+
+
+def accept_events(
+    conn: Connection,
+    items: Sequence[tuple[str, object]],
+    *,
+    now: datetime,
+    source: str,
+) -> list[ItemOutcome]:
+    """Store the good items of a batch, report the others; one outcome per item, in order.
+
+    An item whose idempotency key is stored already gets that event's id, so a
+    retried request gets the same answer as the first.
+    """
+    new, problems = check_events(conn, items, now=now, source=source)
+    store_events(conn, [e for _, e in new], now=now)
+    keys = [e.idempotency_key for _, e in new]
+    stored_ids: dict[str, int] = {}
+    if keys:
+        query = sa.select(events.c.idempotency_key, events.c.id).where(
+            events.c.idempotency_key.in_(keys)
+        )
+        stored_ids = {row.idempotency_key: row.id for row in conn.execute(query)}
+    by_index: dict[int, list[Problem]] = {}
+    for index, problem in problems:
+        by_index.setdefault(index, []).append(problem)
+    event_ids = {index: stored_ids[e.idempotency_key] for index, e in new}
+    return [ItemOutcome(i, event_ids.get(i), tuple(by_index.get(i, ()))) for i in range(len(items))]
 
 
 def store_events(conn: Connection, new: Sequence[NewEvent], *, now: datetime) -> int:

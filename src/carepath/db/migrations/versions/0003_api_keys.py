@@ -1,0 +1,40 @@
+"""API keys for the HTTP API: hashed secrets, scopes, revocation.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-29
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import carepath.db.types
+
+revision: str = "0003"
+down_revision: str | Sequence[str] | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "api_keys",
+        sa.Column("id", carepath.db.types.Id, autoincrement=True, nullable=False),
+        sa.Column("public_id", sa.String(length=24), nullable=False),
+        sa.Column("name", sa.String(length=80), nullable=False),
+        sa.Column("secret_sha256", sa.String(length=64), nullable=False),
+        sa.Column("scopes", carepath.db.types.Json, nullable=False),
+        sa.Column("created_at", carepath.db.types.UtcDateTime(), nullable=False),
+        sa.Column("revoked_at", carepath.db.types.UtcDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
+        sa.UniqueConstraint("name", name=op.f("uq_api_keys_name")),
+        sa.UniqueConstraint("public_id", name=op.f("uq_api_keys_public_id")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("api_keys")

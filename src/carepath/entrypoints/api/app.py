@@ -1,0 +1,84 @@
+"""The HTTP API (FastAPI): events, keys, health; tracking links and unsubscribe pages.
+
+`create_app` takes what the app needs (tests build it around their own
+engine); `app_from_environment` is what `carepath serve` runs, one per
+uvicorn worker process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+
+from carepath.channels.links import LinkSigner
+from carepath.config import Settings
+from carepath.db.connection import read_only
+from carepath.db.migrate import is_current
+from carepath.entrypoints.api import events, pages
+from carepath.entrypoints.api.auth import KeyRing
+from carepath.entrypoints.api.problems import install_problem_handlers, problem_response
+from carepath.entrypoints.tracking_app import tracking_app
+from carepath.services.clock import Clock, DatabaseClock
+from carepath.services.setup import open_database
+
+
+@dataclass(frozen=True)
+class ApiState:
+    engine: Engine
+    clock: Clock
+    links: LinkSigner | None
+
+
+def create_app(
+    engine: Engine,
+    *,
+    links: LinkSigner | None = None,
+    clock: Clock | None = None,
+    rate_per_second: float = 1000.0,
+) -> FastAPI:
+    app = FastAPI(
+        title="carepath",
+        summary="Patient-journey automation: events, contacts, workflows.",
+        version="1",
+        # Problem responses replace FastAPI's default error bodies.
+        responses={401: {"content": {"application/problem+json": {}}}},
+    )
+    app.state.api = ApiState(engine, clock or DatabaseClock(), links)
+    app.state.keys = KeyRing(engine, rate_per_second=rate_per_second, burst=rate_per_second * 2)
+    install_problem_handlers(app)
+
+    @app.get("/healthz", tags=["health"], summary="The process is up")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="The database is reachable and migrated")
+    def readyz(request: Request) -> JSONResponse:
+        engine = request.app.state.api.engine
+        try:
+            with read_only(engine):
+                pass
+            current = is_current(engine)
+        except Exception:  # noqa: BLE001 - any failure means "not ready", said without detail
+            return problem_response(503, detail="the database is not reachable")
+        if not current:
+            return problem_response(503, detail="the database schema is not current")
+        return JSONResponse({"status": "ready"})
+
+    app.include_router(events.router)
+    app.include_router(pages.router)
+    if links is not None:  # /c/{token} and /o/{token}, where the links in messages point
+        app.router.routes.extend(tracking_app(engine, links, clock).routes)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app `carepath serve` runs, configured from CAREPATH_* settings."""
+    settings = Settings()
+    links = LinkSigner.from_settings(
+        settings.public_url, settings.secret_key, settings.unsubscribe_mailto
+    )
+    engine = open_database(settings.database_url)
+    return create_app(engine, links=links, rate_per_second=settings.api_rate_per_second)

@@ -1,0 +1,102 @@
+"""Who is calling: API keys from `Authorization: Bearer …`, scopes, a rate limit per key.
+
+Verified keys are remembered for a short while (by a hash of what was
+presented, never the key itself), so a busy client costs no lookup per
+request; a revoked key stops working within that time on every process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fastapi import HTTPException, Request
+from sqlalchemy import Engine
+
+from carepath.db.connection import read_only
+from carepath.services.api_keys import ApiKey, authenticate
+
+KEY_CACHE_SECONDS = 30.0
+_CACHE_LIMIT = 10_000
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="carepath"'}
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+
+
+@dataclass
+class KeyRing:
+    """Verifies presented keys against the database, with a short cache and rate limits."""
+
+    engine: Engine
+    rate_per_second: float
+    burst: float
+    _cache: dict[str, tuple[ApiKey | None, float]] = field(default_factory=dict)
+    _buckets: dict[int, _Bucket] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def verify(self, presented: str) -> ApiKey | None:
+        digest = hashlib.sha256(presented.encode("utf-8", "replace")).hexdigest()
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        with read_only(self.engine) as conn:
+            key = authenticate(conn, presented)
+        with self._lock:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[digest] = (key, now + KEY_CACHE_SECONDS)
+        return key
+
+    def take(self, key: ApiKey) -> float | None:
+        """Spend one request of `key`'s budget: None if allowed, else seconds to wait."""
+        now = time.monotonic()
+        with self._lock:
+            bucket = self._buckets.setdefault(key.id, _Bucket(self.burst, now))
+            bucket.tokens = min(
+                self.burst, bucket.tokens + (now - bucket.at) * self.rate_per_second
+            )
+            bucket.at = now
+            if bucket.tokens >= 1:
+                bucket.tokens -= 1
+                return None
+            return (1 - bucket.tokens) / self.rate_per_second
+
+
+def _presented(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        return None
+    return credentials.strip()
+
+
+def require(scope: str) -> Callable[[Request], ApiKey]:
+    """A dependency: the calling key, which must hold `scope`; 401, 403 or 429 otherwise."""
+
+    def dependency(request: Request) -> ApiKey:
+        ring: KeyRing = request.app.state.keys
+        presented = _presented(request)
+        key = ring.verify(presented) if presented else None
+        if key is None:
+            raise HTTPException(401, "a valid API key is required", headers=_CHALLENGE)
+        if scope not in key.scopes:
+            raise HTTPException(403, f"this API key lacks the scope {scope}")
+        wait = ring.take(key)
+        if wait is not None:
+            raise HTTPException(
+                429,
+                "rate limit reached for this API key",
+                headers={"Retry-After": str(int(wait) + 1)},
+            )
+        return key
+
+    dependency.__name__ = f"require_{scope.replace(':', '_')}"
+    return dependency

@@ -1,0 +1,111 @@
+"""Errors as RFC 9457 problem details: a type, a title, the status, field paths; no values.
+
+Every error a client can see goes through here. Messages name fields and
+reasons only (a value may be PHI), and nothing unexpected leaks: any other
+exception becomes a bare 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from carepath.errors import CarepathError, Conflict, InvalidInput, NotFound, Problem
+
+MEDIA_TYPE = "application/problem+json"
+log = logging.getLogger("carepath.api")
+
+_STATUS_BY_ERROR: tuple[tuple[type[CarepathError], int], ...] = (
+    (InvalidInput, 422),
+    (NotFound, 404),
+    (Conflict, 409),
+)
+
+
+def problem_response(
+    status: int,
+    *,
+    detail: str | None = None,
+    errors: Sequence[dict[str, str]] = (),
+    kind: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    phrase = HTTPStatus(status).phrase
+    body: dict[str, Any] = {
+        "type": f"urn:carepath:problem:{kind}" if kind else "about:blank",
+        "title": phrase,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    if errors:
+        body["errors"] = list(errors)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def pointer(path: Iterable[str | int]) -> str:
+    """A JSON Pointer (RFC 6901) into the request body, as RFC 9457 suggests."""
+    parts = (str(p).replace("~", "~0").replace("/", "~1") for p in path)
+    return "#/" + "/".join(parts)
+
+
+def field_errors(
+    problems: Sequence[Problem], *, prefix: Sequence[str | int] = ()
+) -> list[dict[str, str]]:
+    """Service problems (location `field.sub`) as `{pointer, detail}` under `prefix`."""
+    found = []
+    for problem in problems:
+        path = [*prefix, *(p for p in problem.location.split(".") if p)]
+        found.append({"pointer": pointer(path), "detail": problem.message})
+    return found
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def invalid_request(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = []
+        for error in exc.errors():
+            where, *path = error.get("loc", ("body",))
+            entry = {"detail": str(error.get("msg", "invalid"))}  # pydantic's msg holds no input
+            if where == "body":
+                entry["pointer"] = pointer(path)
+            else:
+                entry["parameter"] = ".".join(str(p) for p in [where, *path])
+            errors.append(entry)
+        return problem_response(
+            422, detail="the request is not valid", errors=errors, kind="invalid_input"
+        )
+
+    async def carepath_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, CarepathError)
+        status = next((s for t, s in _STATUS_BY_ERROR if isinstance(exc, t)), 400)
+        if isinstance(exc, InvalidInput):
+            return problem_response(
+                status,
+                detail="the request is not valid",
+                errors=field_errors(exc.problems),
+                kind=exc.code,
+            )
+        return problem_response(status, detail=str(exc), kind=exc.code)
+
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) and exc.status_code < 500 else None
+        return problem_response(exc.status_code, detail=detail, headers=exc.headers)
+
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # The class only: an exception's message may carry values.
+        log.error("unexpected error in a request: %s", exc.__class__.__name__)
+        return problem_response(500)
+
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(CarepathError, carepath_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

@@ -1,0 +1,94 @@
+"""`carepath serve` (the HTTP API on uvicorn) and `carepath keys` (its API keys)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.table import Table
+
+from carepath.db.connection import read_only
+from carepath.entrypoints.cli_support import (
+    DbOption,
+    errors_to_exit,
+    fail,
+    opened_engine,
+    out,
+    settings_for,
+)
+from carepath.services import api_keys
+from carepath.services.clock import wall_time
+
+_SCOPES_HELP = f"Comma-separated: {', '.join(sorted(api_keys.SCOPES))}."
+keys_app = typer.Typer(help="API keys for the HTTP API.", no_args_is_help=True)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", help="What uses the key, e.g. ehr-bridge.")],
+    scopes: Annotated[
+        str,
+        typer.Option("--scopes", help=f"Comma-separated: {', '.join(sorted(api_keys.SCOPES))}."),
+    ],
+    db: DbOption = None,
+) -> None:
+    """Create a key and print it; it is shown this once and stored only as a hash."""
+    with errors_to_exit(), opened_engine(db) as engine, engine.begin() as conn:
+        issued = api_keys.create_key(conn, name=name, scopes=scopes.split(","), now=wall_time())
+    out.print(issued.secret, soft_wrap=True)
+    typer.echo(f"key {name}: {', '.join(sorted(issued.key.scopes))} (shown once)", err=True)
+
+
+@keys_app.command("list")
+def keys_list(db: DbOption = None) -> None:
+    """The keys, their scopes and whether they are revoked (never the secrets)."""
+    with errors_to_exit(), opened_engine(db) as engine, read_only(engine) as conn:
+        listing = api_keys.list_keys(conn)
+    table = Table("name", "scopes", "created", "revoked")
+    for key in listing:
+        revoked = key.revoked_at.isoformat() if key.revoked_at else ""
+        table.add_row(key.name, ", ".join(sorted(key.scopes)), key.created_at.isoformat(), revoked)
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    name: Annotated[str, typer.Argument(help="The key's name.")], db: DbOption = None
+) -> None:
+    """Revoke a key: refused everywhere within the API's key cache time (30 s)."""
+    with errors_to_exit(), opened_engine(db) as engine, engine.begin() as conn:
+        api_keys.revoke_key(conn, name, now=wall_time())
+    out.print(f"revoked {name}")
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+    db: DbOption = None,
+) -> None:
+    """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs)."""
+    settings = settings_for(db)
+    with errors_to_exit(), opened_engine(db):
+        pass  # refuse to start on a database that is missing or not migrated
+    if not settings.public_url:
+        typer.echo(
+            "note: CAREPATH_PUBLIC_URL is not set: no tracking or unsubscribe links", err=True
+        )
+    # The server processes build their app from the environment.
+    os.environ["CAREPATH_DATABASE_URL"] = settings.database_url
+    try:
+        uvicorn.run(
+            "carepath.entrypoints.api.app:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=False,  # paths carry tokens; request logs are not needed to run
+            server_header=False,
+            log_level="info",
+        )
+    except OSError as exc:
+        fail(f"error: cannot serve on {host}:{port} ({exc.__class__.__name__})")

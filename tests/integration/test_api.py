@@ -1,0 +1,218 @@
+"""The HTTP API through its ASGI app, on both databases: keys, scopes, events, problems."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from carepath.channels.links import LinkSigner
+from carepath.db.schema import api_keys, events
+from carepath.entrypoints.api.app import create_app
+from carepath.services.api_keys import create_key, revoke_key
+from tests.integration.harness import Harness
+
+LINKS = LinkSigner.from_settings("https://care.example.org", "k" * 40, None)
+KeyMaker = Callable[..., dict[str, str]]
+
+
+@pytest.fixture
+def client(journey: Harness) -> TestClient:
+    return TestClient(create_app(journey.engine, links=LINKS), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def key_for(journey: Harness) -> KeyMaker:
+    """Creates a key with the given scopes; returns the request headers that present it."""
+
+    def make(*scopes: str, name: str = "ehr-bridge") -> dict[str, str]:
+        with journey.engine.begin() as conn:
+            issued = create_key(conn, name=name, scopes=scopes, now=journey.now)
+        return {"authorization": f"Bearer {issued.secret}"}
+
+    return make
+
+
+def _is_problem(response: object, status: int) -> dict[str, object]:
+    assert getattr(response, "status_code", None) == status
+    assert response.headers["content-type"] == "application/problem+json"  # type: ignore[attr-defined]
+    body: dict[str, object] = response.json()  # type: ignore[attr-defined]
+    assert body["status"] == status
+    assert "traceback" not in str(body).lower()
+    return body
+
+
+def test_health_and_readiness_need_no_key(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_openapi_schema_is_published(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert "/v1/events" in schema["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_requests_without_a_valid_key_get_401(client: TestClient, key_for: KeyMaker) -> None:
+    event = {"type": "x.y", "contact": {"id": 1}}
+    body = _is_problem(client.post("/v1/events", json=event), 401)
+    assert body["detail"] == "a valid API key is required"
+    for header in ("Bearer nonsense", "Basic abc", "Bearer cpk_0123456789abcdef_" + "A" * 43):
+        response = client.post("/v1/events", json=event, headers={"authorization": header})
+        _is_problem(response, 401)
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_a_key_without_the_scope_gets_403(client: TestClient, key_for: KeyMaker) -> None:
+    headers = key_for("contacts:read")
+    event = {"type": "x.y", "contact": {"id": 1}}
+    body = _is_problem(client.post("/v1/events", json=event, headers=headers), 403)
+    assert body["detail"] == "this API key lacks the scope events:write"
+
+
+def test_a_revoked_key_is_refused(journey: Harness, key_for: KeyMaker) -> None:
+    headers = key_for("events:write")
+    with journey.engine.begin() as conn:
+        revoke_key(conn, "ehr-bridge", now=journey.now)
+    fresh = TestClient(create_app(journey.engine), raise_server_exceptions=False)
+    ann = journey.contact(first_name="Ann")
+    event = {"type": "x.y", "contact": {"id": ann}}
+    response = fresh.post("/v1/events", json=event, headers=headers)
+    _is_problem(response, 401)
+
+
+def test_keys_are_stored_only_as_hashes(journey: Harness, key_for: KeyMaker) -> None:
+    secret = key_for("events:write")["authorization"].removeprefix("Bearer ")
+    with journey.engine.connect() as conn:
+        stored = conn.execute(sa.select(api_keys)).one()
+    assert secret.split("_")[2] not in str(tuple(stored))
+    assert len(stored.secret_sha256) == 64
+
+
+def test_one_event_is_stored_and_a_retry_gets_the_same_answer(
+    journey: Harness, client: TestClient, key_for: KeyMaker
+) -> None:
+    headers = key_for("events:write")
+    ann = journey.contact(first_name="Ann", email="ann@example.test")
+    event = {
+        "type": "lab.result_available",
+        "contact": {"email": "ann@example.test"},
+        "idempotency_key": "lab-991",
+        "data": {"panel": "A1C"},
+    }
+    first = client.post("/v1/events", json=event, headers=headers)
+    again = client.post("/v1/events", json=event, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert first.json() == again.json()
+    (stored,) = journey.events("lab.result_available")
+    assert first.json() == {"event_id": stored.id}
+    assert stored.contact_id == ann
+    assert stored.source == "api:ehr-bridge"
+
+
+def test_a_batch_stores_the_valid_items_and_says_why_the_others_were_not(
+    journey: Harness, client: TestClient, key_for: KeyMaker
+) -> None:
+    headers = key_for("events:write")
+    ann = journey.contact(first_name="Ann", external_id="MRN-1")
+    batch = {
+        "events": [
+            {"type": "visit.done", "contact": {"external_id": "MRN-1"}, "idempotency_key": "1"},
+            {"type": "visit.done", "contact": {"external_id": "MRN-404"}},
+            {"type": "Bad Type!", "contact": {"id": ann}},
+            "not an object",
+            {"type": "visit.done", "contact": {"id": ann}, "occurred_at": "yesterday"},
+            {"type": "visit.done", "contact": {"id": ann}, "idempotency_key": "v2"},
+        ]
+    }
+    response = client.post("/v1/events", json=batch, headers=headers)
+    assert response.status_code == 202
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (2, 4)
+    items = body["items"]
+    assert [i["status"] for i in items] == [
+        "accepted", "rejected", "rejected", "rejected", "rejected", "accepted",
+    ]  # fmt: skip
+    assert items[1]["errors"] == [
+        {"pointer": "#/events/1/contact", "detail": "no contact with that external_id"}
+    ]
+    assert items[2]["errors"][0]["pointer"] == "#/events/2/type"
+    assert items[3]["errors"] == [{"pointer": "#/events/3", "detail": "an event is a JSON object"}]
+    assert items[4]["errors"][0]["pointer"] == "#/events/4/occurred_at"
+    assert "MRN-404" not in response.text  # errors name fields, never values
+    assert len(journey.events("visit.done")) == 2
+    retried = client.post("/v1/events", json=batch, headers=headers)
+    assert retried.json() == body
+
+
+def test_an_invalid_single_event_is_a_422_problem_with_field_paths(
+    client: TestClient, key_for: KeyMaker, journey: Harness
+) -> None:
+    headers = key_for("events:write")
+    event = {"type": "ok.type", "contact": {"phone": "1"}, "extra": 1}
+    response = client.post("/v1/events", json=event, headers=headers)
+    body = _is_problem(response, 422)
+    pointers = {e["pointer"] for e in body["errors"]}  # type: ignore[attr-defined]
+    assert pointers == {"#/extra", "#/contact"}
+    with journey.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(events)).scalar() == 0
+
+
+def test_a_body_that_is_not_a_json_object_or_too_big_a_batch_is_refused(
+    client: TestClient, key_for: KeyMaker
+) -> None:
+    headers = key_for("events:write")
+    _is_problem(client.post("/v1/events", content=b"[1, 2", headers=headers), 422)
+    _is_problem(client.post("/v1/events", json=[1, 2], headers=headers), 422)
+    too_many = {"events": [{"type": "a.b", "contact": {"id": 1}}] * 1001}
+    body = _is_problem(client.post("/v1/events", json=too_many, headers=headers), 422)
+    assert body["errors"] == [{"pointer": "#/events", "detail": "a batch holds 1 to 1000 events"}]
+
+
+def test_a_key_over_its_rate_limit_gets_429(journey: Harness, key_for: KeyMaker) -> None:
+    headers = key_for("events:write")
+    slow = TestClient(create_app(journey.engine, rate_per_second=1.0))
+    statuses = [
+        slow.post("/v1/events", json={"events": []}, headers=headers).status_code for _ in range(4)
+    ]
+    assert statuses[:2] == [422, 422]  # a burst of two, then the limit
+    assert 429 in statuses[2:]
+    response = slow.post("/v1/events", json={"events": []}, headers=headers)
+    assert response.headers["retry-after"] == "1"
+
+
+def test_one_click_unsubscribe_needs_a_post_and_a_get_only_shows_a_page(
+    journey: Harness, client: TestClient
+) -> None:
+    assert LINKS is not None
+    journey.ctx.links = LINKS
+    journey.apply(
+        "template: t\nsubject: Hello\nhtml: <p>Hi</p>\n---\n"
+        "workflow: w\ntrigger: manual\nsteps:\n  send: {email: t}\n"
+    )
+    ann = journey.contact(first_name="Ann", email="ann@example.test")
+    journey.enroll("w", ann)
+    journey.work()
+    (row,) = journey.outbox(ann)
+    token = LINKS.token("unsubscribe", row.message_id)
+    page = client.get(f"/u/{token}")
+    assert page.status_code == 200
+    assert 'method="post"' in page.text
+    assert "ann@example.test" not in page.text
+    assert journey.events("email.unsubscribed") == []
+    done = client.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"})
+    assert done.status_code == 200
+    assert len(journey.events("email.unsubscribed")) == 1
+    assert client.post(f"/u/{token}x").status_code == 404
+
+
+def test_tracking_links_are_served_by_the_api(client: TestClient) -> None:
+    response = client.get("/c/not-a-token", follow_redirects=False)
+    assert response.status_code == 404
+    assert client.get("/o/not-a-token").headers["content-type"] == "image/gif"
+
+
+def test_an_unknown_path_is_a_404_problem(client: TestClient) -> None:
+    _is_problem(client.get("/v1/nothing-here"), 404)
