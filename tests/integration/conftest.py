@@ -17,6 +17,7 @@ from carepath.db import migrate
 from carepath.db.connection import make_engine
 from carepath.db.schema import metadata
 from tests.conftest import BACKENDS, PostgresDatabases
+from tests.integration.api_support import client, key_for
 from tests.integration.harness import Harness
 
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -55,3 +56,6 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine
 def journey(engine: sa.Engine, tmp_path: Path) -> Harness:
     """A harness on a simulated clock starting at START."""
     return Harness(engine, tmp_path, start=START)
+
+
+__all__ = ["client", "key_for"]  # the API fixtures, for every integration test

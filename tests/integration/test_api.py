@@ -2,46 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
-from carepath.channels.links import LinkSigner
 from carepath.db.schema import api_keys, events
 from carepath.entrypoints.api.app import create_app
-from carepath.services.api_keys import create_key, revoke_key
+from carepath.services.api_keys import revoke_key
+from tests.integration.api_support import LINKS, KeyMaker, is_problem
 from tests.integration.harness import Harness
-
-LINKS = LinkSigner.from_settings("https://care.example.org", "k" * 40, None)
-KeyMaker = Callable[..., dict[str, str]]
-
-
-@pytest.fixture
-def client(journey: Harness) -> TestClient:
-    return TestClient(create_app(journey.engine, links=LINKS), raise_server_exceptions=False)
-
-
-@pytest.fixture
-def key_for(journey: Harness) -> KeyMaker:
-    """Creates a key with the given scopes; returns the request headers that present it."""
-
-    def make(*scopes: str, name: str = "ehr-bridge") -> dict[str, str]:
-        with journey.engine.begin() as conn:
-            issued = create_key(conn, name=name, scopes=scopes, now=journey.now)
-        return {"authorization": f"Bearer {issued.secret}"}
-
-    return make
-
-
-def _is_problem(response: object, status: int) -> dict[str, object]:
-    assert getattr(response, "status_code", None) == status
-    assert response.headers["content-type"] == "application/problem+json"  # type: ignore[attr-defined]
-    body: dict[str, object] = response.json()  # type: ignore[attr-defined]
-    assert body["status"] == status
-    assert "traceback" not in str(body).lower()
-    return body
 
 
 def test_health_and_readiness_need_no_key(client: TestClient) -> None:
@@ -57,18 +25,18 @@ def test_openapi_schema_is_published(client: TestClient) -> None:
 
 def test_requests_without_a_valid_key_get_401(client: TestClient, key_for: KeyMaker) -> None:
     event = {"type": "x.y", "contact": {"id": 1}}
-    body = _is_problem(client.post("/v1/events", json=event), 401)
+    body = is_problem(client.post("/v1/events", json=event), 401)
     assert body["detail"] == "a valid API key is required"
     for header in ("Bearer nonsense", "Basic abc", "Bearer cpk_0123456789abcdef_" + "A" * 43):
         response = client.post("/v1/events", json=event, headers={"authorization": header})
-        _is_problem(response, 401)
+        is_problem(response, 401)
         assert response.headers["www-authenticate"].startswith("Bearer")
 
 
 def test_a_key_without_the_scope_gets_403(client: TestClient, key_for: KeyMaker) -> None:
     headers = key_for("contacts:read")
     event = {"type": "x.y", "contact": {"id": 1}}
-    body = _is_problem(client.post("/v1/events", json=event, headers=headers), 403)
+    body = is_problem(client.post("/v1/events", json=event, headers=headers), 403)
     assert body["detail"] == "this API key lacks the scope events:write"
 
 
@@ -80,7 +48,7 @@ def test_a_revoked_key_is_refused(journey: Harness, key_for: KeyMaker) -> None:
     ann = journey.contact(first_name="Ann")
     event = {"type": "x.y", "contact": {"id": ann}}
     response = fresh.post("/v1/events", json=event, headers=headers)
-    _is_problem(response, 401)
+    is_problem(response, 401)
 
 
 def test_keys_are_stored_only_as_hashes(journey: Harness, key_for: KeyMaker) -> None:
@@ -153,7 +121,7 @@ def test_an_invalid_single_event_is_a_422_problem_with_field_paths(
     headers = key_for("events:write")
     event = {"type": "ok.type", "contact": {"phone": "1"}, "extra": 1}
     response = client.post("/v1/events", json=event, headers=headers)
-    body = _is_problem(response, 422)
+    body = is_problem(response, 422)
     pointers = {e["pointer"] for e in body["errors"]}  # type: ignore[attr-defined]
     assert pointers == {"#/extra", "#/contact"}
     with journey.engine.connect() as conn:
@@ -164,10 +132,10 @@ def test_a_body_that_is_not_a_json_object_or_too_big_a_batch_is_refused(
     client: TestClient, key_for: KeyMaker
 ) -> None:
     headers = key_for("events:write")
-    _is_problem(client.post("/v1/events", content=b"[1, 2", headers=headers), 422)
-    _is_problem(client.post("/v1/events", json=[1, 2], headers=headers), 422)
+    is_problem(client.post("/v1/events", content=b"[1, 2", headers=headers), 422)
+    is_problem(client.post("/v1/events", json=[1, 2], headers=headers), 422)
     too_many = {"events": [{"type": "a.b", "contact": {"id": 1}}] * 1001}
-    body = _is_problem(client.post("/v1/events", json=too_many, headers=headers), 422)
+    body = is_problem(client.post("/v1/events", json=too_many, headers=headers), 422)
     assert body["errors"] == [{"pointer": "#/events", "detail": "a batch holds 1 to 1000 events"}]
 
 
@@ -215,4 +183,4 @@ def test_tracking_links_are_served_by_the_api(client: TestClient) -> None:
 
 
 def test_an_unknown_path_is_a_404_problem(client: TestClient) -> None:
-    _is_problem(client.get("/v1/nothing-here"), 404)
+    is_problem(client.get("/v1/nothing-here"), 404)

@@ -59,6 +59,8 @@ contacts = Table(
     Column("attributes", Json, nullable=False, default=dict),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # Set when a person's data was erased: the row stays as an anonymous tombstone.
+    Column("erased_at", UtcDateTime),
 )
 
 resources = Table(

@@ -147,7 +147,7 @@ def check_record(
             errors.append(f"{name}: cannot be imported")
             continue
         try:
-            values[name] = _coerce_import(spec, raw)
+            values[name] = coerce_field(spec, raw)
         except ValueError as exc:
             errors.append(f"{name}: {exc}")
     if not values.get("external_id") and not values.get("email"):
@@ -155,7 +155,7 @@ def check_record(
     return values, errors
 
 
-def _coerce_import(spec: FieldSpec, raw: object) -> object:
+def coerce_field(spec: FieldSpec, raw: object) -> object:
     if spec.type is FieldType.LIST and isinstance(raw, str):
         raw = [part.strip() for part in raw.split(";") if part.strip()]
     value = coerce_value(spec, raw)

@@ -91,7 +91,10 @@ def resolve_contacts(
             continue
         column = contacts.c[kind]
         ids = [v for v in values if kind != "id" or isinstance(v, int)]
-        for row in conn.execute(sa.select(contacts.c.id, column).where(column.in_(ids))):
+        query = sa.select(contacts.c.id, column).where(
+            column.in_(ids), contacts.c.erased_at.is_(None)
+        )
+        for row in conn.execute(query):
             found[(kind, str(row[1]))] = row.id
     return found
 

@@ -7,7 +7,7 @@ uvicorn worker process.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -17,10 +17,11 @@ from carepath.channels.links import LinkSigner
 from carepath.config import Settings
 from carepath.db.connection import read_only
 from carepath.db.migrate import is_current
-from carepath.entrypoints.api import events, pages
+from carepath.entrypoints.api import contacts, events, pages
 from carepath.entrypoints.api.auth import KeyRing
 from carepath.entrypoints.api.problems import install_problem_handlers, problem_response
 from carepath.entrypoints.tracking_app import tracking_app
+from carepath.services.catalog_store import CatalogCache
 from carepath.services.clock import Clock, DatabaseClock
 from carepath.services.setup import open_database
 
@@ -30,6 +31,7 @@ class ApiState:
     engine: Engine
     clock: Clock
     links: LinkSigner | None
+    cache: CatalogCache = field(default_factory=CatalogCache)
 
 
 def create_app(
@@ -68,6 +70,7 @@ def create_app(
         return JSONResponse({"status": "ready"})
 
     app.include_router(events.router)
+    app.include_router(contacts.router)
     app.include_router(pages.router)
     if links is not None:  # /c/{token} and /o/{token}, where the links in messages point
         app.router.routes.extend(tracking_app(engine, links, clock).routes)

@@ -1,4 +1,4 @@
-"""API keys for the HTTP API: hashed secrets, scopes, revocation.
+"""HTTP API: API keys (hashed secrets, scopes, revocation); erased contacts' tombstones.
 
 Revision ID: 0003
 Revises: 0002
@@ -34,7 +34,12 @@ def upgrade() -> None:
         sa.UniqueConstraint("name", name=op.f("uq_api_keys_name")),
         sa.UniqueConstraint("public_id", name=op.f("uq_api_keys_public_id")),
     )
+    op.add_column(
+        "contacts", sa.Column("erased_at", carepath.db.types.UtcDateTime(), nullable=True)
+    )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("contacts") as batch:  # SQLite rebuilds the table
+        batch.drop_column("erased_at")
     op.drop_table("api_keys")

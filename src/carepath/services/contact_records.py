@@ -1,0 +1,160 @@
+"""One contact at a time, as the HTTP API needs: save, read, change, erase, list.
+
+Erasing removes a person's data and keeps an anonymous tombstone: the row
+and its id stay, so runs, messages and events still count in reports, but
+every identifier, attribute and tag is gone, rendered messages lose their
+content and events their data, and live runs end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from carepath.db.schema import LIVE_RUN, contacts, events, outbox, runs, tasks
+from carepath.domain.fields import COLUMN_FIELDS, READ_ONLY_FIELDS, ContactSchema, json_value
+from carepath.errors import InvalidInput, NotFound, Problem
+from carepath.services.contacts import (
+    check_record,
+    coerce_field,
+    contact_facts,
+    to_storage,
+    upsert_contacts,
+)
+from carepath.services.events import NewEvent, store_events
+
+ERASED = "erased"  # a task's title once its contact is erased
+
+
+@dataclass(frozen=True)
+class SavedContact:
+    id: int
+    created: bool
+
+
+def save_contact(
+    conn: Connection, record: Mapping[str, object], schema: ContactSchema, *, now: datetime
+) -> SavedContact:
+    """Create a contact, or update the one with the same external_id (then email)."""
+    values, errors = check_record(record, schema)
+    if errors:
+        raise InvalidInput([_problem(e) for e in errors])
+    created, _ = upsert_contacts(conn, [values], schema, now=now)
+    column, value = (
+        (contacts.c.external_id, values["external_id"])
+        if values.get("external_id")
+        else (contacts.c.email, values["email"])
+    )
+    contact_id = conn.execute(sa.select(contacts.c.id).where(column == value)).scalar_one()
+    return SavedContact(int(contact_id), bool(created))
+
+
+def read_contact(conn: Connection, contact_id: int, schema: ContactSchema) -> dict[str, object]:
+    """A contact's fields as JSON values: core, custom, tags, times; 404 if unknown or erased."""
+    row = conn.execute(sa.select(contacts).where(contacts.c.id == contact_id)).first()
+    if row is None or row.erased_at is not None:
+        raise NotFound("no contact with that id")
+    facts = {k: v for k, v in contact_facts(row, schema).items() if k != "erased_at"}
+    return {name: _json(value) for name, value in facts.items() if value is not None}
+
+
+def change_contact(
+    conn: Connection,
+    contact_id: int,
+    changes: Mapping[str, object],
+    schema: ContactSchema,
+    *,
+    now: datetime,
+) -> None:
+    """Set fields (null unsets one); `contact.updated` names the fields, never their values."""
+    current = conn.execute(sa.select(contacts).where(contacts.c.id == contact_id)).first()
+    if current is None or current.erased_at is not None:
+        raise NotFound("no contact with that id")
+    problems: list[Problem] = []
+    facts = contact_facts(current, schema)
+    for name, raw in changes.items():
+        spec = schema.get(name)
+        if spec is None:
+            problems.append(Problem(name, "unknown field"))
+        elif name in READ_ONLY_FIELDS:
+            problems.append(Problem(name, "cannot be changed"))
+        elif raw is None:
+            facts[name] = None
+        else:
+            try:
+                facts[name] = coerce_field(spec, raw)
+            except ValueError as exc:
+                problems.append(Problem(name, str(exc)))
+    if not facts.get("external_id") and not facts.get("email"):
+        problems.append(Problem("", "a contact keeps an external_id or an email"))
+    if problems:
+        raise InvalidInput(problems)
+    conn.execute(
+        contacts.update()
+        .where(contacts.c.id == contact_id)
+        .values(**to_storage(facts, schema), updated_at=now)
+    )
+    data = {"fields": sorted(changes)}
+    key = f"contact:{contact_id}:updated:{now.isoformat()}:{','.join(sorted(changes))}"
+    store_events(conn, [NewEvent("contact.updated", contact_id, now, key, data, "api")], now=now)
+
+
+def erase_contact(conn: Connection, contact_id: int, *, now: datetime) -> None:
+    """Remove everything personal about a contact, keep an anonymous tombstone."""
+    found = conn.execute(
+        contacts.update()
+        .where(contacts.c.id == contact_id)
+        .values(
+            **dict.fromkeys(COLUMN_FIELDS),
+            tags=[],
+            attributes={},
+            updated_at=now,
+            erased_at=now,
+        )
+    ).rowcount
+    if not found:
+        raise NotFound("no contact with that id")
+    conn.execute(
+        outbox.update()
+        .where(outbox.c.contact_id == contact_id)
+        .values(subject="", html="", text="", links=None)
+    )
+    conn.execute(events.update().where(events.c.contact_id == contact_id).values(data={}))
+    conn.execute(tasks.update().where(tasks.c.contact_id == contact_id).values(title=ERASED))
+    conn.execute(
+        runs.update()
+        .where(runs.c.contact_id == contact_id, LIVE_RUN)
+        .values(status="exited", reason="contact erased", ended_at=now, updated_at=now)
+        .values(wake_at=None, waiting_for=None, lease_owner=None, lease_until=None)
+    )
+
+
+def list_contacts(conn: Connection, *, after: int, limit: int) -> list[dict[str, object]]:
+    """Contacts by id after `after`: ids and identifiers only, erased ones left out."""
+    query = (
+        sa.select(contacts.c.id, contacts.c.external_id, contacts.c.email, contacts.c.updated_at)
+        .where(contacts.c.id > after, contacts.c.erased_at.is_(None))
+        .order_by(contacts.c.id)
+        .limit(limit)
+    )
+    return [
+        {k: _json(v) for k, v in row._mapping.items() if v is not None}
+        for row in conn.execute(query)
+    ]
+
+
+def _json(value: object) -> object:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return json_value(value)
+
+
+def _problem(message: str) -> Problem:
+    field, sep, reason = message.partition(": ")
+    if sep and " " not in field:
+        return Problem(field, reason)
+    return Problem("", message)
