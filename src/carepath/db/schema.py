@@ -252,6 +252,8 @@ tasks = Table(
     Column("outcome", String(100)),
     Column("created_at", UtcDateTime, nullable=False),
     Column("completed_at", UtcDateTime),
+    Column("assignee", String(80)),  # the agent who claimed it
+    Column("claimed_at", UtcDateTime),
     Index(None, "queue", "status"),
     Index(None, "contact_id"),
 )

@@ -17,7 +17,7 @@ from carepath.channels.links import LinkSigner
 from carepath.config import Settings
 from carepath.db.connection import read_only
 from carepath.db.migrate import is_current
-from carepath.entrypoints.api import contacts, events, pages
+from carepath.entrypoints.api import contacts, events, pages, tasks
 from carepath.entrypoints.api.auth import KeyRing
 from carepath.entrypoints.api.problems import install_problem_handlers, problem_response
 from carepath.entrypoints.tracking_app import tracking_app
@@ -71,6 +71,7 @@ def create_app(
 
     app.include_router(events.router)
     app.include_router(contacts.router)
+    app.include_router(tasks.router)
     app.include_router(pages.router)
     if links is not None:  # /c/{token} and /o/{token}, where the links in messages point
         app.router.routes.extend(tracking_app(engine, links, clock).routes)

@@ -1,4 +1,4 @@
-"""HTTP API: API keys (hashed secrets, scopes, revocation); erased contacts' tombstones.
+"""HTTP API: API keys (hashed secrets, scopes, revocation), erased contacts, claimed tasks.
 
 Revision ID: 0003
 Revises: 0002
@@ -37,9 +37,14 @@ def upgrade() -> None:
     op.add_column(
         "contacts", sa.Column("erased_at", carepath.db.types.UtcDateTime(), nullable=True)
     )
+    op.add_column("tasks", sa.Column("assignee", sa.String(length=80), nullable=True))
+    op.add_column("tasks", sa.Column("claimed_at", carepath.db.types.UtcDateTime(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("tasks") as batch:
+        batch.drop_column("claimed_at")
+        batch.drop_column("assignee")
     with op.batch_alter_table("contacts") as batch:  # SQLite rebuilds the table
         batch.drop_column("erased_at")
     op.drop_table("api_keys")

@@ -1,0 +1,77 @@
+"""`/v1/tasks`: the contact-center queue that journeys fill; claim and complete."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from carepath.db.connection import read_only
+from carepath.entrypoints.api.auth import require
+from carepath.services.api_keys import ApiKey
+from carepath.services.tasks import claim_task, complete_task, list_tasks
+
+router = APIRouter(tags=["tasks"])
+Reader = Annotated[ApiKey, Depends(require("tasks:read"))]
+Writer = Annotated[ApiKey, Depends(require("tasks:write"))]
+
+
+class TaskOut(BaseModel):
+    id: int
+    contact_id: int
+    queue: str
+    title: str
+    status: str
+    workflow: str | None
+    step: str | None
+    assignee: str | None
+    outcome: str | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
+class Claim(BaseModel):
+    agent: str = Field(min_length=1, max_length=80)
+
+
+class Completion(BaseModel):
+    outcome: str = Field(min_length=1, max_length=100, examples=["booked", "no-answer"])
+
+
+def _task(row: Any) -> TaskOut:
+    return TaskOut.model_validate(row, from_attributes=True)
+
+
+@router.get("/v1/tasks", summary="Tasks of a queue", response_model=list[TaskOut])
+def get_tasks(
+    request: Request,
+    _: Reader,
+    queue: Annotated[str | None, Query(max_length=100)] = None,
+    status: Annotated[str, Query(pattern="^(open|completed)$")] = "open",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[TaskOut]:
+    state = request.app.state.api
+    with read_only(state.engine) as conn:
+        return [_task(r) for r in list_tasks(conn, queue=queue, status=status, limit=limit)]
+
+
+@router.post("/v1/tasks/{task_id}/claim", summary="Take a task", response_model=TaskOut)
+def post_claim(request: Request, task_id: int, claim: Claim, _: Writer) -> TaskOut:
+    state = request.app.state.api
+    with state.engine.begin() as conn:
+        return _task(claim_task(conn, task_id, agent=claim.agent, now=state.clock.now(conn)))
+
+
+@router.post(
+    "/v1/tasks/{task_id}/complete",
+    summary="Close a task with an outcome; journeys waiting for task.completed go on",
+    status_code=204,
+)
+def post_complete(request: Request, task_id: int, completion: Completion, _: Writer) -> Response:
+    state = request.app.state.api
+    with state.engine.begin() as conn:
+        complete_task(conn, task_id, outcome=completion.outcome, now=state.clock.now(conn))
+    return Response(status_code=204)
