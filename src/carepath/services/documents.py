@@ -84,6 +84,13 @@ def load_file(
     return _load_yaml(text, name)
 
 
+def load_text(text: str, name: str) -> tuple[list[SourceDocument], list[Problem]]:
+    """Every document in YAML (or JSON, which YAML reads too) text sent as `name`."""
+    if text.lstrip().startswith(("[", "{")):
+        return _load_json(text, name)
+    return _load_yaml(text, name)
+
+
 def _load_yaml(text: str, name: str) -> tuple[list[SourceDocument], list[Problem]]:
     docs: list[SourceDocument] = []
     try:

@@ -17,7 +17,7 @@ from carepath.channels.links import LinkSigner
 from carepath.config import Settings
 from carepath.db.connection import read_only
 from carepath.db.migrate import is_current
-from carepath.entrypoints.api import contacts, events, pages, tasks
+from carepath.entrypoints.api import contacts, events, pages, resources, tasks
 from carepath.entrypoints.api.auth import KeyRing
 from carepath.entrypoints.api.problems import install_problem_handlers, problem_response
 from carepath.entrypoints.tracking_app import tracking_app
@@ -32,6 +32,7 @@ class ApiState:
     clock: Clock
     links: LinkSigner | None
     cache: CatalogCache = field(default_factory=CatalogCache)
+    max_chain_depth: int = 5
 
 
 def create_app(
@@ -40,6 +41,7 @@ def create_app(
     links: LinkSigner | None = None,
     clock: Clock | None = None,
     rate_per_second: float = 1000.0,
+    max_chain_depth: int = 5,
 ) -> FastAPI:
     app = FastAPI(
         title="carepath",
@@ -48,7 +50,9 @@ def create_app(
         # Problem responses replace FastAPI's default error bodies.
         responses={401: {"content": {"application/problem+json": {}}}},
     )
-    app.state.api = ApiState(engine, clock or DatabaseClock(), links)
+    app.state.api = ApiState(
+        engine, clock or DatabaseClock(), links, max_chain_depth=max_chain_depth
+    )
     app.state.keys = KeyRing(engine, rate_per_second=rate_per_second, burst=rate_per_second * 2)
     install_problem_handlers(app)
 
@@ -72,6 +76,7 @@ def create_app(
     app.include_router(events.router)
     app.include_router(contacts.router)
     app.include_router(tasks.router)
+    app.include_router(resources.router)
     app.include_router(pages.router)
     if links is not None:  # /c/{token} and /o/{token}, where the links in messages point
         app.router.routes.extend(tracking_app(engine, links, clock).routes)
@@ -85,4 +90,9 @@ def app_from_environment() -> FastAPI:
         settings.public_url, settings.secret_key, settings.unsubscribe_mailto
     )
     engine = open_database(settings.database_url)
-    return create_app(engine, links=links, rate_per_second=settings.api_rate_per_second)
+    return create_app(
+        engine,
+        links=links,
+        rate_per_second=settings.api_rate_per_second,
+        max_chain_depth=settings.max_chain_depth,
+    )
