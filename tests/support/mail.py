@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,3 +22,16 @@ def outgoing(**changes: Any) -> OutgoingEmail:
     }
     values.update(changes)
     return OutgoingEmail(**values)
+
+
+class NoRecords:
+    """A `Confirm` that records nothing: for tests of a sender alone, without a database."""
+
+    def __init__(self) -> None:
+        self.recorded: list[int] = []
+
+    async def record(self, outbox_ids: Sequence[int]) -> None:
+        self.recorded.extend(outbox_ids)
+
+    async def aclose(self) -> None:
+        """Nothing to close."""

@@ -15,7 +15,7 @@ from carepath.channels.dkim_signing import DkimSigner
 from carepath.channels.email import message_bytes
 from carepath.channels.links import LinkSigner
 from carepath.errors import ConfigurationError
-from tests.support.mail import outgoing
+from tests.support.mail import NoRecords, outgoing
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,9 @@ def test_the_sender_signs_what_it_sends(key_pair: tuple[Path, bytes]) -> None:
     with SmtpSink() as sink:
         sender = PooledSmtpSender(sink.url, dkim=signer)
         try:
-            (result,) = sender.send([mail], lambda ids: None)
+            records = NoRecords()
+            (result,) = sender.send([mail], records)
+            assert records.recorded == [mail.outbox_id]
         finally:
             sender.close()
         (received,) = sink.messages

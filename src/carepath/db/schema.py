@@ -238,6 +238,15 @@ api_keys = Table(
     Column("revoked_at", UtcDateTime),
 )
 
+# Signed webhook deliveries seen lately (within the signature tolerance): a replay is refused.
+hook_receipts = Table(
+    "hook_receipts",
+    metadata,
+    Column("source", String(100), primary_key=True),
+    Column("signature", String(64), primary_key=True),
+    Column("received_at", UtcDateTime, nullable=False, index=True),
+)
+
 tasks = Table(
     "tasks",
     metadata,

@@ -19,6 +19,7 @@ from carepath.domain.resources import (
     parse_segment,
     parse_template,
 )
+from carepath.domain.sources import SourceDef, parse_source
 from carepath.domain.workflow import (
     BranchStep,
     EmailStep,
@@ -40,6 +41,7 @@ class Catalog:
     templates: dict[str, Template] = field(default_factory=dict)
     lists: dict[str, ListDef] = field(default_factory=dict)
     segments: dict[str, SegmentDef] = field(default_factory=dict)
+    sources: dict[str, SourceDef] = field(default_factory=dict)
 
     @property
     def schema(self) -> ContactSchema:
@@ -232,6 +234,11 @@ def _parse_into(
             if segment:
                 catalog.segments[segment.name] = segment
             return segment is not None
+        case Kind.SOURCE:
+            source = parse_source(raw, problems)
+            if source:
+                catalog.sources[source.name] = source
+            return source is not None
         case Kind.FORM:
             problems.add(("form",), "form documents are not supported in this version")
             return False

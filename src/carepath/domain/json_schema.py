@@ -20,7 +20,7 @@ from carepath.domain.fields import CORE_FIELDS, READ_ONLY_FIELDS, FieldClass, Fi
 from carepath.domain.workflow import EndStatus, Purpose
 from carepath.domain.workflow_parser import ACTION_KEYS
 
-SCHEMA_KINDS = ("workflow", "template", "segment", "list", "fields", "form")
+SCHEMA_KINDS = ("workflow", "template", "segment", "list", "fields", "form", "source")
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -30,6 +30,7 @@ Schema = dict[str, Any]
 _UNIT = "[0-9]+[smhdwSMHDW]"
 _NONZERO_UNIT = "0*[1-9][0-9]*[smhdwSMHDW]"
 _FIELD_NAME = "[a-z][a-z0-9_]{0,62}"
+_PAYLOAD_PATH = "^payload(\\.[A-Za-z0-9_-]+)*$"
 
 # Steps whose action key may have these keys beside it.
 _STEP_SIBLINGS: dict[str, tuple[str, ...]] = {
@@ -752,6 +753,62 @@ def _resource_definitions() -> dict[str, Schema]:
             },
             "required": ["fields"],
             "not": _other_kinds("fields"),
+        },
+        "sourceDocument": {
+            "type": "object",
+            "title": "source",
+            "description": (
+                "A system that posts webhooks to /v1/hooks/{source}, and how its payloads "
+                "become events."
+            ),
+            "properties": {
+                "source": {**_ref("resourceName"), "description": "The source's name."},
+                "title": {"description": "A title for people (defaults to the name)."},
+                "description": any_text,
+                "secret_env": {
+                    "type": "string",
+                    "pattern": "^[A-Z][A-Z0-9_]{2,100}$",
+                    "description": "The environment variable that holds the shared secret.",
+                },
+                "events": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "when": {
+                                "type": "object",
+                                "propertyNames": {"pattern": _PAYLOAD_PATH},
+                                "description": "Payload paths and the values they must have.",
+                            },
+                            "type": {"type": "string", "description": "The event type."},
+                            "contact": {
+                                "type": "object",
+                                "minProperties": 1,
+                                "maxProperties": 1,
+                                "properties": {
+                                    k: {"type": "string", "pattern": _PAYLOAD_PATH}
+                                    for k in ("id", "external_id", "email")
+                                },
+                                "additionalProperties": False,
+                            },
+                            "occurred_at": {"type": "string", "pattern": _PAYLOAD_PATH},
+                            "idempotency_key": {"type": "string", "pattern": _PAYLOAD_PATH},
+                            "data": {
+                                "type": "object",
+                                "additionalProperties": {
+                                    "type": "string",
+                                    "pattern": _PAYLOAD_PATH,
+                                },
+                            },
+                        },
+                        "required": ["type", "contact"],
+                        "additionalProperties": False,
+                    },
+                },
+            },
+            "required": ["source", "secret_env", "events"],
+            "additionalProperties": False,
         },
         "formDocument": {
             "type": "object",

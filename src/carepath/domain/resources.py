@@ -18,6 +18,7 @@ class Kind(StrEnum):
     LIST = "list"
     FIELDS = "fields"
     FORM = "form"
+    SOURCE = "source"
 
 
 FIELDS_RESOURCE_NAME = "contact"

@@ -17,7 +17,7 @@ from carepath.channels.links import LinkSigner
 from carepath.config import Settings
 from carepath.db.connection import read_only
 from carepath.db.migrate import is_current
-from carepath.entrypoints.api import contacts, events, pages, resources, tasks
+from carepath.entrypoints.api import contacts, events, hooks, pages, resources, tasks
 from carepath.entrypoints.api.auth import KeyRing
 from carepath.entrypoints.api.problems import install_problem_handlers, problem_response
 from carepath.entrypoints.tracking_app import tracking_app
@@ -74,6 +74,7 @@ def create_app(
         return JSONResponse({"status": "ready"})
 
     app.include_router(events.router)
+    app.include_router(hooks.router)
     app.include_router(contacts.router)
     app.include_router(tasks.router)
     app.include_router(resources.router)

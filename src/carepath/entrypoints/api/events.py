@@ -116,12 +116,16 @@ def post_events(
         if only.event_id is None:
             return _invalid(_item_errors(only, prefix=()))
         return JSONResponse({"event_id": only.event_id}, status_code=202)
-    result = BatchResult(
+    result = batch_result(outcomes)
+    return JSONResponse(result.model_dump(exclude_none=True), status_code=202)
+
+
+def batch_result(outcomes: list[ItemOutcome]) -> BatchResult:
+    return BatchResult(
         accepted=sum(1 for o in outcomes if o.event_id is not None),
         rejected=sum(1 for o in outcomes if o.event_id is None),
         items=[_batch_item(o) for o in outcomes],
     )
-    return JSONResponse(result.model_dump(exclude_none=True), status_code=202)
 
 
 def _batch_item(outcome: ItemOutcome) -> BatchItem:

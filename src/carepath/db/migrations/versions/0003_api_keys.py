@@ -1,4 +1,4 @@
-"""HTTP API: API keys (hashed secrets, scopes, revocation), erased contacts, claimed tasks.
+"""HTTP API: API keys, webhook receipts, erased contacts, claimed tasks.
 
 Revision ID: 0003
 Revises: 0002
@@ -34,6 +34,16 @@ def upgrade() -> None:
         sa.UniqueConstraint("name", name=op.f("uq_api_keys_name")),
         sa.UniqueConstraint("public_id", name=op.f("uq_api_keys_public_id")),
     )
+    op.create_table(
+        "hook_receipts",
+        sa.Column("source", sa.String(length=100), nullable=False),
+        sa.Column("signature", sa.String(length=64), nullable=False),
+        sa.Column("received_at", carepath.db.types.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("source", "signature", name=op.f("pk_hook_receipts")),
+    )
+    op.create_index(
+        op.f("ix_hook_receipts_received_at"), "hook_receipts", ["received_at"], unique=False
+    )
     op.add_column(
         "contacts", sa.Column("erased_at", carepath.db.types.UtcDateTime(), nullable=True)
     )
@@ -47,4 +57,6 @@ def downgrade() -> None:
         batch.drop_column("assignee")
     with op.batch_alter_table("contacts") as batch:  # SQLite rebuilds the table
         batch.drop_column("erased_at")
+    op.drop_index(op.f("ix_hook_receipts_received_at"), table_name="hook_receipts")
+    op.drop_table("hook_receipts")
     op.drop_table("api_keys")
