@@ -31,6 +31,13 @@ def test_documents_are_validated_with_line_numbers_and_nothing_is_stored(
     assert client.get("/v1/workflows", headers=headers).json() == []
     syntax = client.post("/v1/resources/validate", json={"source": "a: [b"}, headers=headers)
     assert is_problem(syntax, 422)["errors"][0]["location"].startswith("request:")  # type: ignore[index]
+    control = client.post("/v1/resources/validate", json={"source": "\b"}, headers=headers)
+    assert is_problem(control, 422)["errors"] == [
+        {
+            "location": "request",
+            "detail": "YAML error: the text holds a character YAML does not allow",
+        }
+    ]
 
 
 def test_apply_stores_versions_only_of_what_changed(client: TestClient, key_for: KeyMaker) -> None:

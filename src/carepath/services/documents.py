@@ -98,6 +98,8 @@ def _load_yaml(text: str, name: str) -> tuple[list[SourceDocument], list[Problem
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 1
         return [], [Problem(f"{name}:{line}", f"YAML syntax error: {exc.problem}")]
+    except yaml.reader.ReaderError:  # a control character or invalid text, before any parsing
+        return [], [Problem(name, "YAML error: the text holds a character YAML does not allow")]
     for node in nodes:
         if node is None:
             continue

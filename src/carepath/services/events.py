@@ -90,7 +90,8 @@ def resolve_contacts(
         if not values:
             continue
         column = contacts.c[kind]
-        ids = [v for v in values if kind != "id" or isinstance(v, int)]
+        # An id the column cannot hold names no contact (and must not reach the driver).
+        ids = [v for v in values if kind != "id" or (isinstance(v, int) and 0 < v < 2**63)]
         query = sa.select(contacts.c.id, column).where(
             column.in_(ids), contacts.c.erased_at.is_(None)
         )

@@ -19,7 +19,11 @@ from carepath.db.connection import read_only
 from carepath.db.migrate import is_current
 from carepath.entrypoints.api import contacts, events, hooks, pages, resources, tasks
 from carepath.entrypoints.api.auth import KeyRing
-from carepath.entrypoints.api.problems import install_problem_handlers, problem_response
+from carepath.entrypoints.api.problems import (
+    PROBLEM_RESPONSES,
+    install_problem_handlers,
+    problem_response,
+)
 from carepath.entrypoints.tracking_app import tracking_app
 from carepath.services.catalog_store import CatalogCache
 from carepath.services.clock import Clock, DatabaseClock
@@ -48,7 +52,7 @@ def create_app(
         summary="Patient-journey automation: events, contacts, workflows.",
         version="1",
         # Problem responses replace FastAPI's default error bodies.
-        responses={401: {"content": {"application/problem+json": {}}}},
+        responses=PROBLEM_RESPONSES,
     )
     app.state.api = ApiState(
         engine, clock or DatabaseClock(), links, max_chain_depth=max_chain_depth

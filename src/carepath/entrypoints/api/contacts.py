@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from carepath.db.connection import read_only
 from carepath.entrypoints.api.auth import require
+from carepath.entrypoints.api.params import ContactId
 from carepath.errors import InvalidInput, Problem
 from carepath.services.api_keys import ApiKey
 from carepath.services.contact_records import (
@@ -59,7 +60,7 @@ def post_contact(
 
 
 @router.get("/v1/contacts/{contact_id}", summary="A contact's fields")
-def get_contact(request: Request, contact_id: int, _: Reader) -> dict[str, Any]:
+def get_contact(request: Request, contact_id: ContactId, _: Reader) -> dict[str, Any]:
     state = request.app.state.api
     with read_only(state.engine) as conn:
         schema = state.cache.current(conn).catalog.schema
@@ -74,7 +75,7 @@ def get_contact(request: Request, contact_id: int, _: Reader) -> dict[str, Any]:
 )
 def patch_contact(
     request: Request,
-    contact_id: int,
+    contact_id: ContactId,
     changes: Annotated[dict[str, Any], Body()],
     _: Writer,
 ) -> Response:
@@ -90,7 +91,7 @@ def patch_contact(
     summary="Erase a contact's data, keeping an anonymous tombstone for reports",
     status_code=204,
 )
-def delete_contact(request: Request, contact_id: int, _: Writer) -> Response:
+def delete_contact(request: Request, contact_id: ContactId, _: Writer) -> Response:
     state = request.app.state.api
     with state.engine.begin() as conn:
         erase_contact(conn, contact_id, now=state.clock.now(conn))

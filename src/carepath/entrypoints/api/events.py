@@ -85,7 +85,6 @@ class BatchResult(BaseModel):
     ),
     responses={
         202: {"model": StoredEvent | BatchResult},
-        422: {"content": {"application/problem+json": {}}},
     },
     openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}

@@ -35,7 +35,6 @@ MAX_BODY = 1_000_000
         "v1=<hex HMAC-SHA256 of '{t}.{body}'>`, within five minutes, once. The source "
         "document maps the payload to events."
     ),
-    responses={401: {}, 404: {}, 409: {}, 413: {}, 422: {}},
 )
 async def post_hook(request: Request, source: str) -> JSONResponse:
     body = await request.body()

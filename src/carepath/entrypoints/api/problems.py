@@ -29,6 +29,37 @@ _STATUS_BY_ERROR: tuple[tuple[type[CarepathError], int], ...] = (
 )
 
 
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "Problem details (RFC 9457)",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "pointer": {"type": "string"},
+                    "parameter": {"type": "string"},
+                    "location": {"type": "string"},
+                    "detail": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+_PROBLEM_CONTENT = {"content": {MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}}}
+# Every operation can answer with these; documented once, for the whole app.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": HTTPStatus(status).phrase, **_PROBLEM_CONTENT}
+    for status in (400, 401, 403, 404, 409, 413, 422, 429, 500, 503)
+}
+
+
 def problem_response(
     status: int,
     *,

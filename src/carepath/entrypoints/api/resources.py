@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from carepath.db.connection import read_only
 from carepath.db.schema import contacts, resources, runs
 from carepath.entrypoints.api.auth import require
+from carepath.entrypoints.api.params import ContactId, Id
 from carepath.entrypoints.api.problems import problem_response
 from carepath.errors import InvalidInput, NotFound, Problem
 from carepath.services import catalog_store
@@ -46,7 +47,7 @@ class WorkflowOut(BaseModel):
 
 
 class EnrollIn(BaseModel):
-    contact_ids: list[int] = Field(min_length=1, max_length=1000)
+    contact_ids: list[Id] = Field(min_length=1, max_length=1000)
 
 
 class EnrollOut(BaseModel):
@@ -176,7 +177,7 @@ def post_enroll(
 @router.get("/v1/contacts/{contact_id}/runs", summary="A contact's runs", tags=["workflows"])
 def get_runs(
     request: Request,
-    contact_id: int,
+    contact_id: ContactId,
     _: Annotated[ApiKey, Depends(require("workflows:read"))],
 ) -> list[RunOut]:
     with read_only(request.app.state.api.engine) as conn:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from carepath.db.connection import read_only
 from carepath.entrypoints.api.auth import require
+from carepath.entrypoints.api.params import TaskId
 from carepath.services.api_keys import ApiKey
 from carepath.services.tasks import claim_task, complete_task, list_tasks
 
@@ -59,7 +60,7 @@ def get_tasks(
 
 
 @router.post("/v1/tasks/{task_id}/claim", summary="Take a task", response_model=TaskOut)
-def post_claim(request: Request, task_id: int, claim: Claim, _: Writer) -> TaskOut:
+def post_claim(request: Request, task_id: TaskId, claim: Claim, _: Writer) -> TaskOut:
     state = request.app.state.api
     with state.engine.begin() as conn:
         return _task(claim_task(conn, task_id, agent=claim.agent, now=state.clock.now(conn)))
@@ -70,7 +71,7 @@ def post_claim(request: Request, task_id: int, claim: Claim, _: Writer) -> TaskO
     summary="Close a task with an outcome; journeys waiting for task.completed go on",
     status_code=204,
 )
-def post_complete(request: Request, task_id: int, completion: Completion, _: Writer) -> Response:
+def post_complete(request: Request, task_id: TaskId, completion: Completion, _: Writer) -> Response:
     state = request.app.state.api
     with state.engine.begin() as conn:
         complete_task(conn, task_id, outcome=completion.outcome, now=state.clock.now(conn))
