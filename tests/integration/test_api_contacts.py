@@ -133,3 +133,37 @@ def test_reading_needs_contacts_read_and_writing_contacts_write(
     is_problem(client.delete(f"/v1/contacts/{ann}", headers=reader), 403)
     writer = key_for("contacts:write", name="writer")
     is_problem(client.get(f"/v1/contacts/{ann}", headers=writer), 403)
+
+
+def test_a_csv_import_is_all_or_nothing_with_line_numbers(
+    journey: Harness, client: TestClient, key_for: KeyMaker
+) -> None:
+    journey.apply(FIELDS)
+    headers = key_for("contacts:write") | {"content-type": "text/csv"}
+    bad = "external_id,email,bmi\nMRN-1,a@example.test,31\nMRN-2,not-an-address,heavy\n"
+    body = is_problem(client.post("/v1/contacts/import", content=bad, headers=headers), 422)
+    assert body["errors"] == [
+        {"location": "upload.csv:3", "detail": "email: not an email address"},
+        {"location": "upload.csv:3", "detail": "bmi: expected a number"},
+    ]
+    with journey.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(contacts)).scalar() == 0
+    good = "external_id,email,bmi\nMRN-1,a@example.test,31\nMRN-2,b@example.test,44\n"
+    done = client.post("/v1/contacts/import", content=good, headers=headers)
+    assert done.json() == {"created": 2, "updated": 0}
+
+
+def test_a_jsonl_import_updates_by_identifier_and_other_types_are_refused(
+    journey: Harness, client: TestClient, key_for: KeyMaker
+) -> None:
+    ann = journey.contact(first_name="Ann", external_id="MRN-1")
+    writer = key_for("contacts:write")
+    lines = '{"external_id": "MRN-1", "first_name": "Anne"}\n{"email": "new@example.test"}\n'
+    jsonl = writer | {"content-type": "application/x-ndjson"}
+    done = client.post("/v1/contacts/import", content=lines, headers=jsonl)
+    assert done.json() == {"created": 1, "updated": 1}
+    with journey.engine.connect() as conn:
+        name = conn.execute(sa.select(contacts.c.first_name).where(contacts.c.id == ann)).scalar()
+    assert name == "Anne"
+    xml = writer | {"content-type": "application/xml"}
+    is_problem(client.post("/v1/contacts/import", content="<a/>", headers=xml), 415)

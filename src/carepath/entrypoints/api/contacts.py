@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import base64
+import tempfile
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from carepath.db.connection import read_only
 from carepath.entrypoints.api.auth import require
 from carepath.entrypoints.api.params import ContactId
+from carepath.entrypoints.api.problems import problem_response
 from carepath.errors import InvalidInput, Problem
 from carepath.services.api_keys import ApiKey
 from carepath.services.contact_records import (
@@ -21,8 +25,15 @@ from carepath.services.contact_records import (
     read_contact,
     save_contact,
 )
+from carepath.services.contacts import import_contacts
 
 router = APIRouter(tags=["contacts"])
+MAX_IMPORT_BYTES = 100 * 1024 * 1024
+_IMPORT_TYPES = {
+    "text/csv": ".csv",
+    "application/x-ndjson": ".jsonl",
+    "application/jsonl": ".jsonl",
+}
 Reader = Annotated[ApiKey, Depends(require("contacts:read"))]
 Writer = Annotated[ApiKey, Depends(require("contacts:write"))]
 _FIELDS_DOC = (
@@ -34,6 +45,11 @@ _FIELDS_DOC = (
 class SavedContactOut(BaseModel):
     id: int
     created: bool
+
+
+class ImportOut(BaseModel):
+    created: int
+    updated: int
 
 
 class ContactPage(BaseModel):
@@ -57,6 +73,61 @@ def post_contact(
         saved = save_contact(conn, record, schema, now=state.clock.now(conn))
     body = {"id": saved.id, "created": saved.created}
     return JSONResponse(body, status_code=201 if saved.created else 200)
+
+
+@router.post(
+    "/v1/contacts/import",
+    summary="Import contacts from CSV or JSON Lines, all or nothing",
+    description=(
+        "The body is a CSV file (`text/csv`, a header row of field names) or JSON Lines "
+        "(`application/x-ndjson`, one object per line), up to 100 MB. Every record is "
+        "checked first; if any is wrong nothing is written and every problem is listed "
+        "with its line number. Records update the contact with the same external_id, then "
+        "email."
+    ),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            },
+        }
+    },
+    response_model=ImportOut,
+)
+async def post_import(request: Request, _: Writer) -> ImportOut | JSONResponse:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    suffix = _IMPORT_TYPES.get(kind)
+    if suffix is None:
+        detail = "send text/csv or application/x-ndjson"
+        return problem_response(415, detail=detail, kind="invalid_input")
+    with tempfile.TemporaryDirectory(prefix="carepath-import-") as folder:
+        path = Path(folder) / f"upload{suffix}"
+        size = 0
+        with path.open("wb") as handle:  # streamed: a large upload never sits in memory
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_IMPORT_BYTES:
+                    return problem_response(413, detail="an import is at most 100 MB")
+                handle.write(chunk)
+        return await run_in_threadpool(_import_file, request, path)
+
+
+def _import_file(request: Request, path: Path) -> ImportOut | JSONResponse:
+    state = request.app.state.api
+    try:
+        with state.engine.begin() as conn:
+            schema = state.cache.current(conn).catalog.schema
+            result = import_contacts(conn, path, schema, now=state.clock.now(conn))
+    except InvalidInput as exc:
+        errors = [{"location": p.location, "detail": p.message} for p in exc.problems]
+        return problem_response(
+            422, detail="nothing was imported", errors=errors, kind="invalid_input"
+        )
+    except UnicodeDecodeError:
+        return problem_response(422, detail="the file is not UTF-8 text", kind="invalid_input")
+    return ImportOut(created=result.created, updated=result.updated)
 
 
 @router.get("/v1/contacts/{contact_id}", summary="A contact's fields")

@@ -56,7 +56,7 @@ _PROBLEM_CONTENT = {"content": {MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}}}
 # Every operation can answer with these; documented once, for the whole app.
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": HTTPStatus(status).phrase, **_PROBLEM_CONTENT}
-    for status in (400, 401, 403, 404, 409, 413, 422, 429, 500, 503)
+    for status in (400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503)
 }
 
 
