@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
@@ -184,3 +185,19 @@ def test_tracking_links_are_served_by_the_api(client: TestClient) -> None:
 
 def test_an_unknown_path_is_a_404_problem(client: TestClient) -> None:
     is_problem(client.get("/v1/nothing-here"), 404)
+
+
+def test_an_unexpected_error_is_a_bare_500_and_its_message_is_not_logged(
+    journey: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(journey.engine)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise ValueError("ann@example.test has BMI 41")
+
+    response = TestClient(app).get("/boom")
+    body = is_problem(response, 500)
+    assert body == {"type": "about:blank", "title": "Internal Server Error", "status": 500}
+    assert "ann@example.test" not in caplog.text
+    assert "ValueError" in caplog.text

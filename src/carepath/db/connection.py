@@ -30,7 +30,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     if backend == "sqlite":
         return _sqlite_engine(url, echo=echo)
     if backend == "postgresql":
-        return create_engine(url, echo=echo, pool_pre_ping=True)
+        return create_engine(url, echo=echo, pool_pre_ping=True, hide_parameters=True)
     raise ConfigurationError(f"unsupported database {backend!r}: use sqlite or postgresql")
 
 
@@ -41,6 +41,7 @@ def _sqlite_engine(url: str, *, echo: bool) -> Engine:
     engine = create_engine(
         url,
         echo=echo,
+        hide_parameters=True,  # errors and logs never show bound values: they may be PHI
         # Pooled: opening a WAL database and closing its last connection
         # (which checkpoints) costs far more than the queries of a batch.
         pool_size=5,

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from carepath.errors import CarepathError, Conflict, InvalidInput, NotFound, Problem
 
@@ -131,12 +132,36 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) and exc.status_code < 500 else None
         return problem_response(exc.status_code, detail=detail, headers=exc.headers)
 
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        # The class only: an exception's message may carry values.
-        log.error("unexpected error in a request: %s", exc.__class__.__name__)
-        return problem_response(500)
-
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(CarepathError, carepath_error)
     app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected)
+    app.add_middleware(ContainErrors)
+
+
+class ContainErrors:
+    """Any other exception: a bare 500 problem, logged by class only, never re-raised.
+
+    Starlette re-raises unhandled exceptions after answering, and the server
+    then logs them with their messages, which may carry values (PHI).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watching(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching)
+        except Exception as exc:  # noqa: BLE001 - the point: nothing escapes with its message
+            log.error("unexpected error in a request: %s", exc.__class__.__name__)
+            if not started:
+                await problem_response(500)(scope, receive, send)
