@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from starlette.testclient import TestClient
 
 from carepath.db.schema import suppressions
 from carepath.errors import InvalidInput
 from carepath.services.bounces import ingest_reports
+from tests.integration.api_support import KeyMaker, is_problem
 from tests.integration.harness import Harness
 from tests.support.reports import arf, dsn
 
@@ -110,3 +112,25 @@ def test_one_bad_report_and_nothing_is_written(journey: Harness) -> None:
     assert "ann@" not in str(caught.value)
     assert journey.outbox(ann)[-1].status == "sent"
     assert _suppressed(journey) == []
+
+
+def test_reports_come_in_through_the_api_too(
+    journey: Harness, client: TestClient, key_for: KeyMaker
+) -> None:
+    journey.apply(FLOW)
+    ann = journey.contact(first_name="Ann", email="ann@example.test")
+    journey.enroll("w", ann)
+    journey.work()
+    (row,) = journey.outbox(ann)
+    headers = key_for("events:write") | {"content-type": "message/rfc822"}
+    report = dsn(row.message_id, "ann@example.test")
+    response = client.post("/v1/bounces", content=report, headers=headers)
+    assert response.json() == {
+        "hard_bounces": 1, "soft_bounces": 0, "complaints": 0, "unmatched": 0, "suppressed": 1,
+    }  # fmt: skip
+    assert len(journey.events("email.bounced")) == 1
+    again = client.post("/v1/bounces", content=report, headers=headers)
+    assert again.json()["suppressed"] == 0
+    assert len(journey.events("email.bounced")) == 1
+    junk = client.post("/v1/bounces", content=b"hello", headers=headers)
+    assert is_problem(junk, 422)["status"] == 422

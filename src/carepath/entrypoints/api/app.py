@@ -17,7 +17,15 @@ from carepath.channels.links import LinkSigner
 from carepath.config import Settings
 from carepath.db.connection import read_only
 from carepath.db.migrate import is_current
-from carepath.entrypoints.api import contacts, events, hooks, pages, resources, tasks
+from carepath.entrypoints.api import (
+    contacts,
+    events,
+    hooks,
+    pages,
+    reports_in,
+    resources,
+    tasks,
+)
 from carepath.entrypoints.api.auth import KeyRing
 from carepath.entrypoints.api.problems import (
     PROBLEM_RESPONSES,
@@ -79,6 +87,7 @@ def create_app(
 
     app.include_router(events.router)
     app.include_router(hooks.router)
+    app.include_router(reports_in.router)
     app.include_router(contacts.router)
     app.include_router(tasks.router)
     app.include_router(resources.router)
