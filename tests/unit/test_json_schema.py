@@ -337,13 +337,28 @@ def test_documents_the_parser_refuses_are_refused_by_the_schema(
     assert errors(doc) != []
 
 
-def test_forms_need_only_their_name_but_are_not_supported_yet() -> None:
-    form = {"form": "intake", "fields": [{"name": "email"}]}
-
+def test_forms_and_sources_are_checked_by_the_schema_and_the_parser_alike() -> None:
+    form = {
+        "form": "intake",
+        "fields": [
+            {"name": "email", "label": "Email", "type": "email", "required": True,
+             "contact": "email"},
+        ],
+        "score": [{"when": {"field": "event.data.answers.email", "exists": True}, "points": 1}],
+    }  # fmt: skip
     assert errors(form) == []
-    assert errors(form, "form") == []
-    assert errors({"fields": [{"name": "email"}]}, "form") != []
-    assert any("not supported" in finding for finding in findings(form))
+    assert findings(form) == []
+    bad = {"form": "intake", "fields": [{"name": "email"}]}
+    assert errors(bad) != []
+    assert findings(bad) != []
+    source = {
+        "source": "lab",
+        "secret_env": "LAB_SECRET",
+        "events": [{"type": "lab.ready", "contact": {"external_id": "payload.mrn"}}],
+    }
+    assert errors(source) == []
+    assert findings(source) == []
+    assert errors({**source, "secret_env": "lower"}) != []
 
 
 # ------------------------------------------------------------- kept in step

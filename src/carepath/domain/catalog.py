@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from carepath.domain.conditions import Condition, referenced_memberships
 from carepath.domain.fields import ContactSchema, FieldSpec, parse_fields_document
+from carepath.domain.forms import FormDef, parse_form
 from carepath.domain.graph import check_workflow_graph, enroll_cycles
 from carepath.domain.problems import DocProblem, Problems
 from carepath.domain.resources import (
@@ -42,6 +44,7 @@ class Catalog:
     lists: dict[str, ListDef] = field(default_factory=dict)
     segments: dict[str, SegmentDef] = field(default_factory=dict)
     sources: dict[str, SourceDef] = field(default_factory=dict)
+    forms: dict[str, FormDef] = field(default_factory=dict)
 
     @property
     def schema(self) -> ContactSchema:
@@ -211,38 +214,30 @@ def _parse_into(
     problems: Problems,
 ) -> bool:
     raw = doc.raw
-    match kind:
-        case Kind.WORKFLOW:
-            draft = parse_workflow_draft(raw, schema, problems)
-            if draft is not None:
-                drafts[draft.workflow.name] = draft
-                if draft.complete:
-                    catalog.workflows[draft.workflow.name] = draft.workflow
-            return draft is not None and draft.complete
-        case Kind.TEMPLATE:
-            template = parse_template(raw, problems)
-            if template:
-                catalog.templates[template.name] = template
-            return template is not None
-        case Kind.LIST:
-            list_def = parse_list(raw, problems)
-            if list_def:
-                catalog.lists[list_def.name] = list_def
-            return list_def is not None
-        case Kind.SEGMENT:
-            segment = parse_segment(raw, schema, problems)
-            if segment:
-                catalog.segments[segment.name] = segment
-            return segment is not None
-        case Kind.SOURCE:
-            source = parse_source(raw, problems)
-            if source:
-                catalog.sources[source.name] = source
-            return source is not None
-        case Kind.FORM:
-            problems.add(("form",), "form documents are not supported in this version")
-            return False
-    return False
+    if kind is Kind.WORKFLOW:
+        draft = parse_workflow_draft(raw, schema, problems)
+        if draft is not None:
+            drafts[draft.workflow.name] = draft
+            if draft.complete:
+                catalog.workflows[draft.workflow.name] = draft.workflow
+        return draft is not None and draft.complete
+    if kind not in _NAMED:
+        return False
+    attribute, parse = _NAMED[kind]
+    parsed = parse(raw, schema, problems)
+    if parsed is not None:
+        getattr(catalog, attribute)[parsed.name] = parsed
+    return parsed is not None
+
+
+# The other kinds: where the catalog keeps them, and how each is read.
+_NAMED: dict[Kind, tuple[str, Callable[[Mapping[str, object], ContactSchema, Problems], Any]]] = {
+    Kind.TEMPLATE: ("templates", lambda raw, _, problems: parse_template(raw, problems)),
+    Kind.LIST: ("lists", lambda raw, _, problems: parse_list(raw, problems)),
+    Kind.SEGMENT: ("segments", parse_segment),
+    Kind.SOURCE: ("sources", lambda raw, _, problems: parse_source(raw, problems)),
+    Kind.FORM: ("forms", parse_form),
+}
 
 
 def check_references(

@@ -17,6 +17,7 @@ from typing import Any
 
 from carepath.domain.conditions import Op
 from carepath.domain.fields import CORE_FIELDS, READ_ONLY_FIELDS, FieldClass, FieldType
+from carepath.domain.forms import AnswerType
 from carepath.domain.workflow import EndStatus, Purpose
 from carepath.domain.workflow_parser import ACTION_KEYS
 
@@ -814,11 +815,48 @@ def _resource_definitions() -> dict[str, Schema]:
             "type": "object",
             "title": "form",
             "description": (
-                "A form. Forms are recognised but not supported in this version: "
-                "carepath validate reports every form document."
+                "A form served at /f/{form}: questions, where answers go, and a score "
+                "computed with conditions on event.data.answers."
             ),
-            "properties": {"form": {**_ref("resourceName"), "description": "The form's name."}},
-            "required": ["form"],
-            "not": _other_kinds("form", "fields"),  # a form may well list its fields
+            "properties": {
+                "form": {**_ref("resourceName"), "description": "The form's name."},
+                "title": {"type": "string"},
+                "intro": {"type": "string"},
+                "description": any_text,
+                "thank_you": {"type": "string"},
+                "fields": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "name": _ref("fieldName"),
+                            "label": {"type": "string", "minLength": 1},
+                            "type": {"enum": [t.value for t in AnswerType]},
+                            "required": {"type": "boolean"},
+                            "options": {"type": "array", "items": {"type": "string"}},
+                            "min": {"type": "number"},
+                            "max": {"type": "number"},
+                            "contact": {
+                                "type": "string",
+                                "description": "The contact field the answer is written to.",
+                            },
+                        },
+                        "required": ["name", "label", "type"],
+                        "additionalProperties": False,
+                    },
+                },
+                "score": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"when": _ref("condition"), "points": {"type": "integer"}},
+                        "required": ["when", "points"],
+                        "additionalProperties": False,
+                    },
+                },
+            },
+            "required": ["form", "fields"],
+            "additionalProperties": False,
         },
     }

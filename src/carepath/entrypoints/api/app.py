@@ -20,6 +20,7 @@ from carepath.db.migrate import is_current
 from carepath.entrypoints.api import (
     contacts,
     events,
+    form_pages,
     hooks,
     pages,
     reports_in,
@@ -45,6 +46,7 @@ class ApiState:
     links: LinkSigner | None
     cache: CatalogCache = field(default_factory=CatalogCache)
     max_chain_depth: int = 5
+    secret: bytes | None = None  # CAREPATH_SECRET_KEY: signs the forms' CSRF tokens
 
 
 def create_app(
@@ -54,6 +56,7 @@ def create_app(
     clock: Clock | None = None,
     rate_per_second: float = 1000.0,
     max_chain_depth: int = 5,
+    secret: str | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="carepath",
@@ -63,7 +66,11 @@ def create_app(
         responses=PROBLEM_RESPONSES,
     )
     app.state.api = ApiState(
-        engine, clock or DatabaseClock(), links, max_chain_depth=max_chain_depth
+        engine,
+        clock or DatabaseClock(),
+        links,
+        max_chain_depth=max_chain_depth,
+        secret=secret.encode() if secret else None,
     )
     app.state.keys = KeyRing(engine, rate_per_second=rate_per_second, burst=rate_per_second * 2)
     install_problem_handlers(app)
@@ -92,6 +99,7 @@ def create_app(
     app.include_router(tasks.router)
     app.include_router(resources.router)
     app.include_router(pages.router)
+    app.include_router(form_pages.router)
     if links is not None:  # /c/{token} and /o/{token}, where the links in messages point
         app.router.routes.extend(tracking_app(engine, links, clock).routes)
     return app
@@ -109,4 +117,5 @@ def app_from_environment() -> FastAPI:
         links=links,
         rate_per_second=settings.api_rate_per_second,
         max_chain_depth=settings.max_chain_depth,
+        secret=settings.secret_key,
     )
