@@ -34,5 +34,7 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(default=1.0, gt=0)
     max_step_visits: int = Field(default=50, ge=1)
     max_chain_depth: int = Field(default=5, ge=1)
+    # Webhook steps: allow private, loopback and link-local targets (an intranet CRM).
+    webhook_allow_private: bool = False
     # HTTP API: requests per second per API key, per server process (bursts of twice that).
     api_rate_per_second: float = Field(default=1000.0, gt=0)

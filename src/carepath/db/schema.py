@@ -247,6 +247,35 @@ hook_receipts = Table(
     Column("received_at", UtcDateTime, nullable=False, index=True),
 )
 
+# Calls of `webhook` steps, delivered after commit like the outbox; the body is
+# built when the step runs (the contact as it was then, only the fields named).
+webhook_calls = Table(
+    "webhook_calls",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("run_id", Id, ForeignKey("runs.id", ondelete="SET NULL")),
+    Column("workflow", String(100), nullable=False),
+    Column("step", String(100), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("secret_env", String(100), nullable=False),
+    Column("body", Json, nullable=False),
+    Column("status", String(16), nullable=False),  # pending, sent, failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("last_error", Text),
+    Column("lease_owner", String(64)),
+    Column("lease_until", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime),
+    Index(
+        "ix_webhook_calls_due",
+        "next_attempt_at",
+        postgresql_where=text("status = 'pending'"),
+        sqlite_where=text("status = 'pending'"),
+    ),
+)
+
 tasks = Table(
     "tasks",
     metadata,

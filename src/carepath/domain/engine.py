@@ -16,6 +16,7 @@ from carepath.domain.conditions import Facts, Scope, evaluate, resolve
 from carepath.domain.fields import parse_datetime
 from carepath.domain.runs import (
     Advance,
+    CallWebhook,
     ChangeLists,
     CreateTask,
     Effect,
@@ -43,6 +44,7 @@ from carepath.domain.workflow import (
     UpdateStep,
     WaitForStep,
     WaitStep,
+    WebhookStep,
     step_kind,
 )
 
@@ -164,7 +166,9 @@ def _execute(turn: _Turn, name: str, step: Step) -> str | Advance | None:
 
 
 def _act(
-    turn: _Turn, name: str, step: EmailStep | UpdateStep | ListStep | TaskStep | EnrollStep
+    turn: _Turn,
+    name: str,
+    step: EmailStep | UpdateStep | ListStep | TaskStep | WebhookStep | EnrollStep,
 ) -> str | Advance | None:
     """Carry out a step's effect, then go on to its `next` (an enroll may end the run)."""
     match step:
@@ -178,6 +182,8 @@ def _act(
             turn.facts = replace(turn.facts, lists=frozenset(lists))
         case TaskStep(queue=queue, title=title):
             turn.effects.append(CreateTask(name, queue, title))
+        case WebhookStep(url=url, secret_env=secret_env, fields=fields):
+            turn.effects.append(CallWebhook(name, url, secret_env, fields))
         case EnrollStep(workflow=target, end_current=end_current):
             if turn.run.chain_depth + 1 > turn.limits.max_chain_depth:
                 raise _RunFailedError(

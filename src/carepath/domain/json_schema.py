@@ -43,6 +43,7 @@ _STEP_SIBLINGS: dict[str, tuple[str, ...]] = {
     "branch": ("otherwise",),
     "split": (),
     "task": ("next",),
+    "webhook": ("next",),
     "enroll": ("next",),
     "goto": (),
     "exit": (),
@@ -501,6 +502,24 @@ def _step_definitions() -> dict[str, Schema]:
             "required": ["queue", "title"],
             "additionalProperties": False,
         },
+        "webhook": {
+            "type": "object",
+            "description": (
+                "POST the contact's id and the fields named to an endpoint, signed with "
+                "the secret in an environment variable; retried with backoff."
+            ),
+            "properties": {
+                "url": {"type": "string", "pattern": "^https?://", "description": "The endpoint."},
+                "secret_env": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]{2,100}$"},
+                "fields": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "Contact fields sent (the id always is).",
+                },
+            },
+            "required": ["url", "secret_env"],
+            "additionalProperties": False,
+        },
         "enroll": {
             "description": "Enroll the contact in another workflow: NAME or "
             "{workflow: NAME, end_current: true}.",
@@ -557,7 +576,7 @@ def _step_definitions() -> dict[str, Schema]:
         "description": (
             "A step: exactly one action key "
             f"({', '.join(ACTION_KEYS)}) with next, on_timeout or otherwise as it allows. "
-            "sms and webhook steps are not supported in this version."
+            "sms steps are not supported in this version."
         ),
         "oneOf": [_ref(_step_def(action)) for action in ACTION_KEYS],
     }

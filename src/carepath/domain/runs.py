@@ -88,12 +88,20 @@ class CreateTask:
 
 
 @dataclass(frozen=True)
+class CallWebhook:
+    step: str
+    url: str
+    secret_env: str
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class StartRun:
     step: str
     workflow: str
 
 
-Effect = SendEmail | UpdateContact | ChangeLists | CreateTask | StartRun
+Effect = SendEmail | UpdateContact | ChangeLists | CreateTask | CallWebhook | StartRun
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,16 @@ class TaskStep:
 
 
 @dataclass(frozen=True)
+class WebhookStep:
+    """POST the run's contact (ids, and only the fields named) to an endpoint, signed."""
+
+    url: str
+    secret_env: str
+    fields: tuple[str, ...]
+    next: str | None
+
+
+@dataclass(frozen=True)
 class EnrollStep:
     workflow: str
     end_current: bool
@@ -122,6 +132,7 @@ Step = (
     | BranchStep
     | SplitStep
     | TaskStep
+    | WebhookStep
     | EnrollStep
     | GotoStep
     | ExitStep
@@ -209,6 +220,7 @@ _KIND_NAMES: dict[type, str] = {
     BranchStep: "branch",
     SplitStep: "split",
     TaskStep: "task",
+    WebhookStep: "webhook",
     EnrollStep: "enroll",
     GotoStep: "goto",
     ExitStep: "exit",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import time, timedelta
+from urllib.parse import urlsplit
 
 from carepath.domain.conditions import (
     Condition,
@@ -38,14 +40,15 @@ from carepath.domain.workflow import (
     UpdateStep,
     WaitForStep,
     WaitStep,
+    WebhookStep,
     Workflow,
 )
 
 ACTION_KEYS = (
     "email", "update", "list", "wait", "wait_for", "branch",
-    "split", "task", "enroll", "goto", "exit",
+    "split", "task", "webhook", "enroll", "goto", "exit",
 )  # fmt: skip
-LATER_ACTIONS = ("sms", "webhook")
+LATER_ACTIONS = ("sms",)
 _WORKFLOW_KEYS = {
     "workflow", "title", "description", "purpose", "trigger", "reentry",
     "goal", "exit_when", "start", "steps",
@@ -59,6 +62,7 @@ _ALLOWED_STEP_KEYS: dict[str, set[str]] = {
     "branch": {"otherwise"},
     "split": set(),
     "task": {"next"},
+    "webhook": {"next"},
     "enroll": {"next"},
     "goto": set(),
     "exit": set(),
@@ -474,6 +478,37 @@ def _task(value: object, body: Mapping[str, object], path: Path, ctx: _Ctx) -> S
     return TaskStep(queue, title, _next(body)) if queue and title else None
 
 
+_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{2,100}$")
+
+
+def _webhook(value: object, body: Mapping[str, object], path: Path, ctx: _Ctx) -> Step | None:
+    """{url: https://…, secret_env: NAME, fields: [first_name, …]} (fields: what is sent)."""
+    if (
+        not isinstance(value, Mapping)
+        or not {"url", "secret_env"} <= set(value)
+        or (set(value) - {"url", "secret_env", "fields"})
+    ):
+        ctx.problems.add(path, "webhook takes {url: URL, secret_env: NAME, fields: [FIELD, …]}")
+        return None
+    before = len(ctx.problems)
+    url = value["url"]
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
+        ctx.problems.add((*path, "url"), "an http(s) URL")
+    elif parts.username or parts.password:
+        ctx.problems.add((*path, "url"), "no credentials in the URL: the request is signed")
+    secret_env = value["secret_env"]
+    if not isinstance(secret_env, str) or not _ENV_NAME.match(secret_env):
+        ctx.problems.add((*path, "secret_env"), "the name of an environment variable")
+    fields = _str_list(value.get("fields"), (*path, "fields"), ctx)
+    for i, name in enumerate(fields):
+        if ctx.schema.get(name) is None:
+            ctx.problems.add((*path, "fields", i), f"unknown contact field {name!r}")
+    if len(ctx.problems) > before:
+        return None
+    return WebhookStep(str(url), str(secret_env), fields, _next(body))
+
+
 def _enroll(value: object, body: Mapping[str, object], path: Path, ctx: _Ctx) -> Step | None:
     if isinstance(value, str):
         value = {"workflow": value}
@@ -512,6 +547,7 @@ _STEP_PARSERS: dict[str, Callable[[object, Mapping[str, object], Path, _Ctx], St
     "branch": _branch,
     "split": _split,
     "task": _task,
+    "webhook": _webhook,
     "enroll": _enroll,
     "goto": _goto,
     "exit": _exit,

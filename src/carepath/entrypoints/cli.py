@@ -121,6 +121,7 @@ def engine_context(db: str | None, *, with_smtp: bool = True) -> Iterator[Engine
                 links=links,
                 quiet_hours=quiet,
                 marketing_cap=cap,
+                allow_private_webhooks=settings.webhook_allow_private,
             )
         finally:
             if sender is not None:

@@ -18,11 +18,12 @@ from sqlalchemy.engine import Connection, Row
 from carepath.channels.templates import RenderError, template_context
 from carepath.channels.tracking import track
 from carepath.db.dialect import bulk_insert, insert_ignoring_conflicts
-from carepath.db.schema import list_members, outbox, run_steps, tasks
+from carepath.db.schema import list_members, outbox, run_steps, tasks, webhook_calls
 from carepath.domain.runs import (
     COMPLETION_STATUSES,
     TERMINAL_STATUSES,
     Advance,
+    CallWebhook,
     ChangeLists,
     CreateTask,
     RunStatus,
@@ -45,6 +46,7 @@ from carepath.services.run_writes import (
     history_values,
     write_run_updates,
 )
+from carepath.services.webhook_calls import webhook_call_row
 
 
 class BatchWriter:
@@ -73,6 +75,7 @@ class BatchWriter:
         self.step_rows: list[dict[str, Any]] = []
         self.outbox_rows: list[dict[str, Any]] = []
         self.task_rows: list[dict[str, Any]] = []
+        self.webhook_rows: list[dict[str, Any]] = []
         self.enrollments: list[EnrollRequest] = []
         self.new_events: list[NewEvent] = []
 
@@ -258,6 +261,11 @@ class BatchWriter:
                             "created_at": self.now,
                         }
                     )
+                case CallWebhook():
+                    assert advance.facts is not None
+                    self.webhook_rows.append(
+                        webhook_call_row(row, effect, advance.facts.contact, now=self.now)
+                    )
                 case StartRun(workflow=target):
                     self.enrollments.append(
                         EnrollRequest(
@@ -284,6 +292,8 @@ class BatchWriter:
             bulk_insert(conn, outbox, self.outbox_rows)
         if self.task_rows:
             bulk_insert(conn, tasks, self.task_rows)
+        if self.webhook_rows:
+            bulk_insert(conn, webhook_calls, self.webhook_rows)
         write_contact_changes(self.conn, self.contact_changes, now=self.now)
         self._flush_lists()
         if self.enrollments:

@@ -37,5 +37,7 @@ class EngineContext:
     links: LinkSigner | None = None  # signed unsubscribe links, when a public URL is set
     quiet_hours: QuietHours | None = None  # in each contact's time zone, for every send
     marketing_cap: FrequencyCap | None = None  # per contact, for marketing sends
+    # Webhook steps may call private, loopback and link-local addresses (and plain http).
+    allow_private_webhooks: bool = False
     cache: CatalogCache = field(default_factory=CatalogCache)
     renderer: TemplateRenderer = field(default_factory=TemplateRenderer)

@@ -21,6 +21,7 @@ from carepath.domain.workflow import (
     EventTrigger,
     WaitForStep,
     WaitStep,
+    WebhookStep,
     Workflow,
 )
 
@@ -78,6 +79,8 @@ def contact_fields_used(workflow: Workflow, templates: Mapping[str, Template]) -
                 conditions.append(where)
             case WaitStep(until=until) if until and until.startswith("contact."):
                 fields.add(until.removeprefix("contact."))
+            case WebhookStep(fields=sent):
+                fields |= set(sent)
             case EmailStep(template=name):
                 template = templates.get(name)
                 used = contact_fields(template) if template else set()

@@ -35,11 +35,15 @@ class SignatureError(CarepathError):
 
 
 def source_secret(source: SourceDef, environ: Mapping[str, str] | None = None) -> bytes:
-    secret = (os.environ if environ is None else environ).get(source.secret_env, "")
+    return source_secret_value(source.secret_env, environ)
+
+
+def source_secret_value(name: str, environ: Mapping[str, str] | None = None) -> bytes:
+    """The shared secret in environment variable `name`; ConfigurationError if missing or short."""
+    secret = (os.environ if environ is None else environ).get(name, "")
     if len(secret) < MIN_SECRET_LENGTH:
         raise ConfigurationError(
-            f"source {source.name}: {source.secret_env} must hold a secret of at least "
-            f"{MIN_SECRET_LENGTH} characters"
+            f"{name} must hold a secret of at least {MIN_SECRET_LENGTH} characters"
         )
     return secret.encode("utf-8")
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from carepath.db.connection import read_only
-from carepath.db.schema import LIVE_RUN, events, outbox, runs
+from carepath.db.schema import LIVE_RUN, events, outbox, runs, webhook_calls
 from carepath.domain.fields import parse_datetime
 from carepath.errors import ConfigurationError
 from carepath.services.clock import set_simulated_now, simulated_now, wall_time
@@ -16,6 +16,7 @@ from carepath.services.context import EngineContext
 from carepath.services.event_processing import process_events
 from carepath.services.outbox import deliver_outbox
 from carepath.services.runner import advance_due_runs
+from carepath.services.webhook_calls import deliver_webhooks
 
 
 @dataclass
@@ -25,6 +26,7 @@ class WorkDone:
     steps: int = 0
     sent: int = 0
     failed_sends: int = 0
+    webhooks: int = 0  # calls made, whatever their outcome
 
     def __iadd__(self, other: WorkDone) -> WorkDone:
         self.events += other.events
@@ -32,11 +34,12 @@ class WorkDone:
         self.steps += other.steps
         self.sent += other.sent
         self.failed_sends += other.failed_sends
+        self.webhooks += other.webhooks
         return self
 
     @property
     def anything(self) -> bool:
-        return bool(self.events or self.runs or self.sent or self.failed_sends)
+        return bool(self.events or self.runs or self.sent or self.failed_sends or self.webhooks)
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,11 @@ class DueWork:
     events: bool
     runs: bool
     outbox: bool
+    webhooks: bool = False
 
     @property
     def anything(self) -> bool:
-        return self.events or self.runs or self.outbox
+        return self.events or self.runs or self.outbox or self.webhooks
 
 
 _NOW = sa.bindparam("now", type_=runs.c.wake_at.type)
@@ -69,12 +73,20 @@ _DUE_WORK = sa.select(
         # a crashed worker's messages, to be counted as sent
         sa.exists().where(outbox.c.status == "sending", outbox.c.lease_until < _WALL),
     ),
+    sa.exists().where(
+        webhook_calls.c.status == "pending",
+        webhook_calls.c.next_attempt_at <= _NOW,
+        sa.or_(webhook_calls.c.lease_until.is_(None), webhook_calls.c.lease_until < _WALL),
+    ),
 )
 _NEXT_DUE = sa.select(
     sa.exists().where(events.c.processed_at.is_(None)),
     sa.select(sa.func.min(runs.c.wake_at)).where(LIVE_RUN, runs.c.wake_at > _NOW).scalar_subquery(),
     sa.select(sa.func.min(outbox.c.next_attempt_at))
     .where(outbox.c.status == "pending", outbox.c.next_attempt_at > _NOW)
+    .scalar_subquery(),
+    sa.select(sa.func.min(webhook_calls.c.next_attempt_at))
+    .where(webhook_calls.c.status == "pending", webhook_calls.c.next_attempt_at > _NOW)
     .scalar_subquery(),
 )
 
@@ -83,12 +95,14 @@ def due_work(ctx: EngineContext, *, now: datetime) -> DueWork:
     """Which kinds of work are due, in one cheap statement (so idle rounds cost little)."""
     with read_only(ctx.engine) as conn:
         row = conn.execute(_DUE_WORK, {"now": now, "wall": wall_time()}).one()
-    return DueWork(bool(row[0]), bool(row[1]), bool(row[2]) and ctx.sender is not None)
+    return DueWork(
+        bool(row[0]), bool(row[1]), bool(row[2]) and ctx.sender is not None, bool(row[3])
+    )
 
 
 def run_one_round(ctx: EngineContext, *, now: datetime, due: DueWork | None = None) -> WorkDone:
     """One batch of each kind of work that is due: events, runs, outbox."""
-    due = due or DueWork(events=True, runs=True, outbox=True)
+    due = due or DueWork(events=True, runs=True, outbox=True, webhooks=True)
     done = WorkDone()
     if due.events:
         done.events = process_events(ctx, now=now)
@@ -98,6 +112,9 @@ def run_one_round(ctx: EngineContext, *, now: datetime, due: DueWork | None = No
     if due.outbox:
         delivery = deliver_outbox(ctx, now=now)
         done.sent, done.failed_sends = delivery.sent, delivery.failed
+    if due.webhooks:
+        calls = deliver_webhooks(ctx, now=now, allow_private=ctx.allow_private_webhooks)
+        done.webhooks = calls.sent + calls.failed
     return done
 
 
@@ -124,10 +141,10 @@ def current_time(ctx: EngineContext) -> datetime:
 def next_due(ctx: EngineContext, after: datetime) -> datetime | None:
     """The earliest moment after `after` at which some run or message falls due."""
     with read_only(ctx.engine) as conn:
-        pending_events, run_due, mail_due = conn.execute(_NEXT_DUE, {"now": after}).one()
+        pending_events, run_due, mail_due, call_due = conn.execute(_NEXT_DUE, {"now": after}).one()
     if pending_events:
         return after
-    candidates = [_utc(t) for t in (run_due, mail_due) if t is not None]
+    candidates = [_utc(t) for t in (run_due, mail_due, call_due) if t is not None]
     return min(candidates) if candidates else None
 
 
