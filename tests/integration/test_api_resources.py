@@ -52,6 +52,9 @@ def test_apply_stores_versions_only_of_what_changed(client: TestClient, key_for:
     client.post("/v1/resources/apply", json={"source": changed}, headers=headers)
     (listed,) = client.get("/v1/workflows", headers=headers).json()
     assert (listed["name"], listed["version"]) == ("welcome", 2)
+    versions = client.get("/v1/workflows/welcome/versions", headers=headers).json()
+    assert [v["version"] for v in versions] == [1, 2]
+    is_problem(client.get("/v1/workflows/nope/versions", headers=headers), 404)
 
 
 def test_enrolling_through_the_api_follows_reentry_and_shows_runs(

@@ -22,6 +22,7 @@ from carepath.entrypoints.api import (
     events,
     form_pages,
     hooks,
+    lists,
     pages,
     reports_in,
     resources,
@@ -97,6 +98,7 @@ def create_app(
     app.include_router(reports_in.router)
     app.include_router(contacts.router)
     app.include_router(tasks.router)
+    app.include_router(lists.router)
     app.include_router(resources.router)
     app.include_router(pages.router)
     app.include_router(form_pages.router)

@@ -137,6 +137,26 @@ def get_workflows(
         return [WorkflowOut.model_validate(r, from_attributes=True) for r in conn.execute(query)]
 
 
+@router.get(
+    "/v1/workflows/{name}/versions",
+    summary="Every stored version of a workflow (runs stay on the version they started on)",
+    tags=["workflows"],
+)
+def get_versions(
+    request: Request, name: str, _: Annotated[ApiKey, Depends(require("workflows:read"))]
+) -> list[WorkflowOut]:
+    query = (
+        sa.select(resources.c.name, resources.c.version, resources.c.created_at)
+        .where(resources.c.kind == "workflow", resources.c.name == name)
+        .order_by(resources.c.version)
+    )
+    with read_only(request.app.state.api.engine) as conn:
+        found = [WorkflowOut.model_validate(r, from_attributes=True) for r in conn.execute(query)]
+    if not found:
+        raise NotFound(f"no workflow named {name!r}")
+    return found
+
+
 @router.post(
     "/v1/workflows/{name}/enroll",
     summary="Enroll contacts by hand (re-entry rules apply)",
