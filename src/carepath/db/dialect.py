@@ -14,6 +14,7 @@ from sqlalchemy import (
     ColumnElement,
     Date,
     DateTime,
+    String,
     Table,
     Text,
     any_,
@@ -38,9 +39,10 @@ def bulk_insert(
     rows: Sequence[Mapping[str, Any]],
     *,
     ignore_conflicts: bool = False,
-    returning: str | None = None,
+    returning: str | tuple[str, ...] | None = None,
 ) -> list[Any]:
-    """INSERT many rows; optionally ON CONFLICT DO NOTHING, returning a column of rows inserted.
+    """INSERT many rows; optionally ON CONFLICT DO NOTHING, returning a column of rows inserted
+    (or, for a tuple of names, those columns of each row inserted).
 
     PostgreSQL: one `INSERT … SELECT … FROM jsonb_to_recordset(:rows)`: a short
     statement with one parameter, which the server plans once (a multi-row
@@ -59,13 +61,16 @@ def bulk_insert(
         stmt = sqlite.insert(table)
     if ignore_conflicts:
         stmt = stmt.on_conflict_do_nothing()
-    if returning is not None:
-        stmt = stmt.returning(table.c[returning])
+    names = (returning,) if isinstance(returning, str) else returning
+    if names:
+        stmt = stmt.returning(*(table.c[n] for n in names))
     if conn.dialect.name == "postgresql":
         result = conn.execute(stmt)
     else:
         result = conn.execute(stmt, list(rows))
-    return list(result.scalars().all()) if returning is not None else []
+    if returning is None:
+        return []
+    return list(result.scalars().all()) if isinstance(returning, str) else list(result.all())
 
 
 def insert_ignoring_conflicts(
@@ -73,7 +78,7 @@ def insert_ignoring_conflicts(
     table: Table,
     rows: Sequence[Mapping[str, Any]],
     *,
-    returning: str | None = None,
+    returning: str | tuple[str, ...] | None = None,
 ) -> list[Any]:
     """INSERT … ON CONFLICT DO NOTHING; returns the `returning` column of rows inserted."""
     return bulk_insert(conn, table, rows, ignore_conflicts=True, returning=returning)
@@ -90,6 +95,17 @@ def id_in(conn: Connection, col: ColumnElement[Any], ids: Sequence[int]) -> Colu
         return col == any_(bindparam(None, values, type_=postgresql.ARRAY(BigInteger)))
     listed: Any = select(column("value")).select_from(func.json_each(json.dumps(values)))
     return col.in_(listed.scalar_subquery())
+
+
+def text_in(
+    conn: Connection, col: ColumnElement[Any], values: Sequence[str]
+) -> ColumnElement[bool]:
+    """`col` is one of `values` (text), as one parameter whatever their number (see `id_in`)."""
+    listed = [str(v) for v in values]
+    if conn.dialect.name == "postgresql":
+        return col == any_(bindparam(None, listed, type_=postgresql.ARRAY(String)))
+    each: Any = select(column("value")).select_from(func.json_each(json.dumps(listed)))
+    return col.in_(each.scalar_subquery())
 
 
 def recordset_of(

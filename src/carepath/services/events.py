@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from carepath.db.dialect import insert_ignoring_conflicts
+from carepath.db.dialect import id_in, insert_ignoring_conflicts, text_in
 from carepath.db.schema import contacts, events
 from carepath.domain.fields import parse_datetime
 from carepath.domain.workflow_parser import EVENT_TYPE_CHARS
@@ -90,11 +90,13 @@ def resolve_contacts(
         if not values:
             continue
         column = contacts.c[kind]
-        # An id the column cannot hold names no contact (and must not reach the driver).
-        ids = [v for v in values if kind != "id" or (isinstance(v, int) and 0 < v < 2**63)]
-        query = sa.select(contacts.c.id, column).where(
-            column.in_(ids), contacts.c.erased_at.is_(None)
-        )
+        if kind == "id":
+            # An id the column cannot hold names no contact (and must not reach the driver).
+            ids = [v for v in values if isinstance(v, int) and 0 < v < 2**63]
+            found_in = id_in(conn, column, ids)
+        else:
+            found_in = text_in(conn, column, [str(v) for v in values])
+        query = sa.select(contacts.c.id, column).where(found_in, contacts.c.erased_at.is_(None))
         for row in conn.execute(query):
             found[(kind, str(row[1]))] = row.id
     return found
@@ -186,14 +188,13 @@ def accept_events(
     retried request gets the same answer as the first.
     """
     new, problems = check_events(conn, items, now=now, source=source)
-    store_events(conn, [e for _, e in new], now=now)
-    keys = [e.idempotency_key for _, e in new]
-    stored_ids: dict[str, int] = {}
-    if keys:
+    stored_ids = store_events_keyed(conn, [e for _, e in new], now=now)
+    earlier = sorted({e.idempotency_key for _, e in new} - set(stored_ids))
+    if earlier:  # retries: the events stored before under the same keys
         query = sa.select(events.c.idempotency_key, events.c.id).where(
-            events.c.idempotency_key.in_(keys)
+            text_in(conn, events.c.idempotency_key, earlier)
         )
-        stored_ids = {row.idempotency_key: row.id for row in conn.execute(query)}
+        stored_ids |= {row.idempotency_key: row.id for row in conn.execute(query)}
     by_index: dict[int, list[Problem]] = {}
     for index, problem in problems:
         by_index.setdefault(index, []).append(problem)
@@ -206,8 +207,15 @@ def store_events(conn: Connection, new: Sequence[NewEvent], *, now: datetime) ->
 
     Events no workflow listens to are stored as already processed.
     """
+    return len(store_events_keyed(conn, new, now=now))
+
+
+def store_events_keyed(
+    conn: Connection, new: Sequence[NewEvent], *, now: datetime
+) -> dict[str, int]:
+    """As `store_events`; returns idempotency key -> id of each event that was new."""
     if not new:
-        return 0
+        return {}
     interest = event_interest(conn)
     rows = [
         {
@@ -223,7 +231,8 @@ def store_events(conn: Connection, new: Sequence[NewEvent], *, now: datetime) ->
         }
         for e in new
     ]
-    return len(insert_ignoring_conflicts(conn, events, rows, returning="id"))
+    inserted = insert_ignoring_conflicts(conn, events, rows, returning=("idempotency_key", "id"))
+    return {row.idempotency_key: row.id for row in inserted}
 
 
 def read_jsonl(path: Path) -> list[tuple[str, object]]:

@@ -77,8 +77,8 @@ def create_app(
     install_problem_handlers(app)
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
 
     @app.get("/readyz", tags=["health"], summary="The database is reachable and migrated")
     def readyz(request: Request) -> JSONResponse:
