@@ -86,6 +86,12 @@ def test_unsigned_wrongly_signed_and_stale_requests_are_refused(
     assert is_problem(unsigned, 401)["detail"] == "the request is not signed"
     wrong = _post(client, BOOKED, secret="not-the-shared-secret-at-all")
     assert is_problem(wrong, 401)["detail"] == "the signature does not match"
+    huge = client.post(
+        "/v1/hooks/scheduler",
+        content=b"{}",
+        headers={"x-carepath-signature": "t=99999999999999999999,v1=" + "0" * 64},
+    )
+    assert is_problem(huge, 401)["detail"] == "the signature header is malformed"
     stale = _post(client, BOOKED, at=int(time.time()) - 6 * 60)
     assert is_problem(stale, 401)["detail"] == "the signature is too old or too far in the future"
     assert scheduler.events("appointment.scheduled") == []

@@ -134,6 +134,13 @@ def test_a_post_without_the_pages_token_and_cookie_is_refused(
     token = _open(browser)
     stranger = TestClient(browser.app)  # no cookie: another site's page posting here
     assert stranger.post("/f/bariatric-hra", data=_answers(token)).status_code == 403
+    flood = "&".join(f"f{i}=x" for i in range(300))
+    too_many = browser.post(
+        "/f/bariatric-hra",
+        content=flood,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert too_many.status_code == 413
     forged = browser.post("/f/bariatric-hra", data=_answers(token[:-2] + "00"))
     assert forged.status_code == 403
     assert journey.events("form.submitted") == []

@@ -62,7 +62,10 @@ def check_signature(secret: bytes, header: str | None, body: bytes, *, wall: dat
     timestamp, given = parts.get("t", ""), parts.get("v1", "")
     if not timestamp.isdigit() or len(given) != 64:
         raise SignatureError("the signature header is malformed")
-    signed_at = datetime.fromtimestamp(int(timestamp), tz=wall.tzinfo)
+    try:
+        signed_at = datetime.fromtimestamp(int(timestamp), tz=wall.tzinfo)
+    except (OverflowError, OSError, ValueError):  # a number no clock reaches
+        raise SignatureError("the signature header is malformed") from None
     if abs(wall - signed_at) > TOLERANCE:
         raise SignatureError("the signature is too old or too far in the future")
     expected = sign(secret, int(timestamp), body).partition("v1=")[2]

@@ -94,7 +94,10 @@ def _take_answers(request: Request, name: str, body: bytes) -> HTMLResponse:
     form = _form(request, name)
     if form is None:
         return _page("Not found", "<p>There is no such form.</p>", status=404)
-    submitted = dict(parse_qsl(body.decode("utf-8", "replace"), max_num_fields=200))
+    try:
+        submitted = dict(parse_qsl(body.decode("utf-8", "replace"), max_num_fields=200))
+    except ValueError:  # more fields than any form has
+        return _page("Too long", "<p>The answers are too long.</p>", status=413)
     token = submitted.pop("csrf_token", "")
     cookie = request.cookies.get(_cookie(name), "")
     if (
