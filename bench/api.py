@@ -46,10 +46,12 @@ from engine import (  # the engine bench's helpers, beside this file
     DEFAULT_POSTGRES_URL,
     T0,
     analyze,
+    free_port,
     git_revision,
     insert_contacts,
     machine_facts,
     throwaway_database,
+    write_report,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -166,12 +168,6 @@ def client_process(port: int, key: str, n_contacts: int, results: Any) -> None:
 # ------------------------------------------------------------------ server
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CAREPATH_DATABASE_URL": url}
     command = [
@@ -271,16 +267,13 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def write_results(report: dict[str, Any]) -> None:
-    RESULTS_JSON.parent.mkdir(exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    text = RESULTS_MD.read_text(encoding="utf-8")
-    block = f"{BEGIN_MARK}\n{markdown(report)}\n{END_MARK}"
-    if BEGIN_MARK in text:
-        head, rest = text.split(BEGIN_MARK, 1)
-        text = head + block + rest.split(END_MARK, 1)[1]
-    else:
-        text = f"{text.rstrip()}\n\n## Event ingestion over HTTP (`bench/api.py`)\n\n{block}\n"
-    RESULTS_MD.write_text(text, encoding="utf-8")
+    write_report(
+        report,
+        json_path=RESULTS_JSON,
+        markers=(BEGIN_MARK, END_MARK),
+        heading="## Event ingestion over HTTP (`bench/api.py`)",
+        block=markdown(report),
+    )
 
 
 def main() -> None:

@@ -68,10 +68,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine import (  # the engine bench's helpers, beside this file
     DEFAULT_POSTGRES_URL,
     analyze,
+    free_port,
     git_revision,
     insert_contacts,
     machine_facts,
     throwaway_database,
+    write_report,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -108,12 +110,6 @@ trigger: manual
 steps:
   remind: {email: reminder}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def start_sink() -> tuple[subprocess.Popen[bytes], int]:
@@ -337,17 +333,13 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def write_results(report: dict[str, Any]) -> None:
-    RESULTS_JSON.parent.mkdir(exist_ok=True)
-    RESULTS_JSON.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    text = RESULTS_MD.read_text(encoding="utf-8")
-    block = f"{BEGIN_MARK}\n{markdown(report)}\n{END_MARK}"
-    if BEGIN_MARK in text:
-        head, rest = text.split(BEGIN_MARK, 1)
-        text = head + block + rest.split(END_MARK, 1)[1]
-    else:
-        heading = "## Email throughput (`bench/email_delivery.py`)"
-        text = f"{text.rstrip()}\n\n{heading}\n\n{block}\n"
-    RESULTS_MD.write_text(text, encoding="utf-8")
+    write_report(
+        report,
+        json_path=RESULTS_JSON,
+        markers=(BEGIN_MARK, END_MARK),
+        heading="## Email throughput (`bench/email_delivery.py`)",
+        block=markdown(report),
+    )
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ import os
 import platform
 import queue
 import resource
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -918,6 +919,31 @@ RESULTS_HEADER = """\
 Regenerate with `python bench/engine.py` (the block between the markers is
 rewritten; the rest of this file is kept).
 """
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_report(
+    report: dict[str, Any], *, json_path: Path, markers: tuple[str, str], heading: str, block: str
+) -> None:
+    """Raw numbers to `json_path`; `block` between `markers` in RESULTS.md (added under
+    `heading` the first time), the rest of the file kept."""
+    json_path.parent.mkdir(exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    begin, end = markers
+    text = RESULTS_MD.read_text(encoding="utf-8")
+    marked = f"{begin}\n{block}\n{end}"
+    if begin in text:
+        head, rest = text.split(begin, 1)
+        text = head + marked + rest.split(end, 1)[1]
+    else:
+        text = f"{text.rstrip()}\n\n{heading}\n\n{marked}\n"
+    RESULTS_MD.write_text(text, encoding="utf-8")
 
 
 def write_markdown(report: dict[str, Any]) -> None:
