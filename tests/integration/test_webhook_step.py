@@ -14,6 +14,8 @@ import sqlalchemy as sa
 
 from carepath.db.schema import webhook_calls
 from carepath.errors import InvalidInput
+from carepath.services.contact_records import erase_contact
+from carepath.services.runner import advance_due_runs
 from carepath.services.webhook_calls import TargetRefusedError, checked_address
 from tests.integration.harness import Harness
 
@@ -107,6 +109,24 @@ def test_a_server_error_is_retried_with_backoff_and_a_client_error_is_final(
     assert [(r.status, r.attempts) for r in rows] == [("sent", 2), ("failed", 1)]
     (failed,) = journey.events("webhook.failed")
     assert failed.contact_id == bob
+
+
+def test_a_call_not_yet_made_for_an_erased_contact_is_never_made(
+    journey: Harness, endpoint: Endpoint
+) -> None:
+    journey.ctx.allow_private_webhooks = True
+    journey.apply(_flow(endpoint.url))
+    ann = journey.contact(first_name="Ann", external_id="MRN-1")
+    journey.enroll("handoff", ann)
+    advance_due_runs(journey.ctx, now=journey.now)  # the step runs; nothing delivered yet
+    with journey.engine.begin() as conn:
+        erase_contact(conn, ann, now=journey.now)
+    journey.work()
+    assert endpoint.received == []
+    with journey.engine.connect() as conn:
+        call = conn.execute(sa.select(webhook_calls)).one()
+    assert (call.status, call.last_error) == ("failed", "contact erased")
+    assert "Ann" not in json.dumps(call.body)
 
 
 def test_private_addresses_are_refused_unless_allowed(journey: Harness, endpoint: Endpoint) -> None:

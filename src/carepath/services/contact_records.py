@@ -3,7 +3,7 @@
 Erasing removes a person's data and keeps an anonymous tombstone: the row
 and its id stay, so runs, messages and events still count in reports, but
 every identifier, attribute and tag is gone, rendered messages lose their
-content and events their data, and live runs end.
+content, events their data and webhook calls their bodies, and live runs end.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from carepath.db.schema import LIVE_RUN, contacts, events, outbox, runs, tasks
+from carepath.db.schema import LIVE_RUN, contacts, events, outbox, runs, tasks, webhook_calls
 from carepath.domain.fields import COLUMN_FIELDS, READ_ONLY_FIELDS, ContactSchema, json_value
 from carepath.errors import InvalidInput, NotFound, Problem
 from carepath.services.contacts import (
@@ -124,6 +124,16 @@ def erase_contact(conn: Connection, contact_id: int, *, now: datetime) -> None:
         .values(subject="", html="", text="", links=None)
     )
     conn.execute(events.update().where(events.c.contact_id == contact_id).values(data={}))
+    conn.execute(
+        webhook_calls.update()
+        .where(webhook_calls.c.contact_id == contact_id, webhook_calls.c.status == "pending")
+        .values(status="failed", last_error="contact erased")
+    )
+    conn.execute(
+        webhook_calls.update()
+        .where(webhook_calls.c.contact_id == contact_id)
+        .values(body={"contact": {"id": contact_id}, "erased": True})
+    )
     conn.execute(tasks.update().where(tasks.c.contact_id == contact_id).values(title=ERASED))
     conn.execute(
         runs.update()
