@@ -1,4 +1,11 @@
-"""The worker loop: drain due work, sleep, repeat; SIGTERM finishes the batch, then stops."""
+"""The worker loop: drain due work, sleep, repeat; SIGTERM finishes the batch, then stops.
+
+A round that fails (the database restarting, a network blip) is logged by
+the exception's class only (its message may carry values) and retried after
+a pause that doubles up to a minute; the first good round resets it. A
+failed round leaves nothing half-written: each batch is one transaction,
+and whatever it had leased is leased again once the lease runs out.
+"""
 
 from __future__ import annotations
 
@@ -26,12 +33,29 @@ class StopFlag:
         self.event.set()
 
 
+MAX_PAUSE_SECONDS = 60.0
+
+
 def run_worker(ctx: EngineContext, *, poll_seconds: float, stop: StopFlag) -> WorkDone:
     """Loop until stopped; sleeps only when a round found nothing to do."""
     total = WorkDone()
+    failures = 0
     log.info("worker %s started", ctx.worker_id)
     while not stop.event.is_set():
-        done = run_one_round(ctx, now=current_time(ctx))
+        try:
+            done = run_one_round(ctx, now=current_time(ctx))
+        except Exception as exc:  # noqa: BLE001 - the loop outlives a bad round
+            failures += 1
+            pause = min(poll_seconds * 2**failures, MAX_PAUSE_SECONDS)
+            log.error(
+                "round failed (%s, %d in a row); retrying in %.1f s",
+                exc.__class__.__name__,
+                failures,
+                pause,
+            )
+            stop.event.wait(pause)
+            continue
+        failures = 0
         total += done
         if done.anything:
             log.info(
