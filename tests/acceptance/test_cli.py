@@ -206,3 +206,19 @@ def test_template_preview_renders_for_one_contact(tmp_path: Path) -> None:
     assert "<p>Hello Ann</p>" in out
     code, _, err = carepath("template", "preview", "nope", "--contact", "ext:MRN-1", *db)
     assert (code, err.strip()) == (2, "error: no template named nope")
+
+
+def test_workflows_are_paused_and_activated_by_name(tmp_path: Path) -> None:
+    db = ["--db", str(tmp_path / "w.db")]
+    assert carepath("init", *db)[0] == 0
+    assert carepath("apply", str(EXAMPLES), *db)[0] == 0
+    assert carepath("workflows", "pause", "bariatric-journey", *db)[1].strip() == (
+        "paused bariatric-journey"
+    )
+    assert "was paused already" in carepath("workflows", "pause", "bariatric-journey", *db)[1]
+    assert carepath("workflows", "activate", "bariatric-journey", *db)[1].strip() == (
+        "activated bariatric-journey"
+    )
+    code, _, err = carepath("workflows", "pause", "nope", *db)
+    assert code == 2
+    assert "no workflow named 'nope'" in err

@@ -276,6 +276,14 @@ webhook_calls = Table(
     ),
 )
 
+# Paused workflows (a row each): no new enrollments, and their runs are not advanced.
+paused_workflows = Table(
+    "paused_workflows",
+    metadata,
+    Column("workflow", String(100), primary_key=True),
+    Column("paused_at", UtcDateTime, nullable=False),
+)
+
 tasks = Table(
     "tasks",
     metadata,

@@ -35,7 +35,7 @@ from carepath.entrypoints.cli_support import (
     out,
     settings_for,
 )
-from carepath.entrypoints.server_commands import keys_app, serve
+from carepath.entrypoints.server_commands import keys_app, serve, workflows_app
 from carepath.entrypoints.worker import StopFlag, run_worker
 from carepath.errors import ConfigurationError
 from carepath.services import (
@@ -76,6 +76,7 @@ for sub, name in (
     (clock_app, "clock"), (contacts_app, "contacts"), (events_app, "events"),
     (tasks_app, "tasks"), (runs_app, "runs"), (report_app, "report"), (outbox_app, "outbox"),
     (bounces_app, "bounces"), (template_app, "template"), (keys_app, "keys"),
+    (workflows_app, "workflows"),
 ):  # fmt: skip
     app.add_typer(sub, name=name)
 

@@ -1,4 +1,4 @@
-"""`carepath serve` (the HTTP API on uvicorn) and `carepath keys` (its API keys)."""
+"""`carepath serve` (the HTTP API), `carepath keys` (its API keys), `carepath workflows`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ from carepath.entrypoints.cli_support import (
     settings_for,
 )
 from carepath.services import api_keys
+from carepath.services.catalog_store import build_current
 from carepath.services.clock import wall_time
+from carepath.services.workflow_states import activate_workflow, pause_workflow
 
 _SCOPES_HELP = f"Comma-separated: {', '.join(sorted(api_keys.SCOPES))}."
 keys_app = typer.Typer(help="API keys for the HTTP API.", no_args_is_help=True)
@@ -92,3 +94,28 @@ def serve(
         )
     except OSError as exc:
         fail(f"error: cannot serve on {host}:{port} ({exc.__class__.__name__})")
+
+
+workflows_app = typer.Typer(help="Pause and activate workflows.", no_args_is_help=True)
+
+
+@workflows_app.command("pause")
+def workflows_pause(
+    name: Annotated[str, typer.Argument(help="Workflow name.")], db: DbOption = None
+) -> None:
+    """No new enrollments; the workflow's runs wait where they are until it is activated."""
+    with errors_to_exit(), opened_engine(db) as engine, engine.begin() as conn:
+        build_current(conn).workflow_version(name)
+        changed = pause_workflow(conn, name, now=wall_time())
+    out.print(f"paused {name}" if changed else f"{name} was paused already")
+
+
+@workflows_app.command("activate")
+def workflows_activate(
+    name: Annotated[str, typer.Argument(help="Workflow name.")], db: DbOption = None
+) -> None:
+    """The workflow enrolls again and its runs go on."""
+    with errors_to_exit(), opened_engine(db) as engine, engine.begin() as conn:
+        build_current(conn).workflow_version(name)
+        changed = activate_workflow(conn, name)
+    out.print(f"activated {name}" if changed else f"{name} was not paused")

@@ -14,6 +14,7 @@ from carepath.db.schema import runs
 from carepath.domain.runs import LIVE_STATUSES, RunStatus
 from carepath.domain.workflow import ReentryMode, Workflow
 from carepath.services.catalog_store import CurrentCatalog
+from carepath.services.workflow_states import paused_names
 
 
 @dataclass(frozen=True)
@@ -90,12 +91,16 @@ def enroll(
     if not requests:
         return EnrollOutcome([], [])
     histories = _histories(conn, requests)
+    paused = paused_names(conn)
     rows: list[dict[str, object]] = []
     skipped: list[Skipped] = []
     for request in requests:
         workflow = current.catalog.workflows.get(request.workflow)
         if workflow is None:
             skipped.append(Skipped(request, f"unknown workflow {request.workflow}"))
+            continue
+        if workflow.name in paused:
+            skipped.append(Skipped(request, f"workflow {workflow.name} is paused"))
             continue
         if request.chain_depth > max_chain_depth:
             skipped.append(Skipped(request, f"enrollment chain deeper than {max_chain_depth}"))

@@ -31,6 +31,7 @@ from carepath.services.contacts import load_facts
 from carepath.services.context import EngineContext
 from carepath.services.event_interest import event_interest
 from carepath.services.facts import load_events, load_lists
+from carepath.services.workflow_states import not_paused
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ def claim_due_runs(
             LIVE_RUN,
             runs.c.wake_at <= now,
             sa.or_(runs.c.lease_until.is_(None), runs.c.lease_until < wall),
+            not_paused(runs.c.workflow),
         )
         .order_by(runs.c.wake_at)
         .limit(limit)

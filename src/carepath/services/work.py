@@ -17,6 +17,7 @@ from carepath.services.event_processing import process_events
 from carepath.services.outbox import deliver_outbox
 from carepath.services.runner import advance_due_runs
 from carepath.services.webhook_calls import deliver_webhooks
+from carepath.services.workflow_states import not_paused
 
 
 @dataclass
@@ -63,6 +64,7 @@ _DUE_WORK = sa.select(
         LIVE_RUN,
         runs.c.wake_at <= _NOW,
         sa.or_(runs.c.lease_until.is_(None), runs.c.lease_until < _WALL),
+        not_paused(runs.c.workflow),
     ),
     sa.or_(
         sa.exists().where(
@@ -81,7 +83,9 @@ _DUE_WORK = sa.select(
 )
 _NEXT_DUE = sa.select(
     sa.exists().where(events.c.processed_at.is_(None)),
-    sa.select(sa.func.min(runs.c.wake_at)).where(LIVE_RUN, runs.c.wake_at > _NOW).scalar_subquery(),
+    sa.select(sa.func.min(runs.c.wake_at))
+    .where(LIVE_RUN, runs.c.wake_at > _NOW, not_paused(runs.c.workflow))
+    .scalar_subquery(),
     sa.select(sa.func.min(outbox.c.next_attempt_at))
     .where(outbox.c.status == "pending", outbox.c.next_attempt_at > _NOW)
     .scalar_subquery(),

@@ -20,6 +20,7 @@ from carepath.services import catalog_store
 from carepath.services.api_keys import ApiKey
 from carepath.services.documents import load_text
 from carepath.services.enrollment import EnrollRequest, enroll
+from carepath.services.workflow_states import activate_workflow, pause_workflow
 
 router = APIRouter(tags=["resources"])
 MAX_SOURCE = 1_000_000  # characters of YAML or JSON in one request
@@ -44,6 +45,11 @@ class WorkflowOut(BaseModel):
     name: str
     version: int
     created_at: datetime
+
+
+class WorkflowState(BaseModel):
+    name: str
+    paused: bool
 
 
 class EnrollIn(BaseModel):
@@ -155,6 +161,36 @@ def get_versions(
     if not found:
         raise NotFound(f"no workflow named {name!r}")
     return found
+
+
+@router.post(
+    "/v1/workflows/{name}/pause",
+    summary="Pause a workflow: no new enrollments, its runs wait until it is activated",
+    tags=["workflows"],
+)
+def post_pause(
+    request: Request, name: str, _: Annotated[ApiKey, Depends(require("workflows:write"))]
+) -> WorkflowState:
+    state = request.app.state.api
+    with state.engine.begin() as conn:
+        state.cache.current(conn).workflow_version(name)  # NotFound for an unknown workflow
+        pause_workflow(conn, name, now=state.clock.now(conn))
+    return WorkflowState(name=name, paused=True)
+
+
+@router.post(
+    "/v1/workflows/{name}/activate",
+    summary="Activate a paused workflow: it enrolls again and its runs go on",
+    tags=["workflows"],
+)
+def post_activate(
+    request: Request, name: str, _: Annotated[ApiKey, Depends(require("workflows:write"))]
+) -> WorkflowState:
+    state = request.app.state.api
+    with state.engine.begin() as conn:
+        state.cache.current(conn).workflow_version(name)
+        activate_workflow(conn, name)
+    return WorkflowState(name=name, paused=False)
 
 
 @router.post(

@@ -1,4 +1,4 @@
-"""HTTP API: API keys, webhook receipts and calls, erased contacts, claimed tasks.
+"""HTTP API: API keys, webhooks, paused workflows, erased contacts, claimed tasks.
 
 Revision ID: 0003
 Revises: 0002
@@ -81,6 +81,12 @@ def upgrade() -> None:
         postgresql_where=sa.text("status = 'pending'"),
         sqlite_where=sa.text("status = 'pending'"),
     )
+    op.create_table(
+        "paused_workflows",
+        sa.Column("workflow", sa.String(length=100), nullable=False),
+        sa.Column("paused_at", carepath.db.types.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("workflow", name=op.f("pk_paused_workflows")),
+    )
     op.add_column(
         "contacts", sa.Column("erased_at", carepath.db.types.UtcDateTime(), nullable=True)
     )
@@ -94,6 +100,7 @@ def downgrade() -> None:
         batch.drop_column("assignee")
     with op.batch_alter_table("contacts") as batch:  # SQLite rebuilds the table
         batch.drop_column("erased_at")
+    op.drop_table("paused_workflows")
     op.drop_index("ix_webhook_calls_due", table_name="webhook_calls")
     op.drop_table("webhook_calls")
     op.drop_index(op.f("ix_hook_receipts_received_at"), table_name="hook_receipts")
