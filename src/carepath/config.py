@@ -36,5 +36,7 @@ class Settings(BaseSettings):
     max_chain_depth: int = Field(default=5, ge=1)
     # Webhook steps: allow private, loopback and link-local targets (an intranet CRM).
     webhook_allow_private: bool = False
+    # Trust this CA bundle (a PEM file) for webhook endpoints instead of the system's.
+    webhook_cafile: str | None = None
     # HTTP API: requests per second per API key, per server process (bursts of twice that).
     api_rate_per_second: float = Field(default=1000.0, gt=0)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -18,6 +20,7 @@ from carepath.services.contact_records import erase_contact
 from carepath.services.runner import advance_due_runs
 from carepath.services.webhook_calls import TargetRefusedError, checked_address
 from tests.integration.harness import Harness
+from tests.support.smtp_peers import self_signed_certificate
 
 SECRET = "crm-shared-secret-0123456789"
 
@@ -25,7 +28,7 @@ SECRET = "crm-shared-secret-0123456789"
 class Endpoint:
     """Records what it receives; answers with the statuses it is given, then 200."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
         self.answers: list[int] = []
         endpoint = self
@@ -42,7 +45,13 @@ class Endpoint:
                 """Quiet."""
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/carepath"
+        port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{port}/hooks/carepath"
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.url = f"https://localhost:{port}/hooks/carepath"  # checked by name
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
@@ -85,6 +94,29 @@ def test_the_contact_is_posted_signed_with_only_the_fields_named(
     assert journey.run(ann).status == "completed"
     with journey.engine.connect() as conn:
         assert conn.execute(sa.select(webhook_calls.c.status)).scalar() == "sent"
+
+
+def test_an_https_endpoint_is_called_at_the_checked_address_and_its_name_verified(
+    journey: Harness, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CRM_HOOK_SECRET", SECRET)
+    cert, key = self_signed_certificate(tmp_path)
+    endpoint = Endpoint(tls=(cert, key))
+    try:
+        journey.ctx.allow_private_webhooks = True
+        journey.ctx.webhook_cafile = str(cert)
+        journey.apply(_flow(endpoint.url))
+        ann = journey.contact(first_name="Ann", external_id="MRN-1")
+        journey.enroll("handoff", ann)
+        journey.work()
+        ((headers, _),) = endpoint.received
+        host = {k.lower(): v for k, v in headers.items()}["host"]
+        assert host == endpoint.url.split("/")[2]  # the name, not the address
+        with journey.engine.connect() as conn:
+            assert conn.execute(sa.select(webhook_calls.c.status)).scalar() == "sent"
+    finally:
+        endpoint.server.shutdown()
+        endpoint.server.server_close()
 
 
 def test_a_server_error_is_retried_with_backoff_and_a_client_error_is_final(

@@ -123,6 +123,7 @@ def engine_context(db: str | None, *, with_smtp: bool = True) -> Iterator[Engine
                 quiet_hours=quiet,
                 marketing_cap=cap,
                 allow_private_webhooks=settings.webhook_allow_private,
+                webhook_cafile=settings.webhook_cafile,
             )
         finally:
             if sender is not None:

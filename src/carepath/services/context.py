@@ -39,5 +39,6 @@ class EngineContext:
     marketing_cap: FrequencyCap | None = None  # per contact, for marketing sends
     # Webhook steps may call private, loopback and link-local addresses (and plain http).
     allow_private_webhooks: bool = False
+    webhook_cafile: str | None = None  # a CA bundle to trust for webhook endpoints
     cache: CatalogCache = field(default_factory=CatalogCache)
     renderer: TemplateRenderer = field(default_factory=TemplateRenderer)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -85,15 +86,17 @@ def _json(value: object) -> object:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
-def deliver_webhooks(
-    ctx: EngineContext, *, now: datetime, limit: int = 100, allow_private: bool = False
-) -> WebhookStats:
+def deliver_webhooks(ctx: EngineContext, *, now: datetime, limit: int = 100) -> WebhookStats:
     """Call one batch of due webhooks; record each outcome."""
     with ctx.engine.begin() as conn:
         due = _claim(conn, ctx, now=now, limit=limit)
     if not due:
         return WebhookStats(0, 0)
-    outcomes = [(call, _call(call, allow_private=allow_private)) for call in due]
+    verify: ssl.SSLContext | bool = True
+    if ctx.webhook_cafile:
+        verify = ssl.create_default_context(cafile=ctx.webhook_cafile)
+    allow_private = ctx.allow_private_webhooks
+    outcomes = [(call, _call(call, allow_private=allow_private, verify=verify)) for call in due]
     with ctx.engine.begin() as conn:
         return _record(conn, ctx, outcomes, now=now)
 
@@ -128,7 +131,7 @@ class _Outcome:
     reason: str | None = None
 
 
-def _call(call: Row[Any], *, allow_private: bool) -> _Outcome:
+def _call(call: Row[Any], *, allow_private: bool, verify: ssl.SSLContext | bool) -> _Outcome:
     try:
         secret = source_secret_value(call.secret_env)
     except ConfigurationError:
@@ -148,7 +151,7 @@ def _call(call: Row[Any], *, allow_private: bool) -> _Outcome:
     try:
         # To the address that was checked; TLS still verifies the host name.
         with httpx.Client(
-            timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False
+            timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False, verify=verify
         ) as client:
             response = client.post(
                 _with_address(call.url, address),

@@ -117,7 +117,7 @@ def run_one_round(ctx: EngineContext, *, now: datetime, due: DueWork | None = No
         delivery = deliver_outbox(ctx, now=now)
         done.sent, done.failed_sends = delivery.sent, delivery.failed
     if due.webhooks:
-        calls = deliver_webhooks(ctx, now=now, allow_private=ctx.allow_private_webhooks)
+        calls = deliver_webhooks(ctx, now=now)
         done.webhooks = calls.sent + calls.failed
     return done
 
