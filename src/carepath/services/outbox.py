@@ -43,6 +43,7 @@ from carepath.db.schema import contacts, outbox, suppressions
 from carepath.services.clock import wall_time
 from carepath.services.context import EngineContext
 from carepath.services.events import NewEvent, store_events
+from carepath.services.leases import lease_due
 from carepath.services.suppressions import suppress
 
 BASE_BACKOFF = timedelta(minutes=1)
@@ -233,26 +234,17 @@ def _recover_interrupted(conn: sa.Connection, *, now: datetime) -> int:
 
 def _claim(conn: sa.Connection, ctx: EngineContext, *, now: datetime, limit: int) -> list[Any]:
     """Lease due messages; each with its address and whether that address is suppressed."""
-    wall = wall_time()
-    due = (
-        sa.select(outbox.c.id)
-        .where(
-            outbox.c.status == "pending",
-            outbox.c.next_attempt_at <= now,
-            sa.or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < wall),
-        )
-        .order_by(outbox.c.next_attempt_at, outbox.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+    leased = lease_due(
+        conn,
+        outbox,
+        now=now,
+        wall=wall_time(),
+        owner=ctx.worker_id,
+        lease=ctx.lease,
+        limit=limit,
+        returning=outbox.c.id,
     )
-    claimed = list(
-        conn.execute(
-            outbox.update()
-            .where(outbox.c.id.in_(due.scalar_subquery()))
-            .values(lease_owner=ctx.worker_id, lease_until=wall + ctx.lease)
-            .returning(outbox.c.id)
-        ).scalars()
-    )
+    claimed = [row.id for row in leased]
     if not claimed:
         return []
     return list(

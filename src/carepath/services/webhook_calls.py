@@ -28,7 +28,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx2 as httpx
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from carepath.db.schema import webhook_calls
@@ -38,6 +37,7 @@ from carepath.services.clock import wall_time
 from carepath.services.context import EngineContext
 from carepath.services.events import NewEvent, store_events
 from carepath.services.hooks import sign, source_secret_value
+from carepath.services.leases import lease_due
 from carepath.services.outbox import backoff
 
 TIMEOUT_SECONDS = 10.0
@@ -102,25 +102,15 @@ def deliver_webhooks(ctx: EngineContext, *, now: datetime, limit: int = 100) -> 
 
 
 def _claim(conn: Connection, ctx: EngineContext, *, now: datetime, limit: int) -> list[Row[Any]]:
-    wall = wall_time()
-    chosen = (
-        sa.select(webhook_calls.c.id)
-        .where(
-            webhook_calls.c.status == "pending",
-            webhook_calls.c.next_attempt_at <= now,
-            sa.or_(webhook_calls.c.lease_until.is_(None), webhook_calls.c.lease_until < wall),
-        )
-        .order_by(webhook_calls.c.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return list(
-        conn.execute(
-            webhook_calls.update()
-            .where(webhook_calls.c.id.in_(chosen.scalar_subquery()))
-            .values(lease_owner=ctx.worker_id, lease_until=wall + ctx.lease)
-            .returning(*webhook_calls.c)
-        )
+    return lease_due(
+        conn,
+        webhook_calls,
+        now=now,
+        wall=wall_time(),
+        owner=ctx.worker_id,
+        lease=ctx.lease,
+        limit=limit,
+        returning=webhook_calls,
     )
 
 

@@ -14,6 +14,7 @@ from carepath.errors import ConfigurationError
 from carepath.services.clock import set_simulated_now, simulated_now, wall_time
 from carepath.services.context import EngineContext
 from carepath.services.event_processing import process_events
+from carepath.services.leases import due_for_attempt
 from carepath.services.outbox import deliver_outbox
 from carepath.services.runner import advance_due_runs
 from carepath.services.webhook_calls import deliver_webhooks
@@ -67,19 +68,11 @@ _DUE_WORK = sa.select(
         not_paused(runs.c.workflow),
     ),
     sa.or_(
-        sa.exists().where(
-            outbox.c.status == "pending",
-            outbox.c.next_attempt_at <= _NOW,
-            sa.or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < _WALL),
-        ),
+        sa.exists().where(due_for_attempt(outbox, _NOW, _WALL)),
         # a crashed worker's messages, to be counted as sent
         sa.exists().where(outbox.c.status == "sending", outbox.c.lease_until < _WALL),
     ),
-    sa.exists().where(
-        webhook_calls.c.status == "pending",
-        webhook_calls.c.next_attempt_at <= _NOW,
-        sa.or_(webhook_calls.c.lease_until.is_(None), webhook_calls.c.lease_until < _WALL),
-    ),
+    sa.exists().where(due_for_attempt(webhook_calls, _NOW, _WALL)),
 )
 _NEXT_DUE = sa.select(
     sa.exists().where(events.c.processed_at.is_(None)),
