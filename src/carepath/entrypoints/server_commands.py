@@ -19,7 +19,6 @@ from carepath.entrypoints.cli_support import (
     settings_for,
 )
 from carepath.services import api_keys
-from carepath.services.catalog_store import build_current
 from carepath.services.clock import wall_time
 from carepath.services.workflow_states import activate_workflow, pause_workflow
 
@@ -105,7 +104,6 @@ def workflows_pause(
 ) -> None:
     """No new enrollments; the workflow's runs wait where they are until it is activated."""
     with errors_to_exit(), opened_engine(db) as engine, engine.begin() as conn:
-        build_current(conn).workflow_version(name)
         changed = pause_workflow(conn, name, now=wall_time())
     out.print(f"paused {name}" if changed else f"{name} was paused already")
 
@@ -116,6 +114,5 @@ def workflows_activate(
 ) -> None:
     """The workflow enrolls again and its runs go on."""
     with errors_to_exit(), opened_engine(db) as engine, engine.begin() as conn:
-        build_current(conn).workflow_version(name)
         changed = activate_workflow(conn, name)
     out.print(f"activated {name}" if changed else f"{name} was not paused")

@@ -13,7 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from carepath.db.dialect import insert_ignoring_conflicts
-from carepath.db.schema import paused_workflows
+from carepath.db.schema import paused_workflows, resources
+from carepath.domain.resources import Kind
+from carepath.errors import NotFound
 
 
 def not_paused(workflow: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
@@ -22,16 +24,26 @@ def not_paused(workflow: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
 
 
 def pause_workflow(conn: Connection, name: str, *, now: datetime) -> bool:
-    """Pause `name`; False if it already was."""
+    """Pause `name`; False if it already was; NotFound if no such workflow is stored."""
+    _check_exists(conn, name)
     row = {"workflow": name, "paused_at": now}
     return bool(insert_ignoring_conflicts(conn, paused_workflows, [row], returning="workflow"))
 
 
 def activate_workflow(conn: Connection, name: str) -> bool:
     """Let `name` enroll and advance again; False if it was not paused."""
+    _check_exists(conn, name)
     done = conn.execute(paused_workflows.delete().where(paused_workflows.c.workflow == name))
     return bool(done.rowcount)
 
 
 def paused_names(conn: Connection) -> set[str]:
     return set(conn.execute(sa.select(paused_workflows.c.workflow)).scalars())
+
+
+def _check_exists(conn: Connection, name: str) -> None:
+    stored = sa.select(resources.c.id).where(
+        resources.c.kind == Kind.WORKFLOW.value, resources.c.name == name
+    )
+    if conn.execute(stored.limit(1)).first() is None:
+        raise NotFound(f"no workflow named {name!r}")

@@ -12,8 +12,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Annotated
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from sqlalchemy import Engine
 
 from carepath.db.connection import read_only
@@ -100,3 +101,14 @@ def require(scope: str) -> Callable[[Request], ApiKey]:
 
     dependency.__name__ = f"require_{scope.replace(':', '_')}"
     return dependency
+
+
+# The calling key, holding one scope: for route signatures.
+EventsWriter = Annotated[ApiKey, Depends(require("events:write"))]
+ContactsReader = Annotated[ApiKey, Depends(require("contacts:read"))]
+ContactsWriter = Annotated[ApiKey, Depends(require("contacts:write"))]
+ResourcesWriter = Annotated[ApiKey, Depends(require("resources:write"))]
+WorkflowsReader = Annotated[ApiKey, Depends(require("workflows:read"))]
+WorkflowsWriter = Annotated[ApiKey, Depends(require("workflows:write"))]
+TasksReader = Annotated[ApiKey, Depends(require("tasks:read"))]
+TasksWriter = Annotated[ApiKey, Depends(require("tasks:write"))]

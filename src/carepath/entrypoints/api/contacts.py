@@ -7,17 +7,16 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from carepath.db.connection import read_only
-from carepath.entrypoints.api.auth import require
+from carepath.entrypoints.api.auth import ContactsReader, ContactsWriter
 from carepath.entrypoints.api.params import ContactId
 from carepath.entrypoints.api.problems import problem_response
 from carepath.errors import InvalidInput, Problem
-from carepath.services.api_keys import ApiKey
 from carepath.services.contact_records import (
     change_contact,
     erase_contact,
@@ -34,8 +33,6 @@ _IMPORT_TYPES = {
     "application/x-ndjson": ".jsonl",
     "application/jsonl": ".jsonl",
 }
-Reader = Annotated[ApiKey, Depends(require("contacts:read"))]
-Writer = Annotated[ApiKey, Depends(require("contacts:write"))]
 _FIELDS_DOC = (
     "Core fields (external_id, email, phone, first_name, last_name, birth_date, sex, "
     "time_zone) and the custom fields of the `fields` documents."
@@ -65,7 +62,7 @@ class ContactPage(BaseModel):
     responses={201: {"model": SavedContactOut}},
 )
 def post_contact(
-    request: Request, record: Annotated[dict[str, Any], Body()], _: Writer
+    request: Request, record: Annotated[dict[str, Any], Body()], _: ContactsWriter
 ) -> JSONResponse:
     state = request.app.state.api
     with state.engine.begin() as conn:
@@ -96,7 +93,7 @@ def post_contact(
     },
     response_model=ImportOut,
 )
-async def post_import(request: Request, _: Writer) -> ImportOut | JSONResponse:
+async def post_import(request: Request, _: ContactsWriter) -> ImportOut | JSONResponse:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     suffix = _IMPORT_TYPES.get(kind)
     if suffix is None:
@@ -131,7 +128,7 @@ def _import_file(request: Request, path: Path) -> ImportOut | JSONResponse:
 
 
 @router.get("/v1/contacts/{contact_id}", summary="A contact's fields")
-def get_contact(request: Request, contact_id: ContactId, _: Reader) -> dict[str, Any]:
+def get_contact(request: Request, contact_id: ContactId, _: ContactsReader) -> dict[str, Any]:
     state = request.app.state.api
     with read_only(state.engine) as conn:
         schema = state.cache.current(conn).catalog.schema
@@ -148,7 +145,7 @@ def patch_contact(
     request: Request,
     contact_id: ContactId,
     changes: Annotated[dict[str, Any], Body()],
-    _: Writer,
+    _: ContactsWriter,
 ) -> Response:
     state = request.app.state.api
     with state.engine.begin() as conn:
@@ -162,7 +159,7 @@ def patch_contact(
     summary="Erase a contact's data, keeping an anonymous tombstone for reports",
     status_code=204,
 )
-def delete_contact(request: Request, contact_id: ContactId, _: Writer) -> Response:
+def delete_contact(request: Request, contact_id: ContactId, _: ContactsWriter) -> Response:
     state = request.app.state.api
     with state.engine.begin() as conn:
         erase_contact(conn, contact_id, now=state.clock.now(conn))
@@ -172,7 +169,7 @@ def delete_contact(request: Request, contact_id: ContactId, _: Writer) -> Respon
 @router.get("/v1/contacts", summary="Contacts by id, a page at a time", response_model=ContactPage)
 def get_contacts(
     request: Request,
-    _: Reader,
+    _: ContactsReader,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=40)] = None,
 ) -> ContactPage:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from carepath.entrypoints.api.auth import require
+from carepath.entrypoints.api.auth import EventsWriter
 from carepath.entrypoints.api.problems import pointer, problem_response
 from carepath.errors import Problem
-from carepath.services.api_keys import ApiKey
 from carepath.services.events import ItemOutcome, accept_events
 
 MAX_BATCH = 1000
@@ -93,7 +92,7 @@ class BatchResult(BaseModel):
 def post_events(
     request: Request,
     body: Annotated[dict[str, Any], Body()],
-    key: Annotated[ApiKey, Depends(require("events:write"))],
+    key: EventsWriter,
 ) -> JSONResponse:
     state = request.app.state.api
     batch = set(body) == {"events"}

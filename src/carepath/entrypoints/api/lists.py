@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from carepath.db.connection import read_only
-from carepath.entrypoints.api.auth import require
+from carepath.entrypoints.api.auth import ContactsReader, ContactsWriter
 from carepath.entrypoints.api.params import MAX_ID, ContactId, Id
-from carepath.services.api_keys import ApiKey
 from carepath.services.list_memberships import (
     join_list,
     leave_list,
@@ -20,8 +19,6 @@ from carepath.services.list_memberships import (
 )
 
 router = APIRouter(tags=["lists"])
-Reader = Annotated[ApiKey, Depends(require("contacts:read"))]
-Writer = Annotated[ApiKey, Depends(require("contacts:write"))]
 
 
 class ListOut(BaseModel):
@@ -44,7 +41,7 @@ class MembersPage(BaseModel):
 
 
 @router.get("/v1/lists", summary="Lists and how many contacts each holds")
-def get_lists(request: Request, _: Reader) -> list[ListOut]:
+def get_lists(request: Request, _: ContactsReader) -> list[ListOut]:
     with read_only(request.app.state.api.engine) as conn:
         return [ListOut.model_validate(s) for s in list_summaries(conn)]
 
@@ -53,7 +50,7 @@ def get_lists(request: Request, _: Reader) -> list[ListOut]:
 def get_members(
     request: Request,
     name: str,
-    _: Reader,
+    _: ContactsReader,
     after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> MembersPage:
@@ -63,7 +60,7 @@ def get_members(
 
 
 @router.post("/v1/lists/{name}/members", summary="Add contacts to a list (list.joined each)")
-def post_members(request: Request, name: str, body: MembersIn, key: Writer) -> JoinedOut:
+def post_members(request: Request, name: str, body: MembersIn, key: ContactsWriter) -> JoinedOut:
     state = request.app.state.api
     with state.engine.begin() as conn:
         joined = join_list(
@@ -77,7 +74,9 @@ def post_members(request: Request, name: str, body: MembersIn, key: Writer) -> J
     summary="Take a contact off a list (list.left)",
     status_code=204,
 )
-def delete_member(request: Request, name: str, contact_id: ContactId, key: Writer) -> Response:
+def delete_member(
+    request: Request, name: str, contact_id: ContactId, key: ContactsWriter
+) -> Response:
     state = request.app.state.api
     with state.engine.begin() as conn:
         leave_list(conn, name, contact_id, now=state.clock.now(conn), source=f"api:{key.name}")

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from carepath.entrypoints.api.auth import require
+from carepath.entrypoints.api.auth import EventsWriter
 from carepath.entrypoints.api.problems import problem_response
 from carepath.errors import InvalidInput
-from carepath.services.api_keys import ApiKey
 from carepath.services.bounces import ingest_reports
 
 router = APIRouter(tags=["email"])
@@ -44,9 +42,7 @@ class ReportsOut(BaseModel):
     },
     response_model=ReportsOut,
 )
-async def post_bounce(
-    request: Request, _: Annotated[ApiKey, Depends(require("events:write"))]
-) -> ReportsOut | JSONResponse:
+async def post_bounce(request: Request, _: EventsWriter) -> ReportsOut | JSONResponse:
     raw = await request.body()
     if len(raw) > MAX_REPORT_BYTES:
         return problem_response(413, detail="a report is at most 10 MB")

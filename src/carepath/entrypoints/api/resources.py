@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from carepath.db.connection import read_only
 from carepath.db.schema import contacts, resources, runs
-from carepath.entrypoints.api.auth import require
+from carepath.entrypoints.api.auth import ResourcesWriter, WorkflowsReader, WorkflowsWriter
 from carepath.entrypoints.api.params import ContactId, Id
 from carepath.entrypoints.api.problems import problem_response
 from carepath.errors import InvalidInput, NotFound, Problem
 from carepath.services import catalog_store
-from carepath.services.api_keys import ApiKey
 from carepath.services.documents import load_text
 from carepath.services.enrollment import EnrollRequest, enroll
 from carepath.services.workflow_states import activate_workflow, pause_workflow
@@ -84,7 +82,7 @@ def _problems(problems: list[Problem]) -> JSONResponse:
 def post_validate(
     request: Request,
     body: ResourceSource,
-    _: Annotated[ApiKey, Depends(require("resources:write"))],
+    _: ResourcesWriter,
 ) -> JSONResponse:
     docs, problems = load_text(body.source, SOURCE_NAME)
     if not problems:
@@ -103,7 +101,7 @@ def post_validate(
 def post_apply(
     request: Request,
     body: ResourceSource,
-    _: Annotated[ApiKey, Depends(require("resources:write"))],
+    _: ResourcesWriter,
 ) -> list[AppliedOut] | JSONResponse:
     docs, problems = load_text(body.source, SOURCE_NAME)
     if problems:
@@ -121,9 +119,7 @@ def post_apply(
 
 
 @router.get("/v1/workflows", summary="Workflows and their latest versions", tags=["workflows"])
-def get_workflows(
-    request: Request, _: Annotated[ApiKey, Depends(require("workflows:read"))]
-) -> list[WorkflowOut]:
+def get_workflows(request: Request, _: WorkflowsReader) -> list[WorkflowOut]:
     latest = (
         sa.select(resources.c.name, sa.func.max(resources.c.version).label("version"))
         .where(resources.c.kind == "workflow")
@@ -148,9 +144,7 @@ def get_workflows(
     summary="Every stored version of a workflow (runs stay on the version they started on)",
     tags=["workflows"],
 )
-def get_versions(
-    request: Request, name: str, _: Annotated[ApiKey, Depends(require("workflows:read"))]
-) -> list[WorkflowOut]:
+def get_versions(request: Request, name: str, _: WorkflowsReader) -> list[WorkflowOut]:
     query = (
         sa.select(resources.c.name, resources.c.version, resources.c.created_at)
         .where(resources.c.kind == "workflow", resources.c.name == name)
@@ -168,12 +162,9 @@ def get_versions(
     summary="Pause a workflow: no new enrollments, its runs wait until it is activated",
     tags=["workflows"],
 )
-def post_pause(
-    request: Request, name: str, _: Annotated[ApiKey, Depends(require("workflows:write"))]
-) -> WorkflowState:
+def post_pause(request: Request, name: str, _: WorkflowsWriter) -> WorkflowState:
     state = request.app.state.api
     with state.engine.begin() as conn:
-        state.cache.current(conn).workflow_version(name)  # NotFound for an unknown workflow
         pause_workflow(conn, name, now=state.clock.now(conn))
     return WorkflowState(name=name, paused=True)
 
@@ -183,12 +174,9 @@ def post_pause(
     summary="Activate a paused workflow: it enrolls again and its runs go on",
     tags=["workflows"],
 )
-def post_activate(
-    request: Request, name: str, _: Annotated[ApiKey, Depends(require("workflows:write"))]
-) -> WorkflowState:
+def post_activate(request: Request, name: str, _: WorkflowsWriter) -> WorkflowState:
     state = request.app.state.api
     with state.engine.begin() as conn:
-        state.cache.current(conn).workflow_version(name)
         activate_workflow(conn, name)
     return WorkflowState(name=name, paused=False)
 
@@ -202,7 +190,7 @@ def post_enroll(
     request: Request,
     name: str,
     body: EnrollIn,
-    _: Annotated[ApiKey, Depends(require("workflows:write"))],
+    _: WorkflowsWriter,
 ) -> EnrollOut:
     state = request.app.state.api
     with state.engine.begin() as conn:
@@ -234,7 +222,7 @@ def post_enroll(
 def get_runs(
     request: Request,
     contact_id: ContactId,
-    _: Annotated[ApiKey, Depends(require("workflows:read"))],
+    _: WorkflowsReader,
 ) -> list[RunOut]:
     with read_only(request.app.state.api.engine) as conn:
         exists = conn.execute(sa.select(contacts.c.id).where(contacts.c.id == contact_id)).first()

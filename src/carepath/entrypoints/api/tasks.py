@@ -5,19 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from carepath.db.connection import read_only
-from carepath.entrypoints.api.auth import require
+from carepath.entrypoints.api.auth import TasksReader, TasksWriter
 from carepath.entrypoints.api.params import TaskId
-from carepath.services.api_keys import ApiKey
 from carepath.services.tasks import claim_task, complete_task, list_tasks
 
 router = APIRouter(tags=["tasks"])
-Reader = Annotated[ApiKey, Depends(require("tasks:read"))]
-Writer = Annotated[ApiKey, Depends(require("tasks:write"))]
 
 
 class TaskOut(BaseModel):
@@ -49,7 +46,7 @@ def _task(row: Any) -> TaskOut:
 @router.get("/v1/tasks", summary="Tasks of a queue", response_model=list[TaskOut])
 def get_tasks(
     request: Request,
-    _: Reader,
+    _: TasksReader,
     queue: Annotated[str | None, Query(max_length=100)] = None,
     status: Annotated[str, Query(pattern="^(open|completed)$")] = "open",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -60,7 +57,7 @@ def get_tasks(
 
 
 @router.post("/v1/tasks/{task_id}/claim", summary="Take a task", response_model=TaskOut)
-def post_claim(request: Request, task_id: TaskId, claim: Claim, _: Writer) -> TaskOut:
+def post_claim(request: Request, task_id: TaskId, claim: Claim, _: TasksWriter) -> TaskOut:
     state = request.app.state.api
     with state.engine.begin() as conn:
         return _task(claim_task(conn, task_id, agent=claim.agent, now=state.clock.now(conn)))
@@ -71,7 +68,9 @@ def post_claim(request: Request, task_id: TaskId, claim: Claim, _: Writer) -> Ta
     summary="Close a task with an outcome; journeys waiting for task.completed go on",
     status_code=204,
 )
-def post_complete(request: Request, task_id: TaskId, completion: Completion, _: Writer) -> Response:
+def post_complete(
+    request: Request, task_id: TaskId, completion: Completion, _: TasksWriter
+) -> Response:
     state = request.app.state.api
     with state.engine.begin() as conn:
         complete_task(conn, task_id, outcome=completion.outcome, now=state.clock.now(conn))
