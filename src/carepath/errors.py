@@ -28,6 +28,14 @@ class Problem:
     def __str__(self) -> str:
         return f"{self.location}: {self.message}" if self.location else self.message
 
+    @classmethod
+    def at_field(cls, message: str) -> Problem:
+        """A check's "field: reason" message as a problem located at that field."""
+        field, sep, reason = message.partition(": ")
+        if sep and " " not in field:
+            return cls(field, reason)
+        return cls("", message)
+
 
 class InvalidInput(CarepathError):
     """User input (a resource file, an import, an event) is not acceptable."""

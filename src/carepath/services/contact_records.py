@@ -42,7 +42,7 @@ def save_contact(
     """Create a contact, or update the one with the same external_id (then email)."""
     values, errors = check_record(record, schema)
     if errors:
-        raise InvalidInput([_problem(e) for e in errors])
+        raise InvalidInput([Problem.at_field(e) for e in errors])
     created, _ = upsert_contacts(conn, [values], schema, now=now)
     column, value = (
         (contacts.c.external_id, values["external_id"])
@@ -161,10 +161,3 @@ def _json(value: object) -> object:
     if isinstance(value, datetime | date):
         return value.isoformat()
     return json_value(value)
-
-
-def _problem(message: str) -> Problem:
-    field, sep, reason = message.partition(": ")
-    if sep and " " not in field:
-        return Problem(field, reason)
-    return Problem("", message)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from carepath.entrypoints.api.auth import EventsWriter
-from carepath.entrypoints.api.problems import pointer, problem_response
+from carepath.entrypoints.api.problems import field_errors, problem_response
 from carepath.errors import Problem
 from carepath.services.events import ItemOutcome, accept_events
 
@@ -134,15 +134,8 @@ def _batch_item(outcome: ItemOutcome) -> BatchItem:
 
 
 def _item_errors(outcome: ItemOutcome, *, prefix: tuple[str | int, ...]) -> list[dict[str, str]]:
-    return [_field_error(p, prefix) for p in outcome.problems]
-
-
-def _field_error(problem: Problem, prefix: tuple[str | int, ...]) -> dict[str, str]:
     # The event checks word each problem "field: reason".
-    field, sep, reason = problem.message.partition(": ")
-    if not sep or " " in field:
-        return {"pointer": pointer(prefix), "detail": problem.message}
-    return {"pointer": pointer([*prefix, field]), "detail": reason}
+    return field_errors([Problem.at_field(p.message) for p in outcome.problems], prefix=prefix)
 
 
 def _invalid(errors: list[dict[str, str]]) -> JSONResponse:
