@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,12 +11,7 @@ from pathlib import Path
 import httpx2 as httpx
 
 from tests.acceptance.test_worker_process import cli
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.smtp_peers import free_port
 
 
 def test_serve_answers_health_and_accepts_events_with_a_key_from_the_cli(tmp_path: Path) -> None:
@@ -33,7 +27,7 @@ def test_serve_answers_health_and_accepts_events_with_a_key_from_the_cli(tmp_pat
     refused = cli("keys", "create", "--name", "other", "--scopes", "events:delete", env=env)
     assert refused.returncode == 2
     assert "unknown scope 'events:delete'" in refused.stderr
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "carepath", "serve", "--port", str(port)],
         env=env,

@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from carepath.db.connection import read_only
 from carepath.domain.forms import AnswerType, FormDef, FormField
+from carepath.entrypoints.api.pages import html_page
 from carepath.errors import InvalidInput
 from carepath.services.forms import submit_form
 
@@ -144,13 +145,7 @@ def _set_cookie(response: HTMLResponse, form: str, token: str) -> None:
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    html = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title></head><body><main><h1>{escape(title)}</h1>"
-        f"{body}</main></body></html>"
-    )
-    return HTMLResponse(html, status_code=status, headers=_HEADERS)
+    return html_page(title, body, status=status, headers=_HEADERS)
 
 
 def _form_html(

@@ -9,6 +9,7 @@ name no one: the token is all they know.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from html import escape
 
 from fastapi import APIRouter, Request
@@ -21,14 +22,21 @@ router = APIRouter(include_in_schema=False)
 _NO_STORE = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer"}
 
 
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+def html_page(
+    title: str, body: str, *, status: int = 200, headers: Mapping[str, str] = _NO_STORE
+) -> HTMLResponse:
+    """A plain, accessible page: a title, a heading, `body` (already escaped HTML)."""
     html = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title></head><body><main><h1>{escape(title)}</h1>{body}"
         "</main></body></html>"
     )
-    return HTMLResponse(html, status_code=status, headers=_NO_STORE)
+    return HTMLResponse(html, status_code=status, headers=dict(headers))
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    return html_page(title, body, status=status)
 
 
 @router.get("/u/{token}")
