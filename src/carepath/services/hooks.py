@@ -20,7 +20,6 @@ from sqlalchemy.engine import Connection
 
 from carepath.db.dialect import insert_ignoring_conflicts
 from carepath.db.schema import hook_receipts
-from carepath.domain.sources import SourceDef
 from carepath.errors import CarepathError, ConfigurationError
 
 TOLERANCE = timedelta(minutes=5)
@@ -32,10 +31,6 @@ class SignatureError(CarepathError):
     """The request is not signed by the source (missing, malformed, wrong, stale, replayed)."""
 
     code = "bad_signature"
-
-
-def source_secret(source: SourceDef, environ: Mapping[str, str] | None = None) -> bytes:
-    return source_secret_value(source.secret_env, environ)
 
 
 def source_secret_value(name: str, environ: Mapping[str, str] | None = None) -> bytes:

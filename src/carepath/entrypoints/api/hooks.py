@@ -19,7 +19,7 @@ from carepath.services.hooks import (
     SignatureError,
     check_signature,
     record_receipt,
-    source_secret,
+    source_secret_value,
 )
 
 router = APIRouter(tags=["events"])
@@ -52,7 +52,7 @@ def _receive(request: Request, name: str, body: bytes, signature: str | None) ->
         if source is None:
             return problem_response(404, detail="no such source")
         try:
-            secret = source_secret(source)
+            secret = source_secret_value(source.secret_env)
         except ConfigurationError:
             return problem_response(503, detail="the source has no secret configured")
         wall = wall_time()
