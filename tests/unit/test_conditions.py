@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -270,3 +270,75 @@ def test_every_problem_in_a_condition_is_reported_not_only_the_first() -> None:
                                    {"field": "contact.score", "bogus": 1}]})  # fmt: skip
 
     assert [path for path, _ in found] == [("when", "any", 0, "field"), ("when", "any", 1)]
+
+
+# ------------------------------------------------------------------ event history
+
+HISTORY = ConditionRules(SCHEMA, scopes=frozenset({Scope.CONTACT}), history=True)
+
+
+def history_holds(raw: object, events: list[tuple[str, int, dict[str, object]]]) -> bool:
+    """`events`: (type, days before NOW, data)."""
+    past = [EventFacts(kind, NOW - timedelta(days=ago), data) for kind, ago, data in events]
+    return evaluate(parse(raw, HISTORY), Facts({}, NOW, history=past))
+
+
+OPENS = [("email.opened", 1, {}), ("email.opened", 40, {}), ("email.clicked", 2, {})]
+
+
+def test_event_history_counts_one_type_within_the_window() -> None:
+    assert history_holds({"event": "email.opened"}, OPENS)
+    assert history_holds({"event": "email.opened", "count": 2}, OPENS)
+    assert history_holds({"event": "email.opened", "count": 1, "within": "30d"}, OPENS)
+    assert not history_holds({"event": "email.opened", "count_gte": 3}, OPENS)
+    assert history_holds({"event": "email.opened", "count_lt": 3}, OPENS)
+
+
+def test_no_such_event_in_the_window_is_lack_of_engagement() -> None:
+    silent = {"event": "email.opened", "count": 0, "within": "30d"}
+    assert not history_holds(silent, OPENS)
+    assert history_holds(silent, [("email.opened", 31, {})])
+    assert history_holds(silent, [])
+
+
+def test_event_history_where_filters_on_the_counted_events_data() -> None:
+    forms = [("form.submitted", 3, {"form": "hra", "score": 45}), ("form.submitted", 5, {})]
+    high = {"event": "form.submitted", "where": {"field": "event.data.score", "gte": 40}}
+    assert history_holds(high, forms)
+    assert not history_holds({**high, "count_gte": 2}, forms)
+    other = {"event": "form.submitted", "where": {"field": "event.data.form", "eq": "bmi"}}
+    assert not history_holds(other, forms)
+
+
+def test_event_history_belongs_in_segments_not_in_workflow_conditions() -> None:
+    [(path, message)] = problems_for({"event": "email.opened", "count": 0})
+    assert path == ("when",)
+    assert "belong in segments" in message
+
+
+@pytest.mark.parametrize(
+    ("raw", "where", "message"),
+    [
+        ({"event": "Email Opened"}, ("when", "event"), "an event type is lower-case"),
+        ({"event": "a", "count": -1}, ("when", "count"), "whole number"),
+        ({"event": "a", "count": True}, ("when", "count"), "whole number"),
+        ({"event": "a", "count": 1, "count_gte": 2}, ("when",), "at most one count"),
+        ({"event": "a", "within": "soon"}, ("when", "within"), "duration"),
+        ({"event": "a", "since": "1d"}, ("when",), "unknown event-history key 'since'"),
+        (
+            {"event": "a", "where": {"field": "contact.age", "gt": 1}},
+            ("when", "where", "field"),
+            "cannot be used here",
+        ),
+        (
+            {"event": "a", "where": {"field": "event.data.at", "before": "-1d"}},
+            ("when", "where"),
+            "need a date field",
+        ),
+    ],
+)
+def test_event_history_problems_name_the_key_at_fault(
+    raw: object, where: tuple[object, ...], message: str
+) -> None:
+    found = problems_for(raw, HISTORY)
+    assert any(path == where and message in text for path, text in found), found

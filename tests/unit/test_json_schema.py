@@ -250,7 +250,7 @@ def test_a_document_set_using_every_construct_passes_both() -> None:
         ),
         pytest.param(
             branch_on({"event": "email.opened", "count_gte": 1, "within": "30d"}),
-            "event-history conditions are not supported",
+            "event-history conditions belong in segments",
             id="event-history",
         ),
         pytest.param(

@@ -303,3 +303,21 @@ tasks = Table(
     Index(None, "queue", "status"),
     Index(None, "contact_id"),
 )
+
+# Who is in each segment now; refreshed incrementally and on schedule (services/segments.py).
+segment_members = Table(
+    "segment_members",
+    metadata,
+    Column("segment_name", String(100), primary_key=True),
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("entered_at", UtcDateTime, nullable=False),
+    Index(None, "contact_id"),
+)
+
+# Contacts whose facts changed since segments last looked at them.
+segment_checks = Table(
+    "segment_checks",
+    metadata,
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("marked_at", UtcDateTime, nullable=False),
+)

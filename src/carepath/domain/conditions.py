@@ -80,7 +80,20 @@ class InSegment:
     name: str
 
 
-Condition = AllOf | AnyOf | Not | FieldTest | InList | InSegment
+@dataclass(frozen=True)
+class EventHistory:
+    """How many of the contact's events of one type (within a window, matching `where`)."""
+
+    type: str
+    op: Op  # eq, gte, lte, gt or lt, applied to the count
+    count: int
+    within: timedelta | None = None
+    where: Condition | None = None
+
+
+Condition = AllOf | AnyOf | Not | FieldTest | InList | InSegment | EventHistory
+
+EVENT_TYPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 
 @dataclass(frozen=True)
@@ -100,6 +113,8 @@ class Facts:
     segments: frozenset[str] = frozenset()
     trigger: EventFacts | None = None
     event: EventFacts | None = None
+    # The contact's events that event-history conditions count (all types they name).
+    history: Sequence[EventFacts] = ()
 
 
 @dataclass(frozen=True)
@@ -108,6 +123,7 @@ class ConditionRules:
 
     schema: ContactSchema
     scopes: frozenset[Scope] = field(default_factory=lambda: frozenset(Scope))
+    history: bool = False  # whether event-history conditions ({event: TYPE, ...}) may appear
 
 
 _COMBINATORS = ("all", "any", "not")
@@ -133,8 +149,10 @@ def parse_condition(
             return None
         return InList(name) if key == "in_list" else InSegment(name)
     if "event" in keys:
-        problems.add(path, "event-history conditions are not supported in this version")
-        return None
+        if not rules.history:
+            problems.add(path, "event-history conditions belong in segments (use in_segment)")
+            return None
+        return _parse_event_history(raw, path, rules, problems)
     problems.add(path, f"unknown condition keys: {', '.join(sorted(map(str, keys)))}")
     return None
 
@@ -212,6 +230,72 @@ def _parse_reference(
         return None
     spec = FieldSpec("occurred_at", FieldType.DATETIME) if rest == ["occurred_at"] else None
     return scope, tuple(rest), spec
+
+
+_COUNT_KEYS = {
+    "count": Op.EQ,
+    "count_gte": Op.GTE,
+    "count_lte": Op.LTE,
+    "count_gt": Op.GT,
+    "count_lt": Op.LT,
+}
+_HISTORY_KEYS = {"event", "within", "where", *_COUNT_KEYS}
+# Inside `where`, event data has no declared type: relative dates cannot be read from it.
+_UNTYPED_REFUSED = (Op.BEFORE, Op.AFTER, Op.ANNIVERSARY_WITHIN)
+
+
+def _parse_event_history(
+    raw: Mapping[object, object], path: Path, rules: ConditionRules, problems: Problems
+) -> EventHistory | None:
+    unknown = sorted(str(k) for k in set(raw) - _HISTORY_KEYS)
+    if unknown:
+        expected = ", ".join(sorted(_HISTORY_KEYS))
+        problems.add(path, f"unknown event-history key {unknown[0]!r} (expected {expected})")
+        return None
+    kind = raw["event"]
+    if not isinstance(kind, str) or not kind or not set(kind) <= EVENT_TYPE_CHARS:
+        problems.add((*path, "event"), "an event type is lower-case text such as email.opened")
+        return None
+    counts = [k for k in raw if k in _COUNT_KEYS]
+    if len(counts) > 1:
+        problems.add(path, "an event-history condition takes at most one count operator")
+        return None
+    op, count = Op.GTE, 1
+    if counts:
+        key = str(counts[0])
+        wanted = raw[key]
+        if isinstance(wanted, bool) or not isinstance(wanted, int) or not 0 <= wanted < 2**31:
+            problems.add((*path, key), "a count is a whole number, 0 or more")
+            return None
+        op, count = _COUNT_KEYS[key], wanted
+    within = None
+    if "within" in raw:
+        try:
+            within = parse_duration(raw["within"])
+        except DurationError as exc:
+            problems.add((*path, "within"), str(exc))
+            return None
+    where = None
+    if "where" in raw:
+        where_rules = ConditionRules(rules.schema, scopes=frozenset({Scope.EVENT}))
+        where = parse_condition(raw["where"], (*path, "where"), where_rules, problems)
+        if where is None:
+            return None
+        if any(t.op in _UNTYPED_REFUSED and t.spec is None for t in _field_tests(where)):
+            problems.add((*path, "where"), "before, after and anniversary_within need a date field")
+            return None
+    return EventHistory(kind, op, count, within, where)
+
+
+def _field_tests(condition: Condition) -> list[FieldTest]:
+    match condition:
+        case AllOf(items) | AnyOf(items):
+            return [t for c in items for t in _field_tests(c)]
+        case Not(item):
+            return _field_tests(item)
+        case FieldTest():
+            return [condition]
+    return []
 
 
 class _Invalid:
@@ -305,7 +389,22 @@ def evaluate(condition: Condition, facts: Facts) -> bool:
             return name in facts.segments
         case FieldTest():
             return _evaluate_test(condition, facts)
+        case EventHistory():
+            return _ORDERINGS_AND_EQ[condition.op](
+                _history_count(condition, facts), condition.count
+            )
     raise TypeError(f"not a condition: {type(condition).__name__}")
+
+
+def _history_count(history: EventHistory, facts: Facts) -> int:
+    since = facts.now - history.within if history.within is not None else None
+    count = 0
+    for event in facts.history:
+        if event.type != history.type or (since is not None and event.occurred_at < since):
+            continue
+        if history.where is None or evaluate(history.where, Facts({}, facts.now, event=event)):
+            count += 1
+    return count
 
 
 def resolve(test_scope: Scope, path: Sequence[str], facts: Facts) -> object:
@@ -360,8 +459,8 @@ def _evaluate_test(test: FieldTest, facts: Facts) -> bool:
                 low, high = expected
                 return _ordered(Op.GTE, actual, low) and _ordered(Op.LTE, actual, high)
             case Op.CONTAINS:
-                if isinstance(actual, list):
-                    return expected in actual
+                if isinstance(actual, list):  # as eq does: True is not 1
+                    return any(_comparable(item, expected) and item == expected for item in actual)
                 return isinstance(actual, str) and isinstance(expected, str) and expected in actual
             case Op.BEFORE | Op.AFTER:
                 return _relative(test.op, actual, expected, facts.now)
@@ -391,6 +490,9 @@ _ORDERINGS: Mapping[Op, Callable[[Any, Any], bool]] = {
     Op.GT: operator.gt,
     Op.GTE: operator.ge,
 }
+
+
+_ORDERINGS_AND_EQ: Mapping[Op, Callable[[Any, Any], bool]] = {**_ORDERINGS, Op.EQ: operator.eq}
 
 
 def _ordered(op: Op, actual: object, expected: object) -> bool:
@@ -458,6 +560,18 @@ def referenced_scopes(condition: Condition) -> set[Scope]:
             return referenced_scopes(item)
         case FieldTest(scope=scope):
             return {scope}
+    return set()
+
+
+def referenced_event_types(condition: Condition) -> set[str]:
+    """The event types whose history a condition counts."""
+    match condition:
+        case AllOf(items) | AnyOf(items):
+            return set().union(*(referenced_event_types(c) for c in items))
+        case Not(item):
+            return referenced_event_types(item)
+        case EventHistory(type=kind):
+            return {kind}
     return set()
 
 

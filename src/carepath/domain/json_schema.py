@@ -99,7 +99,9 @@ def _definitions() -> dict[str, Schema]:
         **_name_definitions(),
         **_duration_definitions(),
         **_condition_definitions("condition", "fieldReference"),
-        **_condition_definitions("contactCondition", "contactFieldReference"),
+        **_condition_definitions("contactCondition", "contactFieldReference", history=True),
+        **_condition_definitions("historyCondition", "historyFieldReference"),
+        "eventHistory": _event_history(),
         **_step_definitions(),
         **_workflow_definitions(),
         **_resource_definitions(),
@@ -172,6 +174,12 @@ def _name_definitions() -> dict[str, Schema]:
                 "enrolled it: type, occurred_at or data.NAME (data.a.b for nested data)."
             ),
             "examples": ["event.data.starts_at", "trigger.data.form", "event.occurred_at"],
+        },
+        "historyFieldReference": {
+            "type": "string",
+            "pattern": "^event\\.(type|occurred_at|data(\\.[^.]+)+)$",
+            "description": "A field of the counted event: event.type, event.occurred_at "
+            "or event.data.NAME.",
         },
         "fieldReference": {
             "anyOf": [_ref("contactFieldReference"), _ref("eventFieldReference")],
@@ -271,7 +279,36 @@ def _duration_definitions() -> dict[str, Schema]:
 # -------------------------------------------------------------- conditions
 
 
-def _condition_definitions(name: str, reference: str) -> dict[str, Schema]:
+def _event_history() -> Schema:
+    count = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
+    counts = {
+        "count": "Exactly this many events.",
+        "count_gte": "At least this many events (the default is count_gte: 1).",
+        "count_lte": "At most this many events.",
+        "count_gt": "More than this many events.",
+        "count_lt": "Fewer than this many events.",
+    }
+    return {
+        "type": "object",
+        "description": (
+            "The contact's history of one event type: {event: email.opened, count_gte: 1, "
+            "within: 30d}; count: 0 means no such event (lack of engagement)."
+        ),
+        "properties": {
+            "event": {**_ref("eventType"), "description": "The event type counted."},
+            "within": {**_ref("duration"), "description": "Only events this recent count."},
+            "where": {**_ref("historyCondition"), "description": "Only matching events count."},
+            **{key: {**count, "description": text} for key, text in counts.items()},
+        },
+        "required": ["event"],
+        "additionalProperties": False,
+        "not": {"anyOf": [{"required": [a, b]} for a in counts for b in counts if a < b]},
+    }
+
+
+def _condition_definitions(
+    name: str, reference: str, *, history: bool = False
+) -> dict[str, Schema]:
     """A condition whose field tests may use the references `reference` allows."""
     scalar = _ref("scalar")
     not_list_fields = _contact_refs(
@@ -362,6 +399,7 @@ def _condition_definitions(name: str, reference: str) -> dict[str, Schema]:
                     "in_segment",
                     {"type": "string", "minLength": 1, "description": "A segment."},
                 ),
+                *([_ref("eventHistory")] if history else []),
             ],
         },
         f"{name}FieldTest": field_test,

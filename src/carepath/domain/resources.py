@@ -108,6 +108,6 @@ def parse_segment(
     if "condition" not in raw:
         problems.add(("condition",), "condition is required")
         return None
-    rules = ConditionRules(schema, scopes=frozenset({Scope.CONTACT}))
+    rules = ConditionRules(schema, scopes=frozenset({Scope.CONTACT}), history=True)
     condition = parse_condition(raw["condition"], ("condition",), rules, problems)
     return SegmentDef(str(raw["segment"]), condition) if condition else None

@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from carepath.domain.conditions import EVENT_TYPE_CHARS
 from carepath.domain.problems import Problems
-from carepath.domain.workflow_parser import EVENT_TYPE_CHARS
 
 _PATH = re.compile(r"^payload(\.[A-Za-z0-9_-]+)*$")
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{2,100}$")

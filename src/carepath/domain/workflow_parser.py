@@ -9,6 +9,7 @@ from datetime import time, timedelta
 from urllib.parse import urlsplit
 
 from carepath.domain.conditions import (
+    EVENT_TYPE_CHARS,
     Condition,
     ConditionRules,
     Scope,
@@ -67,7 +68,6 @@ _ALLOWED_STEP_KEYS: dict[str, set[str]] = {
     "goto": set(),
     "exit": set(),
 }
-EVENT_TYPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 
 class _Ctx:

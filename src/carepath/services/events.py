@@ -15,8 +15,8 @@ from sqlalchemy.engine import Connection
 
 from carepath.db.dialect import id_in, insert_ignoring_conflicts, text_in
 from carepath.db.schema import contacts, events
+from carepath.domain.conditions import EVENT_TYPE_CHARS
 from carepath.domain.fields import parse_datetime
-from carepath.domain.workflow_parser import EVENT_TYPE_CHARS
 from carepath.errors import InvalidInput, Problem
 from carepath.services.event_interest import arrives_processed, event_interest
 
