@@ -222,3 +222,29 @@ def test_workflows_are_paused_and_activated_by_name(tmp_path: Path) -> None:
     code, _, err = carepath("workflows", "pause", "nope", *db)
     assert code == 2
     assert "no workflow named 'nope'" in err
+
+
+def test_segments_refresh_count_and_members_as_spreadsheet_safe_csv(tmp_path: Path) -> None:
+    db = ("--db", str(tmp_path / "s.db"))
+    (tmp_path / "s.yaml").write_text(
+        "segment: women-40-plus\n"
+        "condition: {all: [{field: contact.sex, eq: female}, {field: contact.age, gte: 40}]}\n"
+    )
+    (tmp_path / "people.csv").write_text(
+        "external_id,email,sex,birth_date\n"
+        "=HYPERLINK(1),a@example.org,female,1970-03-01\n"
+        "MRN-2,b@example.org,female,2001-03-01\n"
+        "MRN-3,c@example.org,male,1960-03-01\n"
+    )
+    assert carepath("init", *db)[0] == 0
+    assert carepath("apply", str(tmp_path / "s.yaml"), *db)[0] == 0
+    assert carepath("contacts", "import", str(tmp_path / "people.csv"), *db)[0] == 0
+    assert carepath("segments", "refresh", *db)[1].strip() == "women-40-plus: 1 entered, 0 left"
+    assert carepath("segments", "count", "women-40-plus", *db)[1].strip() == "1"
+    code, out, _ = carepath("segments", "members", "women-40-plus", *db)
+    assert code == 0
+    assert out.splitlines() == ["id,external_id,email", "1,'=HYPERLINK(1),a@example.org"]
+    code, out, _ = carepath("segments", "members", "women-40-plus", "--format", "jsonl", *db)
+    assert json.loads(out) == {"id": 1, "external_id": "=HYPERLINK(1)", "email": "a@example.org"}
+    code, _, err = carepath("segments", "count", "nobody", *db)
+    assert (code, err.strip()) == (2, "error: no segment named 'nobody'")

@@ -27,10 +27,16 @@ def test_segments_and_unknown_lists_in_goal_conditions_are_reported() -> None:
     )  # fmt: skip
     assert problems_of(doc) == [
         ("goal.when", "unknown list 'ghosts'"),
-        (
-            "steps.a.branch.0.when",
-            "in_segment is not available in this version (no segment membership)",
-        ),
+        ("steps.a.branch.0.when", "unknown segment 'nobody'"),
+    ]
+
+
+def test_segments_that_contain_each_other_are_refused() -> None:
+    first = {"segment": "a", "condition": {"in_segment": "b"}}
+    second = {"segment": "b", "condition": {"not": {"in_segment": "a"}}}
+    assert problems_of(first, second) == [
+        ("condition", "segments contain each other: a -> b -> a"),
+        ("condition", "segments contain each other: b -> a -> b"),
     ]
 
 

@@ -9,6 +9,7 @@ field-level encryption stays a local change.
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Date,
     ForeignKey,
@@ -320,4 +321,15 @@ segment_checks = Table(
     metadata,
     Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
     Column("marked_at", UtcDateTime, nullable=False),
+)
+
+# When each segment's membership was last recounted in full, and from which version.
+segment_refreshes = Table(
+    "segment_refreshes",
+    metadata,
+    Column("segment_name", String(100), primary_key=True),
+    Column("version", Integer, nullable=False),
+    # Whether membership moves with time alone (ages, windows): then it is recounted on schedule.
+    Column("time_relative", Boolean, nullable=False),
+    Column("refreshed_at", UtcDateTime, nullable=False),
 )

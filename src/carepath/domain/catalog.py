@@ -191,6 +191,9 @@ def _check_workflows(
         if segment is not None:
             problems = Problems()
             check_memberships(segment.condition, ("condition",), catalog, problems)
+            loop = segment_cycle(catalog, name)
+            if loop:
+                problems.add(("condition",), f"segments contain each other: {' -> '.join(loop)}")
             _record(findings, doc, problems)
     for cycle in enroll_cycles(every_workflow.values()):
         names = " -> ".join([*(e.source for e in cycle), cycle[0].source])
@@ -286,15 +289,32 @@ def _check_sendable(
 def check_memberships(
     condition: Condition, path: tuple[str | int, ...], catalog: Catalog, problems: Problems
 ) -> None:
-    """Lists named by `in_list` must exist; `in_segment` is refused for now."""
+    """Lists and segments named by `in_list` and `in_segment` must exist."""
     for kind, name in sorted(referenced_memberships(condition)):
-        if kind == "segment":
-            # Refused rather than always false: membership is not materialised yet.
-            problems.add(
-                path, "in_segment is not available in this version (no segment membership)"
-            )
-        elif name not in catalog.lists:
-            problems.add(path, f"unknown list {name!r}")
+        known = catalog.segments if kind == "segment" else catalog.lists
+        if name not in known:
+            problems.add(path, f"unknown {kind} {name!r}")
+
+
+def segment_cycle(catalog: Catalog, start: str) -> list[str] | None:
+    """A chain of in_segment references that leads from `start` back to it, if any."""
+
+    def names(segment: str) -> list[str]:
+        found = catalog.segments.get(segment)
+        if found is None:
+            return []
+        return sorted(n for k, n in referenced_memberships(found.condition) if k == "segment")
+
+    pending = [[start, n] for n in names(start)]
+    seen: set[str] = set()
+    while pending:
+        chain = pending.pop()
+        if chain[-1] == start:
+            return chain
+        if chain[-1] not in seen:
+            seen.add(chain[-1])
+            pending.extend([*chain, n] for n in names(chain[-1]))
+    return None
 
 
 __all__ = ["Catalog", "CatalogResult", "Document", "Finding", "build_catalog"]

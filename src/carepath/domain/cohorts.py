@@ -31,7 +31,8 @@ class TurnInputs:
     fields: tuple[str, ...]  # contact fields read by branches and dated waits
     lists: tuple[str, ...]  # lists whose membership branches test
     events: bool  # branches or waits read trigger or event data
-    per_contact: bool  # a split, or a segment test: every contact decides alone
+    per_contact: bool  # a split: every contact decides alone
+    segments: tuple[str, ...] = ()  # segments whose membership branches test
 
 
 def turn_inputs(workflow: Workflow) -> TurnInputs:
@@ -51,13 +52,11 @@ def turn_inputs(workflow: Workflow) -> TurnInputs:
                     fields.add(name.partition(".")[0])
                 else:
                     events = True
-    lists: set[str] = set()
+    memberships: dict[str, set[str]] = {"list": set(), "segment": set()}
     for condition in conditions:
         fields |= referenced_contact_fields(condition)
         events = events or bool(referenced_scopes(condition) - {Scope.CONTACT})
         for kind, name in referenced_memberships(condition):
-            if kind == "list":
-                lists.add(name)
-            else:
-                per_contact = True
-    return TurnInputs(tuple(sorted(fields)), tuple(sorted(lists)), events, per_contact)
+            memberships[kind].add(name)
+    lists, segments = (tuple(sorted(memberships[k])) for k in ("list", "segment"))
+    return TurnInputs(tuple(sorted(fields)), lists, events, per_contact, segments)

@@ -587,3 +587,18 @@ def referenced_memberships(condition: Condition) -> set[tuple[str, str]]:
         case InSegment(name):
             return {("segment", name)}
     return set()
+
+
+def depends_on_time(condition: Condition) -> bool:
+    """Whether the answer can change with time alone: ages, relative dates, windows."""
+    match condition:
+        case AllOf(items) | AnyOf(items):
+            return any(depends_on_time(c) for c in items)
+        case Not(item):
+            return depends_on_time(item)
+        case EventHistory(within=within):
+            return within is not None
+        case FieldTest(op=op, value=value, path=path):
+            relative = op in (Op.BEFORE, Op.AFTER) and isinstance(value, timedelta)
+            return relative or op is Op.ANNIVERSARY_WITHIN or path == ("age",)
+    return False

@@ -35,6 +35,7 @@ from carepath.entrypoints.cli_support import (
     out,
     settings_for,
 )
+from carepath.entrypoints.segment_commands import segments_app
 from carepath.entrypoints.server_commands import keys_app, serve, workflows_app
 from carepath.entrypoints.worker import StopFlag, run_worker
 from carepath.errors import ConfigurationError
@@ -76,7 +77,7 @@ for sub, name in (
     (clock_app, "clock"), (contacts_app, "contacts"), (events_app, "events"),
     (tasks_app, "tasks"), (runs_app, "runs"), (report_app, "report"), (outbox_app, "outbox"),
     (bounces_app, "bounces"), (template_app, "template"), (keys_app, "keys"),
-    (workflows_app, "workflows"),
+    (workflows_app, "workflows"), (segments_app, "segments"),
 ):  # fmt: skip
     app.add_typer(sub, name=name)
 

@@ -27,6 +27,7 @@ from carepath.errors import InvalidInput, NotFound, Problem
 from carepath.services.documents import SourceDocument
 from carepath.services.event_interest import refresh_event_interest
 from carepath.services.facts import contact_fields_used
+from carepath.services.segment_checks import inputs_of, store_inputs
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,8 @@ def apply_documents(
     _sync_lists(conn, catalog, now)
     if any(a.changed and a.kind is Kind.WORKFLOW for a in applied):
         refresh_event_interest(conn)
+    if any(a.changed and a.kind is Kind.SEGMENT for a in applied):
+        store_inputs(conn, inputs_of(catalog.segments.values()))
     return applied
 
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from carepath.db.dialect import aggregated_ids, id_in, json_member, json_member_value
-from carepath.db.schema import LIVE_RUN, contacts, list_members, runs
+from carepath.db.schema import LIVE_RUN, contacts, list_members, runs, segment_members
 from carepath.domain.cohorts import turn_inputs
 from carepath.domain.conditions import Facts
 from carepath.domain.fields import ContactSchema
@@ -56,6 +56,7 @@ def read_cohorts(
     core = [n for n in names if n in FACT_COLUMNS and n != "attributes"]
     custom = [n for n in names if n in schema.custom]
     lists = sorted(set().union(*(i.lists for i in used)))
+    segments = sorted(set().union(*(i.segments for i in used)))
     events = any(i.events for i in used)
     per_contact = any(i.per_contact for i in used)
 
@@ -81,6 +82,13 @@ def read_cohorts(
             sa.and_(joined.c.contact_id == runs.c.contact_id, joined.c.list_name == name),
         )
         key[f"list_{i}"] = joined.c.contact_id.is_not(None)
+    for i, name in enumerate(segments):
+        member = segment_members.alias(f"segment_{i}")
+        source = source.outerjoin(
+            member,
+            sa.and_(member.c.contact_id == runs.c.contact_id, member.c.segment_name == name),
+        )
+        key[f"segment_{i}"] = member.c.contact_id.is_not(None)
     query = (
         sa.select(
             *(expr.label(label) for label, expr in key.items()),
@@ -107,6 +115,7 @@ def read_cohorts(
             contact=contact_facts(contact, schema, custom=custom),
             now=now,
             lists=frozenset(n for i, n in enumerate(lists) if values[f"list_{i}"]),
+            segments=frozenset(n for i, n in enumerate(segments) if values[f"segment_{i}"]),
             trigger=known.get(group.trigger_event_id) if events else None,
             event=known.get(group.event_id) if events else None,
         )

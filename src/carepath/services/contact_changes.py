@@ -22,6 +22,7 @@ from carepath.db.schema import contacts
 from carepath.db.types import Json
 from carepath.domain.fields import COLUMN_FIELDS, json_value
 from carepath.domain.runs import UpdateContact
+from carepath.services.segment_checks import mark_contacts, mark_contacts_where
 
 
 @dataclass
@@ -84,6 +85,7 @@ def write_shared_change(
     if change.tags is not None:
         values["tags"] = tags
     conn.execute(contacts.update().where(which).values(values))
+    mark_contacts_where(conn, which, now=now)
 
 
 def _merged_attributes(conn: Connection, patch: Any) -> Any:
@@ -124,6 +126,7 @@ def _write_group_postgres(
     if has_tags:
         values["tags"] = v.c.tags
     conn.execute(contacts.update().where(contacts.c.id == v.c.id).values(values))
+    mark_contacts(conn, [row["id"] for row in rows], now=now)
 
 
 def _write_group_sqlite(
@@ -146,3 +149,4 @@ def _write_group_sqlite(
         contacts.update().where(contacts.c.id == sa.bindparam("b_id")).values(values),
         [{f"b_{k}": value for k, value in row.items()} for row in rows],
     )
+    mark_contacts(conn, [row["id"] for row in rows], now=now)

@@ -15,7 +15,16 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from carepath.db.schema import LIVE_RUN, contacts, events, outbox, runs, tasks, webhook_calls
+from carepath.db.schema import (
+    LIVE_RUN,
+    contacts,
+    events,
+    outbox,
+    runs,
+    segment_members,
+    tasks,
+    webhook_calls,
+)
 from carepath.domain.fields import COLUMN_FIELDS, READ_ONLY_FIELDS, ContactSchema, json_value
 from carepath.errors import InvalidInput, NotFound, Problem
 from carepath.services.contacts import (
@@ -124,6 +133,7 @@ def erase_contact(conn: Connection, contact_id: int, *, now: datetime) -> None:
         .values(subject="", html="", text="", links=None)
     )
     conn.execute(events.update().where(events.c.contact_id == contact_id).values(data={}))
+    conn.execute(segment_members.delete().where(segment_members.c.contact_id == contact_id))
     conn.execute(
         webhook_calls.update()
         .where(webhook_calls.c.contact_id == contact_id, webhook_calls.c.status == "pending")

@@ -29,6 +29,7 @@ from carepath.domain.fields import (
 from carepath.domain.scheduling import is_time_zone
 from carepath.errors import InvalidInput, NotFound, Problem
 from carepath.services.events import NewEvent, store_events
+from carepath.services.segment_checks import mark_contacts
 
 IMPORT_BATCH = 1000
 FACT_COLUMNS = ("id", *sorted(COLUMN_FIELDS), "tags", "attributes", "created_at")
@@ -223,6 +224,7 @@ def upsert_contacts(
             .values({c: sa.bindparam(c) for c in columns}),
             updates,
         )
+        mark_contacts(conn, [int(u["b_id"]) for u in updates], now=now)  # type: ignore[call-overload]
     if inserts:
         new_ids = bulk_insert(conn, contacts, inserts, returning="id")
         created = [

@@ -40,5 +40,7 @@ class EngineContext:
     # Webhook steps may call private, loopback and link-local addresses (and plain http).
     allow_private_webhooks: bool = False
     webhook_cafile: str | None = None  # a CA bundle to trust for webhook endpoints
+    # Segments that move with time alone (ages, windows) are recounted this often.
+    segment_refresh_interval: timedelta = timedelta(days=1)
     cache: CatalogCache = field(default_factory=CatalogCache)
     renderer: TemplateRenderer = field(default_factory=TemplateRenderer)

@@ -28,7 +28,7 @@ from carepath.services.contacts import load_facts
 from carepath.services.context import EngineContext
 from carepath.services.enrollment import EnrollRequest, enroll
 from carepath.services.events import NewEvent, store_events
-from carepath.services.facts import event_facts, load_events, load_lists
+from carepath.services.facts import event_facts, load_events, load_lists, load_segments
 from carepath.services.run_writes import close_open_steps, completion_event, write_run_updates
 
 
@@ -98,6 +98,7 @@ def _process(
     fields = ctx.cache.contact_fields(conn, current, versions | set(workflows))
     facts = load_facts(conn, contact_ids, schema, fields=fields)
     lists = load_lists(conn, contact_ids)
+    segments = load_segments(conn, contact_ids)
     triggers = load_events(conn, [r.trigger_event_id for r in live_rows])
     live: dict[int, list[_LiveRun]] = defaultdict(list)
     for row in live_rows:
@@ -119,12 +120,14 @@ def _process(
                 continue
             run_facts = Facts(
                 contact, now, frozenset(lists[event.contact_id]),
+                frozenset(segments[event.contact_id]),
                 trigger=triggers.get(run.row.trigger_event_id), event=incoming,
             )  # fmt: skip
             _apply_to_run(run, event, run_facts, changes, now=now)
         event_only = Facts(
-            contact, now, frozenset(lists[event.contact_id]), trigger=incoming, event=incoming
-        )
+            contact, now, frozenset(lists[event.contact_id]), frozenset(segments[event.contact_id]),
+            trigger=incoming, event=incoming,
+        )  # fmt: skip
         for workflow in by_trigger.get(event.type, []):
             trigger = workflow.trigger
             assert isinstance(trigger, EventTrigger)

@@ -19,6 +19,7 @@ from carepath.domain.conditions import EVENT_TYPE_CHARS
 from carepath.domain.fields import parse_datetime
 from carepath.errors import InvalidInput, Problem
 from carepath.services.event_interest import arrives_processed, event_interest
+from carepath.services.segment_checks import mark_for_events
 
 REFERENCE_KEYS = ("id", "external_id", "email")
 MAX_KEY_LENGTH = 200
@@ -232,7 +233,11 @@ def store_events_keyed(
         for e in new
     ]
     inserted = insert_ignoring_conflicts(conn, events, rows, returning=("idempotency_key", "id"))
-    return {row.idempotency_key: row.id for row in inserted}
+    stored = {row.idempotency_key: row.id for row in inserted}
+    mark_for_events(
+        conn, [(e.type, e.contact_id) for e in new if e.idempotency_key in stored], now=now
+    )
+    return stored
 
 
 def read_jsonl(path: Path) -> list[tuple[str, object]]:

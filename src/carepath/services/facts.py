@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from carepath.channels.templates import contact_fields
 from carepath.db.dialect import id_in
-from carepath.db.schema import events, list_members
+from carepath.db.schema import events, list_members, segment_members
 from carepath.domain.conditions import EventFacts, referenced_contact_fields
 from carepath.domain.resources import Template
 from carepath.domain.workflow import (
@@ -27,14 +27,21 @@ from carepath.domain.workflow import (
 
 
 def load_lists(conn: Connection, contact_ids: Iterable[int]) -> dict[int, set[str]]:
+    return _memberships(conn, list_members.c.contact_id, list_members.c.list_name, contact_ids)
+
+
+def load_segments(conn: Connection, contact_ids: Iterable[int]) -> dict[int, set[str]]:
+    table = segment_members
+    return _memberships(conn, table.c.contact_id, table.c.segment_name, contact_ids)
+
+
+def _memberships(
+    conn: Connection, contact: sa.Column[int], name: sa.Column[str], ids: Iterable[int]
+) -> dict[int, set[str]]:
     found: dict[int, set[str]] = defaultdict(set)
-    rows = conn.execute(
-        sa.select(list_members.c.contact_id, list_members.c.list_name).where(
-            id_in(conn, list_members.c.contact_id, list(set(contact_ids)))
-        )
-    )
-    for row in rows:
-        found[row.contact_id].add(row.list_name)
+    rows = conn.execute(sa.select(contact, name).where(id_in(conn, contact, list(set(ids)))))
+    for contact_id, member_of in rows:
+        found[contact_id].add(member_of)
     return found
 
 

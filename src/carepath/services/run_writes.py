@@ -11,9 +11,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from carepath.db.dialect import bulk_update, id_in
-from carepath.db.schema import events, run_steps, runs
+from carepath.db.schema import contacts, events, run_steps, runs
 from carepath.domain.runs import RunStatus, StepOutcome, StepRecord
 from carepath.services.events import NewEvent
+from carepath.services.segment_checks import mark_contacts_where, read_inputs
 
 
 def write_run_updates(
@@ -100,3 +101,6 @@ def store_completion_events(
     columns = ["idempotency_key", "type", "contact_id", "occurred_at", "received_at", "data"]
     columns += ["source", "chain_depth", "processed_at"]
     conn.execute(insert.from_select(columns, selected).on_conflict_do_nothing())
+    if COMPLETION_TYPE in read_inputs(conn).event_types:
+        ended = sa.select(runs.c.contact_id).where(id_in(conn, runs.c.id, run_ids))
+        mark_contacts_where(conn, contacts.c.id.in_(ended.scalar_subquery()), now=now)

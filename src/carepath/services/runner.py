@@ -30,7 +30,7 @@ from carepath.services.cohort_writes import write_cohort, writes_as_cohort
 from carepath.services.contacts import load_facts
 from carepath.services.context import EngineContext
 from carepath.services.event_interest import event_interest
-from carepath.services.facts import load_events, load_lists
+from carepath.services.facts import load_events, load_lists, load_segments
 from carepath.services.workflow_states import not_paused
 
 
@@ -186,6 +186,7 @@ def _advance_one_by_one(
     fields = ctx.cache.contact_fields(conn, current, resource_ids)
     contacts_ = load_facts(conn, contact_ids, current.catalog.schema, fields=fields)
     lists = load_lists(conn, contact_ids)
+    segments = load_segments(conn, contact_ids)
     known = load_events(conn, [*(r.trigger_event_id for r in rows), *(r.event_id for r in rows)])
     writer = BatchWriter(conn, ctx, current, now=now, contacts=contacts_, lists=lists)
     steps = 0
@@ -199,6 +200,7 @@ def _advance_one_by_one(
             contact=writer.contacts[row.contact_id],
             now=now,
             lists=frozenset(writer.lists.get(row.contact_id, ())),
+            segments=frozenset(segments.get(row.contact_id, ())),
             trigger=known.get(row.trigger_event_id) if row.trigger_event_id else None,
             event=known.get(row.event_id) if row.event_id else None,
         )

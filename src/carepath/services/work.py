@@ -8,7 +8,16 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from carepath.db.connection import read_only
-from carepath.db.schema import LIVE_RUN, events, outbox, runs, webhook_calls
+from carepath.db.schema import (
+    LIVE_RUN,
+    events,
+    outbox,
+    resources,
+    runs,
+    segment_checks,
+    segment_refreshes,
+    webhook_calls,
+)
 from carepath.domain.fields import parse_datetime
 from carepath.errors import ConfigurationError
 from carepath.services.clock import set_simulated_now, simulated_now, wall_time
@@ -17,6 +26,7 @@ from carepath.services.event_processing import process_events
 from carepath.services.leases import due_for_attempt
 from carepath.services.outbox import deliver_outbox
 from carepath.services.runner import advance_due_runs
+from carepath.services.segments import update_segments
 from carepath.services.webhook_calls import deliver_webhooks
 from carepath.services.workflow_states import not_paused
 
@@ -29,6 +39,7 @@ class WorkDone:
     sent: int = 0
     failed_sends: int = 0
     webhooks: int = 0  # calls made, whatever their outcome
+    segment_checks: int = 0  # segments recounted and contacts re-checked
 
     def __iadd__(self, other: WorkDone) -> WorkDone:
         self.events += other.events
@@ -37,11 +48,13 @@ class WorkDone:
         self.sent += other.sent
         self.failed_sends += other.failed_sends
         self.webhooks += other.webhooks
+        self.segment_checks += other.segment_checks
         return self
 
     @property
     def anything(self) -> bool:
-        return bool(self.events or self.runs or self.sent or self.failed_sends or self.webhooks)
+        sends = self.sent or self.failed_sends or self.webhooks
+        return bool(self.events or self.runs or sends or self.segment_checks)
 
 
 @dataclass(frozen=True)
@@ -50,14 +63,27 @@ class DueWork:
     runs: bool
     outbox: bool
     webhooks: bool = False
+    segments: bool = False
 
     @property
     def anything(self) -> bool:
-        return self.events or self.runs or self.outbox or self.webhooks
+        return self.events or self.runs or self.outbox or self.webhooks or self.segments
 
 
 _NOW = sa.bindparam("now", type_=runs.c.wake_at.type)
 _WALL = sa.bindparam("wall", type_=runs.c.wake_at.type)
+_SEGMENTS_BEFORE = sa.bindparam("segments_before", type_=segment_refreshes.c.refreshed_at.type)
+# Segment work due now: queued contacts, or a segment version never counted.
+_SEGMENTS_NOW = sa.or_(
+    sa.exists().where(segment_checks.c.contact_id.is_not(None)),
+    sa.exists().where(
+        resources.c.kind == "segment",
+        ~sa.exists().where(
+            segment_refreshes.c.segment_name == resources.c.name,
+            segment_refreshes.c.version >= resources.c.version,
+        ),
+    ),
+)
 # Built once: this runs between every batch, so statement construction matters.
 _DUE_WORK = sa.select(
     sa.exists().where(events.c.processed_at.is_(None)),
@@ -73,9 +99,15 @@ _DUE_WORK = sa.select(
         sa.exists().where(outbox.c.status == "sending", outbox.c.lease_until < _WALL),
     ),
     sa.exists().where(due_for_attempt(webhook_calls, _NOW, _WALL)),
+    sa.or_(
+        _SEGMENTS_NOW,
+        sa.exists().where(
+            segment_refreshes.c.time_relative, segment_refreshes.c.refreshed_at <= _SEGMENTS_BEFORE
+        ),
+    ),
 )
 _NEXT_DUE = sa.select(
-    sa.exists().where(events.c.processed_at.is_(None)),
+    sa.or_(sa.exists().where(events.c.processed_at.is_(None)), _SEGMENTS_NOW),
     sa.select(sa.func.min(runs.c.wake_at))
     .where(LIVE_RUN, runs.c.wake_at > _NOW, not_paused(runs.c.workflow))
     .scalar_subquery(),
@@ -85,21 +117,31 @@ _NEXT_DUE = sa.select(
     sa.select(sa.func.min(webhook_calls.c.next_attempt_at))
     .where(webhook_calls.c.status == "pending", webhook_calls.c.next_attempt_at > _NOW)
     .scalar_subquery(),
+    sa.select(sa.func.min(segment_refreshes.c.refreshed_at))
+    .where(segment_refreshes.c.time_relative)
+    .scalar_subquery(),
 )
 
 
 def due_work(ctx: EngineContext, *, now: datetime) -> DueWork:
     """Which kinds of work are due, in one cheap statement (so idle rounds cost little)."""
     with read_only(ctx.engine) as conn:
-        row = conn.execute(_DUE_WORK, {"now": now, "wall": wall_time()}).one()
+        before = now - ctx.segment_refresh_interval
+        row = conn.execute(
+            _DUE_WORK, {"now": now, "wall": wall_time(), "segments_before": before}
+        ).one()
     return DueWork(
-        bool(row[0]), bool(row[1]), bool(row[2]) and ctx.sender is not None, bool(row[3])
+        bool(row[0]),
+        bool(row[1]),
+        bool(row[2]) and ctx.sender is not None,
+        bool(row[3]),
+        bool(row[4]),
     )
 
 
 def run_one_round(ctx: EngineContext, *, now: datetime, due: DueWork | None = None) -> WorkDone:
     """One batch of each kind of work that is due: events, runs, outbox."""
-    due = due or DueWork(events=True, runs=True, outbox=True, webhooks=True)
+    due = due or DueWork(events=True, runs=True, outbox=True, webhooks=True, segments=True)
     done = WorkDone()
     if due.events:
         done.events = process_events(ctx, now=now)
@@ -112,6 +154,14 @@ def run_one_round(ctx: EngineContext, *, now: datetime, due: DueWork | None = No
     if due.webhooks:
         calls = deliver_webhooks(ctx, now=now)
         done.webhooks = calls.sent + calls.failed
+    if due.segments:
+        done.segment_checks = update_segments(
+            ctx.engine,
+            ctx.cache,
+            now=now,
+            batch_size=ctx.batch_size,
+            interval=ctx.segment_refresh_interval,
+        ).done
     return done
 
 
@@ -138,10 +188,13 @@ def current_time(ctx: EngineContext) -> datetime:
 def next_due(ctx: EngineContext, after: datetime) -> datetime | None:
     """The earliest moment after `after` at which some run or message falls due."""
     with read_only(ctx.engine) as conn:
-        pending_events, run_due, mail_due, call_due = conn.execute(_NEXT_DUE, {"now": after}).one()
-    if pending_events:
+        row = conn.execute(_NEXT_DUE, {"now": after}).one()
+    pending_now, run_due, mail_due, call_due, recounted = row
+    if pending_now:
         return after
     candidates = [_utc(t) for t in (run_due, mail_due, call_due) if t is not None]
+    if recounted is not None:
+        candidates.append(max(_utc(recounted) + ctx.segment_refresh_interval, after))
     return min(candidates) if candidates else None
 
 

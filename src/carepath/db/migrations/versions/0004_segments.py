@@ -1,4 +1,4 @@
-"""Segments: materialised membership and the queue of contacts to re-check.
+"""Segments: materialised membership, the queue of contacts to re-check, refresh times.
 
 Revision ID: 0004
 Revises: 0003
@@ -49,9 +49,18 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("contact_id", name=op.f("pk_segment_checks")),
     )
+    op.create_table(
+        "segment_refreshes",
+        sa.Column("segment_name", sa.String(length=100), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("time_relative", sa.Boolean(), nullable=False),
+        sa.Column("refreshed_at", carepath.db.types.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("segment_name", name=op.f("pk_segment_refreshes")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("segment_refreshes")
     op.drop_table("segment_checks")
     op.drop_index(op.f("ix_segment_members_contact_id"), table_name="segment_members")
     op.drop_table("segment_members")
