@@ -139,3 +139,27 @@ steps:
     journey.work()
     assert journey.path(journey.run(ann).id)[:2] == ["check", "candidate"]
     assert journey.path(journey.run(bob).id)[:2] == ["check", "other"]
+
+
+def test_a_segment_trigger_enrolls_contacts_as_they_join(journey: Harness) -> None:
+    journey.apply(FIELDS)
+    journey.apply(SEGMENTS)
+    journey.apply(
+        """
+workflow: candidate-outreach
+trigger: {segment: bariatric-candidates, when: {field: contact.bmi, lt: 45}}
+steps:
+  mark: {update: {add_tags: [outreach]}, next: done}
+  done: {exit: completed}
+"""
+    )
+    ann = journey.contact(bmi=36, birth_date=date(1990, 1, 1))
+    severe = journey.contact(bmi=50, birth_date=date(1990, 1, 1))
+    bob = journey.contact(bmi=20, birth_date=date(1990, 1, 1))
+    journey.work()
+    assert journey.run(ann, "candidate-outreach").status == "completed"
+    assert journey.runs(severe) == []  # joined, but the trigger's `when` does not hold
+    assert journey.runs(bob) == []
+    journey.contact(external_id="MRN-3", bmi=38)  # Bob joins later
+    journey.work()
+    assert journey.run(bob, "candidate-outreach").status == "completed"

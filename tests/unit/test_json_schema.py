@@ -159,8 +159,10 @@ EVERY_STEP = workflow(
         "loop": {"goto": "end"},
         "end": {"exit": "converted"},
     },
-    # in_segment is valid syntax but refused by validation until segments are materialised.
-    trigger={"event": "form.submitted", "when": {"in_list": "others"}},
+    trigger={
+        "event": "form.submitted",
+        "when": {"all": [{"in_list": "others"}, {"in_segment": "adults"}]},
+    },
     reentry={"after": "180d"},
     goal={"event": "surgery.scheduled"},
     exit_when={"event": "contact.opted_out", "when": {"field": "event.data.all", "eq": True}},
@@ -178,7 +180,26 @@ CONTEXT: list[dict[str, object]] = [
     {"list": "leads"},
     {"list": "others", "title": "Others"},
     workflow({"end": END}, workflow="other-journey"),
+    workflow(
+        {"end": END},
+        workflow="on-joining",
+        trigger={"segment": "adults", "when": {"in_segment": "silent"}},
+    ),
     {"segment": "adults", "condition": {"field": "contact.age", "gte": 18}},
+    {
+        "segment": "silent",
+        "condition": {
+            "all": [
+                {"event": "email.opened", "count": 0, "within": "90d"},
+                {
+                    "event": "form.submitted",
+                    "count_lte": 2,
+                    "where": {"not": {"field": "event.data.form", "in": ["hra", "bmi"]}},
+                },
+                {"in_segment": "adults"},
+            ]
+        },
+    },
 ]
 
 
@@ -269,9 +290,9 @@ def test_a_document_set_using_every_construct_passes_both() -> None:
             id="bad-event-type",
         ),
         pytest.param(
-            workflow({"end": END}, trigger={"segment": "adults"}),
-            "segment triggers are not supported",
-            id="segment-trigger",
+            workflow({"end": END}, trigger={"schedule": "daily"}),
+            "schedule triggers are not supported",
+            id="schedule-trigger",
         ),
         pytest.param(
             workflow({"end": END}, reentry="sometimes"),

@@ -248,6 +248,7 @@ def check_references(
 ) -> None:
     """Templates, lists, segments and workflows a workflow names must exist."""
     conditions: list[tuple[tuple[str | int, ...], Condition]] = []
+    _check_trigger_segment(workflow, catalog, problems)
     if isinstance(workflow.trigger, EventTrigger) and workflow.trigger.when:
         conditions.append((("trigger", "when"), workflow.trigger.when))
     for key, match in (("goal", workflow.goal), ("exit_when", workflow.exit_when)):
@@ -274,6 +275,13 @@ def check_references(
                 conditions.append(((*path, "wait_for", "where"), where))
     for condition_path, condition in conditions:
         check_memberships(condition, condition_path, catalog, problems)
+
+
+def _check_trigger_segment(workflow: Workflow, catalog: Catalog, problems: Problems) -> None:
+    trigger = workflow.trigger
+    segment = trigger.segment if isinstance(trigger, EventTrigger) else None
+    if segment is not None and segment not in catalog.segments:
+        problems.add(("trigger", "segment"), f"unknown segment {segment!r}")
 
 
 def _check_sendable(

@@ -641,10 +641,28 @@ def _workflow_definitions() -> dict[str, Schema]:
     }
     return {
         "trigger": {
-            "description": "What enrolls a contact: manual, or {event: TYPE, when: CONDITION}.",
+            "description": (
+                "What enrolls a contact: manual, {event: TYPE, when: CONDITION} or "
+                "{segment: NAME, when: CONDITION} (on joining the segment)."
+            ),
             "anyOf": [
                 {"const": "manual"},
                 _only("manual", {"const": True}),
+                {
+                    "type": "object",
+                    "properties": {
+                        "segment": {
+                            **_ref("resourceName"),
+                            "description": "Enrolls contacts as they join this segment.",
+                        },
+                        "when": {
+                            **_ref("condition"),
+                            "description": "The contact must also match.",
+                        },
+                    },
+                    "required": ["segment"],
+                    "additionalProperties": False,
+                },
                 {
                     "type": "object",
                     "properties": {

@@ -153,6 +153,8 @@ class EventMatch:
 class EventTrigger:
     event: str
     when: Condition | None
+    # Set for `trigger: {segment: NAME}`: enrolled on that segment's segment.entered events.
+    segment: str | None = None
 
 
 @dataclass(frozen=True)

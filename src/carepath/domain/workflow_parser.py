@@ -10,8 +10,11 @@ from urllib.parse import urlsplit
 
 from carepath.domain.conditions import (
     EVENT_TYPE_CHARS,
+    AllOf,
     Condition,
     ConditionRules,
+    FieldTest,
+    Op,
     Scope,
     parse_condition,
 )
@@ -109,6 +112,9 @@ class WorkflowDraft:
     complete: bool
 
 
+SEGMENT_ENTERED = "segment.entered"
+
+
 def parse_workflow(
     raw: Mapping[str, object], schema: ContactSchema, problems: Problems
 ) -> Workflow | None:
@@ -184,20 +190,31 @@ def _parse_trigger(raw: object, ctx: _Ctx) -> Trigger | None:
         return None
     kinds = [k for k in ("event", "manual", "segment", "date", "schedule") if k in raw]
     if len(kinds) != 1:
-        ctx.problems.add(path, "a trigger has exactly one of: event, manual")
+        ctx.problems.add(path, "a trigger has exactly one of: event, segment, manual")
         return None
-    if kinds[0] != "event":
+    if kinds[0] not in ("event", "segment"):
         ctx.problems.add(
             (*path, kinds[0]), f"{kinds[0]} triggers are not supported in this version"
         )
         return None
-    for key in sorted(set(raw) - {"event", "when"}, key=str):
-        ctx.problems.add((*path, str(key)), "unknown trigger key (expected event, when)")
-    event = check_event_type(raw["event"], (*path, "event"), ctx)
+    for key in sorted(set(raw) - {kinds[0], "when"}, key=str):
+        ctx.problems.add((*path, str(key)), f"unknown trigger key (expected {kinds[0]}, when)")
     when = ctx.condition(raw["when"], (*path, "when")) if "when" in raw else None
-    if event is None or ("when" in raw and when is None):
+    if "when" in raw and when is None:
         return None
-    return EventTrigger(event, when)
+    if kinds[0] == "segment":
+        return _segment_trigger(raw["segment"], when, ctx)
+    event = check_event_type(raw["event"], (*path, "event"), ctx)
+    return EventTrigger(event, when) if event else None
+
+
+def _segment_trigger(name: object, when: Condition | None, ctx: _Ctx) -> EventTrigger | None:
+    """Enrolled on joining a segment: its `segment.entered` events, narrowed to that segment."""
+    if not isinstance(name, str) or not name:
+        ctx.problems.add(("trigger", "segment"), "must name a segment")
+        return None
+    entered = FieldTest(Scope.EVENT, ("data", "segment"), Op.EQ, name)
+    return EventTrigger(SEGMENT_ENTERED, AllOf((entered, when)) if when else entered, name)
 
 
 def _parse_reentry(raw: object, ctx: _Ctx) -> Reentry | None:

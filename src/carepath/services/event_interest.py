@@ -28,6 +28,8 @@ def listened_types(bodies: Iterable[Mapping[str, object]]) -> set[str]:
             part = body.get(key)
             if isinstance(part, Mapping) and isinstance(part.get("event"), str):
                 found.add(str(part["event"]))
+            if key == "trigger" and isinstance(part, Mapping) and "segment" in part:
+                found.add("segment.entered")
         steps = body.get("steps")
         for step in steps.values() if isinstance(steps, Mapping) else ():
             wait = step.get("wait_for") if isinstance(step, Mapping) else None
