@@ -33,6 +33,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeEngine
 
 
+def dialect_insert(conn: Connection, table: Table) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT DO NOTHING on both databases."""
+    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
+
+
 def bulk_insert(
     conn: Connection,
     table: Table,
@@ -95,6 +100,16 @@ def id_in(conn: Connection, col: ColumnElement[Any], ids: Sequence[int]) -> Colu
         return col == any_(bindparam(None, values, type_=postgresql.ARRAY(BigInteger)))
     listed: Any = select(column("value")).select_from(func.json_each(json.dumps(values)))
     return col.in_(listed.scalar_subquery())
+
+
+def ids_table(conn: Connection, ids: Sequence[int]) -> Any:
+    """A one-column table (`value`) of these ids, from one parameter (see `id_in`)."""
+    values = [int(i) for i in ids]
+    if conn.dialect.name == "postgresql":
+        array = bindparam(None, values, type_=postgresql.ARRAY(BigInteger))
+        unnested = func.unnest(array).table_valued(column("value", BigInteger))
+        return unnested.render_derived(name="ids")  # AS ids(value)
+    return func.json_each(json.dumps(values)).table_valued(column("value", BigInteger)).alias("ids")
 
 
 def text_in(

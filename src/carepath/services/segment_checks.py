@@ -16,9 +16,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from carepath.db.dialect import dialect_insert
 from carepath.db.schema import contacts, segment_checks, settings
 from carepath.domain.conditions import referenced_event_types, referenced_memberships
 from carepath.domain.resources import SegmentDef
@@ -98,11 +98,7 @@ def mark_for_events(
 
 
 def _insert_ignoring(conn: Connection, rows: list[dict[str, Any]] | sa.Select[Any]) -> None:
-    insert: Any = (
-        postgresql.insert(segment_checks)
-        if conn.dialect.name == "postgresql"
-        else sqlite.insert(segment_checks)
-    )
+    insert = dialect_insert(conn, segment_checks)
     if isinstance(rows, sa.Select):
         statement = insert.from_select(["contact_id", "marked_at"], rows)
         conn.execute(statement.on_conflict_do_nothing())

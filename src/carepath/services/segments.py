@@ -18,27 +18,37 @@ Erased contacts belong to no segment.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from carepath.db.condition_sql import compile_condition
-from carepath.db.dialect import id_in
-from carepath.db.schema import contacts, segment_checks, segment_members, segment_refreshes
+from carepath.db.dialect import dialect_insert, id_in, ids_table
+from carepath.db.schema import (
+    contacts,
+    events,
+    segment_checks,
+    segment_members,
+    segment_refreshes,
+)
 from carepath.domain.conditions import depends_on_time, referenced_memberships
 from carepath.domain.fields import parse_datetime
 from carepath.domain.resources import Kind, SegmentDef
 from carepath.errors import NotFound
 from carepath.services.catalog_store import CatalogCache, CurrentCatalog
-from carepath.services.events import NewEvent, store_events
+from carepath.services.event_interest import arrives_processed, event_interest
+from carepath.services.segment_checks import mark_contacts, read_inputs
 
 ENTERED = "segment.entered"
 LEFT = "segment.left"
+EVENT_COLUMNS = [
+    "idempotency_key", "type", "contact_id", "occurred_at", "received_at", "data", "source",
+    "chain_depth", "processed_at",
+]  # fmt: skip
 
 
 @dataclass
@@ -86,48 +96,116 @@ def recount(
         contacts.c.erased_at.is_(None),
         compile_condition(segment.condition, dialect=conn.dialect.name, now=now),
     )
-    still = sa.exists().where(contacts.c.id == segment_members.c.contact_id, qualifies)
-    leaving = segment_members.delete().where(segment_members.c.segment_name == name, ~still)
-    if only is not None:
-        leaving = leaving.where(id_in(conn, segment_members.c.contact_id, only))
-    left = conn.execute(leaving.returning(segment_members.c.contact_id)).scalars().all()
-
-    member = sa.exists().where(
-        segment_members.c.segment_name == name, segment_members.c.contact_id == contacts.c.id
-    )
-    joining = sa.select(
-        sa.literal(name, segment_members.c.segment_name.type),
-        contacts.c.id,
-        sa.literal(now, segment_members.c.entered_at.type),
-    ).where(qualifies, ~member)
-    if only is not None:
-        joining = joining.where(id_in(conn, contacts.c.id, only))
-    insert: Any = (
-        postgresql.insert(segment_members)
-        if conn.dialect.name == "postgresql"
-        else sqlite.insert(segment_members)
-    )
-    statement = insert.from_select(["segment_name", "contact_id", "entered_at"], joining)
-    returning = statement.on_conflict_do_nothing().returning(segment_members.c.contact_id)
-    entered = conn.execute(returning).scalars().all()
-
+    if only is None and conn.dialect.name == "postgresql":
+        entered, left = _recount_in_one_statement(conn, name, qualifies, now)
+    else:
+        entered, left = _recount_in_two_statements(conn, name, qualifies, now, only)
     _record_moves(conn, name, entered, left, now=now)
     moves.entered.setdefault(name, []).extend(entered)
     moves.left.setdefault(name, []).extend(left)
     return moves
 
 
+_MEMBER_COLUMNS = ["segment_name", "contact_id", "entered_at"]
+
+
+def _recount_in_one_statement(
+    conn: Connection, name: str, qualifies: sa.ColumnElement[bool], now: datetime
+) -> tuple[list[int], list[int]]:
+    """PostgreSQL: the condition evaluated once (a materialised CTE), then both moves.
+
+    The DELETE and the INSERT see the same snapshot and touch different rows:
+    the members not in the set leave, the set is inserted (members already in
+    are skipped by ON CONFLICT).
+    """
+    wanted = sa.select(contacts.c.id).where(qualifies).cte("qualifying").prefix_with("MATERIALIZED")
+    kept = sa.exists().where(wanted.c.id == segment_members.c.contact_id)
+    leaving = (
+        segment_members.delete()
+        .where(segment_members.c.segment_name == name, ~kept)
+        .returning(segment_members.c.contact_id)
+        .cte("leaving")
+    )
+    joining = sa.select(
+        sa.literal(name, segment_members.c.segment_name.type),
+        wanted.c.id,
+        sa.literal(now, segment_members.c.entered_at.type),
+    )
+    entering = (
+        dialect_insert(conn, segment_members)
+        .from_select(_MEMBER_COLUMNS, joining)
+        .on_conflict_do_nothing()
+        .returning(segment_members.c.contact_id)
+        .cte("entering")
+    )
+    moved = sa.union_all(
+        sa.select(sa.literal(True).label("entered"), entering.c.contact_id),
+        sa.select(sa.literal(False), leaving.c.contact_id),
+    )
+    entered: list[int] = []
+    left: list[int] = []
+    for is_entry, contact_id in conn.execute(moved):
+        (entered if is_entry else left).append(contact_id)
+    return entered, left
+
+
+def _recount_in_two_statements(
+    conn: Connection,
+    name: str,
+    qualifies: sa.ColumnElement[bool],
+    now: datetime,
+    only: Sequence[int] | None,
+) -> tuple[list[int], list[int]]:
+    """DELETE who no longer qualifies, then INSERT who newly does (for `only`, or everyone)."""
+    still = sa.exists().where(contacts.c.id == segment_members.c.contact_id, qualifies)
+    leaving = segment_members.delete().where(segment_members.c.segment_name == name, ~still)
+    if only is not None:
+        leaving = leaving.where(id_in(conn, segment_members.c.contact_id, only))
+    left = conn.execute(leaving.returning(segment_members.c.contact_id)).scalars().all()
+
+    # Members already in are skipped by ON CONFLICT, not by NOT EXISTS: an anti-join on
+    # the table being filled is planned from its old statistics (an empty table: a
+    # nested loop over a growing heap) and RETURNING gives exactly the rows inserted.
+    joining = sa.select(
+        sa.literal(name, segment_members.c.segment_name.type),
+        contacts.c.id,
+        sa.literal(now, segment_members.c.entered_at.type),
+    ).where(qualifies)
+    if only is not None:
+        joining = joining.where(id_in(conn, contacts.c.id, only))
+    statement = dialect_insert(conn, segment_members).from_select(_MEMBER_COLUMNS, joining)
+    returning = statement.on_conflict_do_nothing().returning(segment_members.c.contact_id)
+    entered = conn.execute(returning).scalars().all()
+    return list(entered), list(left)
+
+
 def _record_moves(
-    conn: Connection, name: str, entered: Iterable[int], left: Iterable[int], *, now: datetime
+    conn: Connection, name: str, entered: Sequence[int], left: Sequence[int], *, now: datetime
 ) -> None:
-    stamp = now.isoformat()
-    new = [
-        NewEvent(kind, contact_id, now, f"segment:{name}:{contact_id}:{word}:{stamp}",
-                 {"segment": name}, "segment")
-        for kind, word, ids in ((ENTERED, "entered", entered), (LEFT, "left", left))
-        for contact_id in ids
-    ]  # fmt: skip
-    store_events(conn, new, now=now)
+    """One INSERT … SELECT per kind of move, from the ids alone (no row travels twice)."""
+    interest = event_interest(conn)
+    inputs = read_inputs(conn)
+    stamp = sa.literal(now, events.c.occurred_at.type)
+    build = sa.func.jsonb_build_object if conn.dialect.name == "postgresql" else sa.func.json_object
+    for kind, word, ids in ((ENTERED, "entered", entered), (LEFT, "left", left)):
+        if not ids:
+            continue
+        moved = ids_table(conn, ids)
+        key = (
+            sa.literal(f"segment:{name}:")
+            + sa.cast(moved.c.value, sa.String)
+            + sa.literal(f":{word}:{now.isoformat()}")
+        )
+        processed = stamp if arrives_processed(interest, kind) else sa.null()
+        rows = sa.select(
+            key, sa.literal(kind), moved.c.value, stamp, stamp, build("segment", name),
+            sa.literal("segment"), sa.literal(0), processed,
+        ).where(moved.c.value.is_not(None))  # fmt: skip
+        # (SQLite reads `FROM t ON CONFLICT` as a join without a WHERE before ON.)
+        insert = dialect_insert(conn, events).from_select(EVENT_COLUMNS, rows)
+        conn.execute(insert.on_conflict_do_nothing())
+        if kind in inputs.event_types:  # another segment tests in_segment: re-check them
+            mark_contacts(conn, ids, now=now)
 
 
 # ------------------------------------------------------------ full recounts
