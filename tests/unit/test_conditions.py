@@ -13,11 +13,11 @@ from carepath.domain.conditions import (
     EventFacts,
     Facts,
     Scope,
-    anniversary_in,
     evaluate,
     parse_condition,
 )
 from carepath.domain.problems import Problems
+from carepath.domain.scheduling import anniversary_in
 
 from .builders import NOW, SCHEMA
 

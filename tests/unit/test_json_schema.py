@@ -182,6 +182,17 @@ CONTEXT: list[dict[str, object]] = [
     workflow({"end": END}, workflow="other-journey"),
     workflow(
         {"end": END},
+        workflow="birthdays",
+        trigger={
+            "date": "contact.birth_date",
+            "offset": "-1d",
+            "at": "09:00",
+            "every": "year",
+            "when": {"event": "email.opened", "count_gte": 1, "within": "365d"},
+        },
+    ),
+    workflow(
+        {"end": END},
         workflow="on-joining",
         trigger={"segment": "adults", "when": {"in_segment": "silent"}},
     ),
@@ -288,6 +299,16 @@ def test_a_document_set_using_every_construct_passes_both() -> None:
             workflow({"end": END}, trigger={"event": "Form Submitted"}),
             "an event type is lower-case text",
             id="bad-event-type",
+        ),
+        pytest.param(
+            workflow({"end": END}, trigger={"date": "contact.sex"}),
+            "date names a date field",
+            id="date-trigger-on-text",
+        ),
+        pytest.param(
+            workflow({"end": END}, trigger={"date": "contact.birth_date", "every": "month"}),
+            "every takes year",
+            id="date-trigger-monthly",
         ),
         pytest.param(
             workflow({"end": END}, trigger={"schedule": "daily"}),

@@ -42,9 +42,9 @@ from carepath.domain.conditions import (
     Not,
     Op,
     Scope,
-    anniversary_in,
 )
 from carepath.domain.fields import FieldType, json_value
+from carepath.domain.scheduling import anniversary_in
 
 Expr = ColumnElement[Any]
 _COMPARE: dict[Op, Callable[[Any, Any], Expr]] = {

@@ -333,3 +333,11 @@ segment_refreshes = Table(
     Column("time_relative", Boolean, nullable=False),
     Column("refreshed_at", UtcDateTime, nullable=False),
 )
+
+# How far ahead each date-triggered workflow has scheduled its enrollments.
+date_trigger_scans = Table(
+    "date_trigger_scans",
+    metadata,
+    Column("workflow", String(100), primary_key=True),
+    Column("scanned_through", UtcDateTime, nullable=False),
+)

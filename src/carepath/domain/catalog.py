@@ -24,6 +24,7 @@ from carepath.domain.resources import (
 from carepath.domain.sources import SourceDef, parse_source
 from carepath.domain.workflow import (
     BranchStep,
+    DateTrigger,
     EmailStep,
     EnrollStep,
     EventTrigger,
@@ -249,8 +250,9 @@ def check_references(
     """Templates, lists, segments and workflows a workflow names must exist."""
     conditions: list[tuple[tuple[str | int, ...], Condition]] = []
     _check_trigger_segment(workflow, catalog, problems)
-    if isinstance(workflow.trigger, EventTrigger) and workflow.trigger.when:
-        conditions.append((("trigger", "when"), workflow.trigger.when))
+    trigger = workflow.trigger
+    if isinstance(trigger, DateTrigger | EventTrigger) and trigger.when:
+        conditions.append((("trigger", "when"), trigger.when))
     for key, match in (("goal", workflow.goal), ("exit_when", workflow.exit_when)):
         if match is not None and match.when is not None:
             conditions.append(((key, "when"), match.when))

@@ -18,6 +18,7 @@ from typing import Any
 from carepath.domain.durations import DurationError, parse_duration
 from carepath.domain.fields import ContactSchema, FieldSpec, FieldType, coerce_value, parse_datetime
 from carepath.domain.problems import Path, Problems
+from carepath.domain.scheduling import anniversary_in
 
 
 class Op(StrEnum):
@@ -530,13 +531,6 @@ def _anniversary_within(actual: object, window: timedelta, now: datetime) -> boo
         if day >= today:
             return (day - today) <= window
     return False
-
-
-def anniversary_in(day: date, year: int) -> date:
-    try:
-        return day.replace(year=year)
-    except ValueError:  # 29 February in a common year
-        return date(year, 2, 28)
 
 
 def referenced_contact_fields(condition: Condition) -> set[str]:

@@ -642,8 +642,9 @@ def _workflow_definitions() -> dict[str, Schema]:
     return {
         "trigger": {
             "description": (
-                "What enrolls a contact: manual, {event: TYPE, when: CONDITION} or "
-                "{segment: NAME, when: CONDITION} (on joining the segment)."
+                "What enrolls a contact: manual, {event: TYPE, when: CONDITION}, "
+                "{segment: NAME, when: CONDITION} (on joining the segment) or "
+                "{date: contact.FIELD, offset, at, every: year, when: CONDITION}."
             ),
             "anyOf": [
                 {"const": "manual"},
@@ -661,6 +662,34 @@ def _workflow_definitions() -> dict[str, Schema]:
                         },
                     },
                     "required": ["segment"],
+                    "additionalProperties": False,
+                },
+                {
+                    "type": "object",
+                    "properties": {
+                        "date": {
+                            **_ref("contactFieldReference"),
+                            "not": {"enum": _not_date_fields()},
+                            "description": "A date or date-time field of the contact.",
+                        },
+                        "offset": {
+                            **_ref("offsetDuration"),
+                            "description": "Shift from the date, e.g. 7d or -2d.",
+                        },
+                        "at": {
+                            **_ref("timeOfDay"),
+                            "description": "Local time of day (default: the date's own time).",
+                        },
+                        "every": {
+                            "const": "year",
+                            "description": "Every year, on the anniversary.",
+                        },
+                        "when": {
+                            **_ref("contactCondition"),
+                            "description": "The contact must also match (checked a day ahead).",
+                        },
+                    },
+                    "required": ["date"],
                     "additionalProperties": False,
                 },
                 {

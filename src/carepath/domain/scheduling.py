@@ -69,6 +69,42 @@ def resolve_wait_until(
     return local_wall_time(shifted, at, zone)
 
 
+def date_trigger_fires(
+    value: date | datetime,
+    *,
+    offset: timedelta,
+    at: time | None,
+    yearly: bool,
+    time_zone: str | None,
+    after: datetime,
+    until: datetime,
+) -> list[datetime]:
+    """The moments in (after, until] a date trigger fires for one contact's date.
+
+    Yearly, the anniversary of the (local) date, 28 February in common years
+    for a 29 February date; either way moved by `offset`, then at `at` local
+    time (a date-time without `at` keeps its own time).
+    """
+    anchors: list[date | datetime] = [value]
+    if yearly:  # anniversaries of the local date
+        if isinstance(value, datetime):
+            value = _as_utc(value).astimezone(zone_for(time_zone)).date()
+        years = range(after.year - 1, until.year + 2)
+        anchors = [anniversary_in(value, year) for year in years if year >= value.year]
+    fires = (
+        resolve_wait_until(anchor, offset=offset, at=at, time_zone=time_zone) for anchor in anchors
+    )
+    return [moment for moment in fires if after < moment <= until]
+
+
+def anniversary_in(day: date, year: int) -> date:
+    """`day` in another year; 29 February falls on 28 February in common years."""
+    try:
+        return day.replace(year=year)
+    except ValueError:
+        return date(year, 2, 28)
+
+
 def next_local_time(now: datetime, at: time, time_zone: str | None) -> datetime:
     """The first instant at or after `now` whose local wall time is `at`."""
     zone = zone_for(time_zone)

@@ -162,7 +162,22 @@ class ManualTrigger:
     pass
 
 
-Trigger = EventTrigger | ManualTrigger
+@dataclass(frozen=True)
+class DateTrigger:
+    """Enroll on a date a contact field names: once, or every year on its anniversary.
+
+    The moment is the field's date moved by `offset`, at `at` local time in the
+    contact's zone (local midnight of a date field without `at`).
+    """
+
+    field: str  # a date or datetime contact field
+    offset: timedelta = timedelta(0)
+    at: time | None = None
+    yearly: bool = False
+    when: Condition | None = None  # on contact.* only: checked when the date comes
+
+
+Trigger = EventTrigger | ManualTrigger | DateTrigger
 
 
 class ReentryMode(StrEnum):

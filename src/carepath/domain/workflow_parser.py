@@ -24,6 +24,7 @@ from carepath.domain.problems import Path, Problems
 from carepath.domain.workflow import (
     BranchCase,
     BranchStep,
+    DateTrigger,
     EmailStep,
     EndStatus,
     EnrollStep,
@@ -192,6 +193,8 @@ def _parse_trigger(raw: object, ctx: _Ctx) -> Trigger | None:
     if len(kinds) != 1:
         ctx.problems.add(path, "a trigger has exactly one of: event, segment, manual")
         return None
+    if kinds[0] == "date":
+        return _date_trigger(raw, ctx)
     if kinds[0] not in ("event", "segment"):
         ctx.problems.add(
             (*path, kinds[0]), f"{kinds[0]} triggers are not supported in this version"
@@ -206,6 +209,40 @@ def _parse_trigger(raw: object, ctx: _Ctx) -> Trigger | None:
         return _segment_trigger(raw["segment"], when, ctx)
     event = check_event_type(raw["event"], (*path, "event"), ctx)
     return EventTrigger(event, when) if event else None
+
+
+_DATE_TRIGGER_KEYS = {"date", "offset", "at", "every", "when"}
+
+
+def _date_trigger(raw: Mapping[str, object], ctx: _Ctx) -> DateTrigger | None:
+    """{date: contact.FIELD, offset: -7d, at: "09:00", every: year, when: CONDITION}."""
+    path: Path = ("trigger",)
+    for key in sorted(set(raw) - _DATE_TRIGGER_KEYS, key=str):
+        expected = ", ".join(sorted(_DATE_TRIGGER_KEYS))
+        ctx.problems.add((*path, str(key)), f"unknown trigger key (expected {expected})")
+    field = raw["date"]
+    name = field.removeprefix("contact.") if isinstance(field, str) else None
+    spec = ctx.schema.get(name) if name and field != name else None
+    if spec is None or spec.type not in ("date", "datetime") or name == "age":
+        ctx.problems.add((*path, "date"), "date names a date field of the contact: contact.NAME")
+        return None
+    offset = ctx.duration(raw.get("offset", "0s"), (*path, "offset"), negative=True)
+    at = _time_of_day(raw.get("at"), (*path, "at"), ctx)
+    every = raw.get("every")
+    if every not in (None, "year"):
+        ctx.problems.add((*path, "every"), "every takes year (an anniversary every year)")
+        return None
+    when = None
+    if "when" in raw:
+        rules = ConditionRules(ctx.schema, scopes=frozenset({Scope.CONTACT}), history=True)
+        when = parse_condition(raw["when"], (*path, "when"), rules, ctx.problems)
+        if when is None:
+            return None
+    if offset is None or at is False:
+        return None
+    assert not isinstance(at, bool)
+    assert name is not None
+    return DateTrigger(name, offset, at, every == "year", when)
 
 
 def _segment_trigger(name: object, when: Condition | None, ctx: _Ctx) -> EventTrigger | None:

@@ -24,6 +24,7 @@ from carepath.domain.resources import FIELDS_RESOURCE_NAME, Kind, Template
 from carepath.domain.workflow import Workflow
 from carepath.domain.workflow_parser import parse_workflow
 from carepath.errors import InvalidInput, NotFound, Problem
+from carepath.services.date_scans import sync_scans
 from carepath.services.documents import SourceDocument
 from carepath.services.event_interest import refresh_event_interest
 from carepath.services.facts import contact_fields_used
@@ -259,6 +260,8 @@ def apply_documents(
     _sync_lists(conn, catalog, now)
     if any(a.changed and a.kind is Kind.WORKFLOW for a in applied):
         refresh_event_interest(conn)
+    if any(a.changed and a.kind is Kind.WORKFLOW for a in applied):
+        sync_scans(conn, catalog.workflows, now=now)
     if any(a.changed and a.kind is Kind.SEGMENT for a in applied):
         store_inputs(conn, inputs_of(catalog.segments.values()))
     return applied

@@ -24,6 +24,7 @@ class EnrollRequest:
     trigger_event_id: int | None = None
     chain_depth: int = 0
     parent_run_id: int | None = None
+    starts_at: datetime | None = None  # a run scheduled ahead (date triggers) wakes then
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def enroll(
                 "workflow_version": stored.version,
                 "status": RunStatus.ACTIVE.value,
                 "current_step": workflow.start,
-                "wake_at": now,
+                "wake_at": request.starts_at or now,
                 "visits": {},
                 "chain_depth": request.chain_depth,
                 "parent_run_id": request.parent_run_id,

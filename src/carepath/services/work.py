@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from carepath.db.connection import read_only
 from carepath.db.schema import (
     LIVE_RUN,
+    date_trigger_scans,
     events,
     outbox,
     resources,
@@ -22,6 +23,8 @@ from carepath.domain.fields import parse_datetime
 from carepath.errors import ConfigurationError
 from carepath.services.clock import set_simulated_now, simulated_now, wall_time
 from carepath.services.context import EngineContext
+from carepath.services.date_scans import scan_due_at, scans_due_before
+from carepath.services.date_triggers import scan_date_triggers
 from carepath.services.event_processing import process_events
 from carepath.services.leases import due_for_attempt
 from carepath.services.outbox import deliver_outbox
@@ -40,6 +43,7 @@ class WorkDone:
     failed_sends: int = 0
     webhooks: int = 0  # calls made, whatever their outcome
     segment_checks: int = 0  # segments recounted and contacts re-checked
+    date_scans: int = 0  # date-triggered workflows scanned ahead
 
     def __iadd__(self, other: WorkDone) -> WorkDone:
         self.events += other.events
@@ -49,12 +53,13 @@ class WorkDone:
         self.failed_sends += other.failed_sends
         self.webhooks += other.webhooks
         self.segment_checks += other.segment_checks
+        self.date_scans += other.date_scans
         return self
 
     @property
     def anything(self) -> bool:
         sends = self.sent or self.failed_sends or self.webhooks
-        return bool(self.events or self.runs or sends or self.segment_checks)
+        return bool(self.events or self.runs or sends or self.segment_checks or self.date_scans)
 
 
 @dataclass(frozen=True)
@@ -64,14 +69,17 @@ class DueWork:
     outbox: bool
     webhooks: bool = False
     segments: bool = False
+    date_scans: bool = False
 
     @property
     def anything(self) -> bool:
-        return self.events or self.runs or self.outbox or self.webhooks or self.segments
+        sends = self.outbox or self.webhooks
+        return self.events or self.runs or sends or self.segments or self.date_scans
 
 
 _NOW = sa.bindparam("now", type_=runs.c.wake_at.type)
 _WALL = sa.bindparam("wall", type_=runs.c.wake_at.type)
+_SCANS_BEFORE = sa.bindparam("scans_before", type_=date_trigger_scans.c.scanned_through.type)
 _SEGMENTS_BEFORE = sa.bindparam("segments_before", type_=segment_refreshes.c.refreshed_at.type)
 # Segment work due now: queued contacts, or a segment version never counted.
 _SEGMENTS_NOW = sa.or_(
@@ -105,6 +113,7 @@ _DUE_WORK = sa.select(
             segment_refreshes.c.time_relative, segment_refreshes.c.refreshed_at <= _SEGMENTS_BEFORE
         ),
     ),
+    sa.exists().where(date_trigger_scans.c.scanned_through <= _SCANS_BEFORE),
 )
 _NEXT_DUE = sa.select(
     sa.or_(sa.exists().where(events.c.processed_at.is_(None)), _SEGMENTS_NOW),
@@ -120,28 +129,33 @@ _NEXT_DUE = sa.select(
     sa.select(sa.func.min(segment_refreshes.c.refreshed_at))
     .where(segment_refreshes.c.time_relative)
     .scalar_subquery(),
+    sa.select(sa.func.min(date_trigger_scans.c.scanned_through)).scalar_subquery(),
 )
 
 
 def due_work(ctx: EngineContext, *, now: datetime) -> DueWork:
     """Which kinds of work are due, in one cheap statement (so idle rounds cost little)."""
     with read_only(ctx.engine) as conn:
-        before = now - ctx.segment_refresh_interval
-        row = conn.execute(
-            _DUE_WORK, {"now": now, "wall": wall_time(), "segments_before": before}
-        ).one()
+        parameters = {
+            "now": now,
+            "wall": wall_time(),
+            "segments_before": now - ctx.segment_refresh_interval,
+            "scans_before": scans_due_before(now),
+        }
+        row = conn.execute(_DUE_WORK, parameters).one()
     return DueWork(
         bool(row[0]),
         bool(row[1]),
         bool(row[2]) and ctx.sender is not None,
         bool(row[3]),
         bool(row[4]),
+        bool(row[5]),
     )
 
 
 def run_one_round(ctx: EngineContext, *, now: datetime, due: DueWork | None = None) -> WorkDone:
     """One batch of each kind of work that is due: events, runs, outbox."""
-    due = due or DueWork(events=True, runs=True, outbox=True, webhooks=True, segments=True)
+    due = due or DueWork(True, True, True, webhooks=True, segments=True, date_scans=True)
     done = WorkDone()
     if due.events:
         done.events = process_events(ctx, now=now)
@@ -154,6 +168,10 @@ def run_one_round(ctx: EngineContext, *, now: datetime, due: DueWork | None = No
     if due.webhooks:
         calls = deliver_webhooks(ctx, now=now)
         done.webhooks = calls.sent + calls.failed
+    if due.date_scans:
+        done.date_scans = scan_date_triggers(
+            ctx.engine, ctx.cache, now=now, max_chain_depth=ctx.limits.max_chain_depth
+        )
     if due.segments:
         done.segment_checks = update_segments(
             ctx.engine,
@@ -189,12 +207,14 @@ def next_due(ctx: EngineContext, after: datetime) -> datetime | None:
     """The earliest moment after `after` at which some run or message falls due."""
     with read_only(ctx.engine) as conn:
         row = conn.execute(_NEXT_DUE, {"now": after}).one()
-    pending_now, run_due, mail_due, call_due, recounted = row
+    pending_now, run_due, mail_due, call_due, recounted, scanned = row
     if pending_now:
         return after
     candidates = [_utc(t) for t in (run_due, mail_due, call_due) if t is not None]
     if recounted is not None:
         candidates.append(max(_utc(recounted) + ctx.segment_refresh_interval, after))
+    if scanned is not None:
+        candidates.append(max(scan_due_at(_utc(scanned)), after))
     return min(candidates) if candidates else None
 
 

@@ -1,4 +1,4 @@
-"""Segments: materialised membership, the queue of contacts to re-check, refresh times.
+"""Segments (membership, re-check queue, refresh times) and date-trigger scans.
 
 Revision ID: 0004
 Revises: 0003
@@ -57,9 +57,16 @@ def upgrade() -> None:
         sa.Column("refreshed_at", carepath.db.types.UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("segment_name", name=op.f("pk_segment_refreshes")),
     )
+    op.create_table(
+        "date_trigger_scans",
+        sa.Column("workflow", sa.String(length=100), nullable=False),
+        sa.Column("scanned_through", carepath.db.types.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("workflow", name=op.f("pk_date_trigger_scans")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("date_trigger_scans")
     op.drop_table("segment_refreshes")
     op.drop_table("segment_checks")
     op.drop_index(op.f("ix_segment_members_contact_id"), table_name="segment_members")
