@@ -84,3 +84,47 @@ def test_an_offset_from_a_date_time_fires_once_and_past_dates_do_not_fire(
     assert journey.runs(old) == []
     journey.advance("30d")
     assert len(journey.runs(recent)) == 1
+
+
+BROADCAST = """
+workflow: flu-season
+trigger:
+  schedule: "2026-01-06T15:00:00Z"
+  audience: {all: [{field: contact.sex, eq: female}, {field: contact.age, gte: 65}]}
+steps:
+  announce: {update: {add_tags: [flu-shot-invited]}, next: done}
+  done: {exit: completed}
+"""
+WEEKLY = """
+workflow: weekly-tips
+trigger:
+  schedule: {starting: "2026-01-06T15:00:00Z", every: 7d}
+  audience: {field: contact.sex, eq: female}
+reentry: always
+steps:
+  tip: {update: {add_tags: [tipped]}, next: done}
+  done: {exit: completed}
+"""
+
+
+def test_a_broadcast_enrolls_its_audience_once_at_the_moment(journey: Harness) -> None:
+    journey.apply(BROADCAST)
+    ann = journey.contact(sex="female", birth_date=date(1950, 1, 1))
+    young = journey.contact(sex="female", birth_date=date(1990, 1, 1))
+    journey.advance("1d")  # 2026-01-06 08:00 UTC: scheduled, not yet started
+    assert journey.run(ann).status == "active"
+    journey.advance("7h")
+    assert journey.run(ann).status == "completed"
+    assert journey.runs(young) == []
+    journey.advance("30d")
+    assert len(journey.runs(ann)) == 1
+
+
+def test_a_recurring_campaign_enrolls_whoever_matches_at_each_moment(journey: Harness) -> None:
+    journey.apply(WEEKLY)
+    ann = journey.contact(sex="female")
+    journey.advance("8d")  # 2026-01-13 08:00 UTC: the first week done, the second scheduled
+    late = journey.contact(sex="female")
+    journey.advance("8d")  # 2026-01-21 08:00 UTC: weeks two and three done
+    assert [r.status for r in journey.runs(ann)] == ["completed"] * 3
+    assert [r.status for r in journey.runs(late)] == ["completed"]

@@ -193,6 +193,14 @@ CONTEXT: list[dict[str, object]] = [
     ),
     workflow(
         {"end": END},
+        workflow="newsletter",
+        trigger={
+            "schedule": {"starting": "2026-12-07T14:00:00Z", "every": "7d"},
+            "audience": {"in_list": "leads"},
+        },
+    ),
+    workflow(
+        {"end": END},
         workflow="on-joining",
         trigger={"segment": "adults", "when": {"in_segment": "silent"}},
     ),
@@ -311,9 +319,14 @@ def test_a_document_set_using_every_construct_passes_both() -> None:
             id="date-trigger-monthly",
         ),
         pytest.param(
-            workflow({"end": END}, trigger={"schedule": "daily"}),
-            "schedule triggers are not supported",
-            id="schedule-trigger",
+            workflow({"end": END}, trigger={"schedule": "daily", "audience": {"in_list": "leads"}}),
+            "schedule is a moment",
+            id="schedule-not-a-moment",
+        ),
+        pytest.param(
+            workflow({"end": END}, trigger={"schedule": "2026-12-01T09:00:00Z"}),
+            "names its audience",
+            id="schedule-without-audience",
         ),
         pytest.param(
             workflow({"end": END}, reentry="sometimes"),

@@ -29,6 +29,7 @@ from carepath.domain.workflow import (
     EnrollStep,
     EventTrigger,
     ListStep,
+    ScheduleTrigger,
     WaitForStep,
     Workflow,
 )
@@ -248,11 +249,8 @@ def check_references(
     workflow: Workflow, catalog: Catalog, problems: Problems, *, workflows: set[str] | None = None
 ) -> None:
     """Templates, lists, segments and workflows a workflow names must exist."""
-    conditions: list[tuple[tuple[str | int, ...], Condition]] = []
     _check_trigger_segment(workflow, catalog, problems)
-    trigger = workflow.trigger
-    if isinstance(trigger, DateTrigger | EventTrigger) and trigger.when:
-        conditions.append((("trigger", "when"), trigger.when))
+    conditions = _trigger_conditions(workflow)
     for key, match in (("goal", workflow.goal), ("exit_when", workflow.exit_when)):
         if match is not None and match.when is not None:
             conditions.append(((key, "when"), match.when))
@@ -277,6 +275,15 @@ def check_references(
                 conditions.append(((*path, "wait_for", "where"), where))
     for condition_path, condition in conditions:
         check_memberships(condition, condition_path, catalog, problems)
+
+
+def _trigger_conditions(workflow: Workflow) -> list[tuple[tuple[str | int, ...], Condition]]:
+    trigger = workflow.trigger
+    if isinstance(trigger, DateTrigger | EventTrigger) and trigger.when:
+        return [(("trigger", "when"), trigger.when)]
+    if isinstance(trigger, ScheduleTrigger):
+        return [(("trigger", "audience"), trigger.audience)]
+    return []
 
 
 def _check_trigger_segment(workflow: Workflow, catalog: Catalog, problems: Problems) -> None:

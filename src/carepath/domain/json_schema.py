@@ -263,6 +263,12 @@ def _duration_definitions() -> dict[str, Schema]:
             ],
             "examples": ["-90d", "2026-03-01"],
         },
+        "instant": {
+            "type": "string",
+            "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}",
+            "description": "An ISO 8601 date-time (UTC unless it carries an offset).",
+            "examples": ["2026-12-01T14:00:00Z"],
+        },
         "timeOfDay": {
             "type": "string",
             # time.fromisoformat: HH[:MM[:SS]] (or HHMM[SS]), fraction, offset; T prefix.
@@ -644,7 +650,8 @@ def _workflow_definitions() -> dict[str, Schema]:
             "description": (
                 "What enrolls a contact: manual, {event: TYPE, when: CONDITION}, "
                 "{segment: NAME, when: CONDITION} (on joining the segment) or "
-                "{date: contact.FIELD, offset, at, every: year, when: CONDITION}."
+                "{date: contact.FIELD, offset, at, every: year, when: CONDITION} or "
+                "{schedule: MOMENT | {starting, every}, audience: CONDITION}."
             ),
             "anyOf": [
                 {"const": "manual"},
@@ -690,6 +697,32 @@ def _workflow_definitions() -> dict[str, Schema]:
                         },
                     },
                     "required": ["date"],
+                    "additionalProperties": False,
+                },
+                {
+                    "type": "object",
+                    "properties": {
+                        "schedule": {
+                            "description": "A moment, or {starting: MOMENT, every: DURATION}.",
+                            "anyOf": [
+                                _ref("instant"),
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "starting": _ref("instant"),
+                                        "every": _ref("duration"),
+                                    },
+                                    "required": ["starting"],
+                                    "additionalProperties": False,
+                                },
+                            ],
+                        },
+                        "audience": {
+                            **_ref("contactCondition"),
+                            "description": "Who is enrolled: the contacts matching then.",
+                        },
+                    },
+                    "required": ["schedule", "audience"],
                     "additionalProperties": False,
                 },
                 {

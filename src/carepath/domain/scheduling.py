@@ -97,6 +97,21 @@ def date_trigger_fires(
     return [moment for moment in fires if after < moment <= until]
 
 
+def schedule_fires(
+    starting: datetime, every: timedelta | None, *, after: datetime, until: datetime
+) -> list[datetime]:
+    """The moments in (after, until] of a schedule: `starting`, then every `every`."""
+    if every is None:
+        return [starting] if after < starting <= until else []
+    first = 0 if after < starting else (after - starting) // every + 1
+    moments = []
+    moment = starting + first * every
+    while moment <= until:
+        moments.append(moment)
+        moment += every
+    return moments
+
+
 def anniversary_in(day: date, year: int) -> date:
     """`day` in another year; 29 February falls on 28 February in common years."""
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta
 from enum import StrEnum
 
 from carepath.domain.conditions import Condition
@@ -177,7 +177,16 @@ class DateTrigger:
     when: Condition | None = None  # on contact.* only: checked when the date comes
 
 
-Trigger = EventTrigger | ManualTrigger | DateTrigger
+@dataclass(frozen=True)
+class ScheduleTrigger:
+    """Enroll an audience at a moment (a broadcast), or every `every` from `starting`."""
+
+    starting: datetime
+    every: timedelta | None
+    audience: Condition  # on contact.*: who is enrolled, as they are at that moment
+
+
+Trigger = EventTrigger | ManualTrigger | DateTrigger | ScheduleTrigger
 
 
 class ReentryMode(StrEnum):

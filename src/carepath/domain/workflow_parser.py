@@ -19,7 +19,13 @@ from carepath.domain.conditions import (
     parse_condition,
 )
 from carepath.domain.durations import DurationError, parse_duration
-from carepath.domain.fields import READ_ONLY_FIELDS, ContactSchema, FieldSpec, coerce_value
+from carepath.domain.fields import (
+    READ_ONLY_FIELDS,
+    ContactSchema,
+    FieldSpec,
+    coerce_value,
+    parse_datetime,
+)
 from carepath.domain.problems import Path, Problems
 from carepath.domain.workflow import (
     BranchCase,
@@ -37,6 +43,7 @@ from carepath.domain.workflow import (
     Purpose,
     Reentry,
     ReentryMode,
+    ScheduleTrigger,
     SplitPath,
     SplitStep,
     Step,
@@ -195,6 +202,8 @@ def _parse_trigger(raw: object, ctx: _Ctx) -> Trigger | None:
         return None
     if kinds[0] == "date":
         return _date_trigger(raw, ctx)
+    if kinds[0] == "schedule":
+        return _schedule_trigger(raw, ctx)
     if kinds[0] not in ("event", "segment"):
         ctx.problems.add(
             (*path, kinds[0]), f"{kinds[0]} triggers are not supported in this version"
@@ -243,6 +252,38 @@ def _date_trigger(raw: Mapping[str, object], ctx: _Ctx) -> DateTrigger | None:
     assert not isinstance(at, bool)
     assert name is not None
     return DateTrigger(name, offset, at, every == "year", when)
+
+
+def _schedule_trigger(raw: Mapping[str, object], ctx: _Ctx) -> ScheduleTrigger | None:
+    """{schedule: MOMENT | {starting: MOMENT, every: DURATION}, audience: CONDITION}."""
+    path: Path = ("trigger",)
+    for key in sorted(set(raw) - {"schedule", "audience"}, key=str):
+        ctx.problems.add((*path, str(key)), "unknown trigger key (expected schedule, audience)")
+    schedule = raw["schedule"]
+    every = None
+    if isinstance(schedule, Mapping):
+        for key in sorted(set(schedule) - {"starting", "every"}, key=str):
+            ctx.problems.add(
+                (*path, "schedule", str(key)), "unknown key (expected starting, every)"
+            )
+        if "every" in schedule:
+            every = ctx.duration(schedule["every"], (*path, "schedule", "every"))
+            if every is None:
+                return None
+        schedule = schedule.get("starting")
+    try:
+        starting = parse_datetime(schedule)
+    except ValueError:
+        ctx.problems.add(
+            (*path, "schedule"), "schedule is a moment (ISO 8601) or {starting: MOMENT, every: 7d}"
+        )
+        return None
+    if "audience" not in raw:
+        ctx.problems.add(path, "a schedule trigger names its audience: a condition on contact.*")
+        return None
+    rules = ConditionRules(ctx.schema, scopes=frozenset({Scope.CONTACT}), history=True)
+    audience = parse_condition(raw["audience"], (*path, "audience"), rules, ctx.problems)
+    return ScheduleTrigger(starting, every, audience) if audience else None
 
 
 def _segment_trigger(name: object, when: Condition | None, ctx: _Ctx) -> EventTrigger | None:

@@ -1,4 +1,7 @@
-"""How far ahead each date-triggered workflow has scheduled (see services/date_triggers.py)."""
+"""How far ahead each date- or schedule-triggered workflow has scheduled its runs.
+
+See services/date_triggers.py.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from carepath.db.schema import date_trigger_scans
-from carepath.domain.workflow import DateTrigger, Workflow
+from carepath.domain.workflow import DateTrigger, ScheduleTrigger, Workflow
 
 AHEAD = timedelta(days=1)  # how far ahead runs are scheduled
 # A scan is due once less than this much of the scheduled window is left.
@@ -18,7 +21,11 @@ RESCAN_MARGIN = timedelta(hours=12)
 
 def sync_scans(conn: Connection, workflows: Mapping[str, Workflow], *, now: datetime) -> None:
     """One scan row per date-triggered workflow; a new one starts scanning now."""
-    dated = {name for name, w in workflows.items() if isinstance(w.trigger, DateTrigger)}
+    dated = {
+        name
+        for name, w in workflows.items()
+        if isinstance(w.trigger, DateTrigger | ScheduleTrigger)
+    }
     existing = set(conn.execute(sa.select(date_trigger_scans.c.workflow)).scalars())
     gone = existing - dated
     if gone:

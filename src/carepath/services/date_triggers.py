@@ -23,8 +23,8 @@ from carepath.db.condition_sql import compile_condition
 from carepath.db.schema import contacts, date_trigger_scans
 from carepath.domain.conditions import FieldTest, Op, Scope
 from carepath.domain.fields import ContactSchema, FieldType
-from carepath.domain.scheduling import date_trigger_fires
-from carepath.domain.workflow import DateTrigger, Workflow
+from carepath.domain.scheduling import date_trigger_fires, schedule_fires
+from carepath.domain.workflow import DateTrigger, ScheduleTrigger, Workflow
 from carepath.services.catalog_store import CatalogCache, CurrentCatalog
 from carepath.services.contacts import contact_facts
 from carepath.services.date_scans import AHEAD, scans_due_before
@@ -113,6 +113,37 @@ def scan_workflow(
     return len(enroll(conn, current, requests, now=now, max_chain_depth=max_chain_depth).run_ids)
 
 
+def scan_schedule(
+    conn: Connection,
+    workflow: Workflow,
+    current: CurrentCatalog,
+    *,
+    after: datetime,
+    until: datetime,
+    now: datetime,
+    max_chain_depth: int,
+) -> int:
+    """Enroll the audience for each moment of the schedule in (after, until]; returns runs.
+
+    The audience is who matches now, when the run is scheduled (up to a day ahead).
+    Exactly once: the window moves forward in the same transaction.
+    """
+    trigger = workflow.trigger
+    assert isinstance(trigger, ScheduleTrigger)
+    moments = schedule_fires(trigger.starting, trigger.every, after=after, until=until)
+    if not moments:
+        return 0
+    audience = compile_condition(trigger.audience, dialect=conn.dialect.name, now=now)
+    query = sa.select(contacts.c.id).where(contacts.c.erased_at.is_(None), audience)
+    ids = list(conn.execute(query.order_by(contacts.c.id)).scalars())
+    started = 0
+    for moment in moments:
+        requests = [EnrollRequest(i, workflow.name, starts_at=moment) for i in ids]
+        outcome = enroll(conn, current, requests, now=now, max_chain_depth=max_chain_depth)
+        started += len(outcome.run_ids)
+    return started
+
+
 def scan_date_triggers(
     engine: sa.Engine, cache: CatalogCache, *, now: datetime, max_chain_depth: int
 ) -> int:
@@ -129,11 +160,17 @@ def scan_date_triggers(
         for row in rows:
             workflow = current.catalog.workflows.get(row.workflow)
             until = now + AHEAD
-            if workflow is not None and isinstance(workflow.trigger, DateTrigger):
+            after = _utc(row.scanned_through)
+            trigger = workflow.trigger if workflow is not None else None
+            if workflow is not None and isinstance(trigger, DateTrigger):
                 scan_workflow(
                     conn, workflow, current.catalog.schema, current,
-                    after=_utc(row.scanned_through), until=until, now=now,
-                    max_chain_depth=max_chain_depth,
+                    after=after, until=until, now=now, max_chain_depth=max_chain_depth,
+                )  # fmt: skip
+            elif workflow is not None and isinstance(trigger, ScheduleTrigger):
+                scan_schedule(
+                    conn, workflow, current,
+                    after=after, until=until, now=now, max_chain_depth=max_chain_depth,
                 )  # fmt: skip
             conn.execute(
                 date_trigger_scans.update()
