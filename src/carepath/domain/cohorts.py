@@ -36,7 +36,11 @@ class TurnInputs:
 
 
 def turn_inputs(workflow: Workflow) -> TurnInputs:
-    conditions: list[Condition] = []
+    conditions: list[Condition] = [
+        match.when
+        for match in (workflow.goal, workflow.exit_when)
+        if match is not None and match.event is None and match.when is not None
+    ]
     fields: set[str] = set()
     events = per_contact = False
     for step in workflow.steps.values():

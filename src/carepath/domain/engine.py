@@ -129,12 +129,28 @@ def _run_steps(turn: _Turn, current: str | None, closed: StepOutcome | None) -> 
                 f"step {current} visited more than {turn.limits.max_step_visits} times"
             )
         turn.visits[current] = visits
+        ended = _state_reached(turn, current)
+        if ended is not None:
+            return replace(ended, closed_wait=closed)
         step = turn.run.workflow.steps[current]
         outcome = _execute(turn, current, step)
         if isinstance(outcome, Advance):
             return replace(outcome, closed_wait=closed)
         current = outcome
     return turn.result(RunStatus.COMPLETED, None, closed_wait=closed)
+
+
+def _state_reached(turn: _Turn, current: str) -> Advance | None:
+    """A goal or exit that is a condition alone ends the run before its next step."""
+    workflow = turn.run.workflow
+    for match, status, label in (
+        (workflow.goal, RunStatus.CONVERTED, "goal reached: condition"),
+        (workflow.exit_when, RunStatus.EXITED, "exit_when: condition"),
+    ):
+        when = match.when if match is not None and match.event is None else None
+        if when is not None and evaluate(when, turn.facts):
+            return turn.result(status, current, reason=label)
+    return None
 
 
 def _record(

@@ -640,9 +640,13 @@ def _workflow_definitions() -> dict[str, Schema]:
         "type": ["object", "null"],
         "properties": {
             "event": _ref("eventType"),
-            "when": {**_ref("condition"), "description": "The event must also match."},
+            "when": {
+                **_ref("condition"),
+                "description": "The event must also match; alone, a condition checked "
+                "before each step and when an event for the run arrives.",
+            },
         },
-        "required": ["event"],
+        "anyOf": [{"required": ["event"]}, {"required": ["when"]}],
         "additionalProperties": False,
     }
     return {
@@ -762,11 +766,11 @@ def _workflow_definitions() -> dict[str, Schema]:
                 "reentry": _ref("reentry"),
                 "goal": {
                     **event_match,
-                    "description": "An event that ends the run as converted.",
+                    "description": "An event (or a condition) that ends the run as converted.",
                 },
                 "exit_when": {
                     **event_match,
-                    "description": "An event that ends the run as exited.",
+                    "description": "An event (or a condition) that ends the run as exited.",
                 },
                 "start": {
                     "type": "string",

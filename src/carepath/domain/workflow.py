@@ -143,9 +143,14 @@ WAITING_STEPS = (WaitStep, WaitForStep)
 
 @dataclass(frozen=True)
 class EventMatch:
-    """An event type, optionally narrowed by a condition on the event and contact."""
+    """An event type, optionally narrowed by a condition on the event and contact.
 
-    event: str
+    Without an event type, the condition alone (a goal or exit that is a state,
+    not a happening): checked before each step and when an event for the run
+    is processed.
+    """
+
+    event: str | None
     when: Condition | None = None
 
 

@@ -308,13 +308,15 @@ def _parse_reentry(raw: object, ctx: _Ctx) -> Reentry | None:
 def _parse_event_match(raw: object, path: Path, ctx: _Ctx) -> EventMatch | None:
     if raw is None:
         return None
-    if not isinstance(raw, Mapping) or "event" not in raw:
-        ctx.problems.add(path, "must be {event: TYPE} with an optional when")
+    if not isinstance(raw, Mapping) or not ({"event", "when"} & set(raw)):
+        ctx.problems.add(path, "must be {event: TYPE} with an optional when, or {when: CONDITION}")
         return None
     for key in sorted(set(raw) - {"event", "when"}, key=str):
         ctx.problems.add((*path, str(key)), "unknown key (expected event, when)")
-    event = check_event_type(raw["event"], (*path, "event"), ctx)
     when = ctx.condition(raw["when"], (*path, "when")) if "when" in raw else None
+    if "event" not in raw:
+        return EventMatch(None, when) if when else None
+    event = check_event_type(raw["event"], (*path, "event"), ctx)
     return EventMatch(event, when) if event else None
 
 

@@ -139,7 +139,7 @@ def _process(
 
 
 def _matches(match: EventMatch | None, event_type: str, facts: Facts) -> bool:
-    if match is None or match.event != event_type:
+    if match is None or match.event not in (event_type, None):
         return False
     return match.when is None or evaluate(match.when, facts)
 
@@ -150,12 +150,16 @@ def _apply_to_run(
     workflow = run.workflow
     assert workflow is not None
     row = run.row
-    if _matches(workflow.goal, event.type, facts):
-        _end(run, RunStatus.CONVERTED, f"goal reached: {event.type}", changes, now=now)
+    goal, exit_when = workflow.goal, workflow.exit_when
+    if goal is not None and _matches(goal, event.type, facts):
+        reason = f"goal reached: {goal.event or 'condition'}"
+        _end(run, RunStatus.CONVERTED, reason, changes, now=now)
         changes.new_events.append(completion_event(row, RunStatus.CONVERTED, now=now))
         return
-    if _matches(workflow.exit_when, event.type, facts):
-        _end(run, RunStatus.EXITED, f"exit_when: {event.type}", changes, now=now)
+    if exit_when is not None and _matches(exit_when, event.type, facts):
+        _end(
+            run, RunStatus.EXITED, f"exit_when: {exit_when.event or 'condition'}", changes, now=now
+        )
         return
     if run.status is not RunStatus.WAITING or row.waiting_for != event.type:
         return
