@@ -776,6 +776,11 @@ def _workflow_definitions() -> dict[str, Schema]:
                     "type": "string",
                     "description": "The first step (defaults to the first one written).",
                 },
+                "no_repeat": {
+                    **_ref("duration"),
+                    "description": "Its emails reach a contact at most once per template in "
+                    "this window (a template's own no_repeat wins).",
+                },
                 "steps": {
                     "type": "object",
                     "description": "Steps by name.",
@@ -824,6 +829,10 @@ def _resource_definitions() -> dict[str, Schema]:
                 },
                 "html": {"type": "string", "description": "The HTML body."},
                 "text": {"type": ["string", "null"], "description": "The plain-text body."},
+                "no_repeat": {
+                    **_ref("duration"),
+                    "description": "A contact gets this template at most once in this window.",
+                },
                 "description": any_text,
             },
             "required": ["template", "html"],

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 from carepath.domain.conditions import Condition, ConditionRules, Scope, parse_condition
+from carepath.domain.durations import DurationError, parse_duration
 from carepath.domain.fields import ContactSchema
 from carepath.domain.problems import Problems
 
@@ -31,6 +33,8 @@ class Template:
     subject: str | None  # None: a layout or partial, used by others, never sent itself
     html: str
     text: str | None
+    # A contact gets this template at most once within this window, whichever workflow sends.
+    no_repeat: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,11 @@ def _unknown_keys(raw: Mapping[str, object], allowed: set[str], problems: Proble
 
 
 def parse_template(raw: Mapping[str, object], problems: Problems) -> Template | None:
-    _unknown_keys(raw, {"template", "subject", "html", "text", "description"}, problems)
+    _unknown_keys(
+        raw, {"template", "subject", "html", "text", "description", "no_repeat"}, problems
+    )
     before = len(problems)
+    no_repeat = _window(raw, "no_repeat", problems)
     subject = _text(raw, "subject", problems, required=False)
     html = _text(raw, "html", problems, required=True)
     text = _text(raw, "text", problems, required=False)
@@ -92,7 +99,21 @@ def parse_template(raw: Mapping[str, object], problems: Problems) -> Template | 
         problems.add(("subject",), "subject must be a single line")
     if len(problems) > before or html is None:
         return None
-    return Template(str(raw["template"]), subject, html, text)
+    return Template(str(raw["template"]), subject, html, text, no_repeat)
+
+
+def _window(raw: Mapping[str, object], key: str, problems: Problems) -> timedelta | None:
+    if key not in raw:
+        return None
+    try:
+        window = parse_duration(raw[key])
+    except DurationError as exc:
+        problems.add((key,), str(exc))
+        return None
+    if not window:
+        problems.add((key,), f"{key} must be longer than zero")
+        return None
+    return window
 
 
 def parse_list(raw: Mapping[str, object], problems: Problems) -> ListDef | None:

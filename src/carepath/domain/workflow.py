@@ -217,6 +217,9 @@ class Workflow:
     exit_when: EventMatch | None
     start: str
     steps: Mapping[str, Step]
+    # Its emails reach a contact at most once per template within this window
+    # (a template's own no_repeat wins).
+    no_repeat: timedelta | None = None
 
 
 def successors(step: Step) -> list[str]:

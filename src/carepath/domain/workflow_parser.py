@@ -63,7 +63,7 @@ ACTION_KEYS = (
 LATER_ACTIONS = ("sms",)
 _WORKFLOW_KEYS = {
     "workflow", "title", "description", "purpose", "trigger", "reentry",
-    "goal", "exit_when", "start", "steps",
+    "goal", "exit_when", "start", "steps", "no_repeat",
 }  # fmt: skip
 _ALLOWED_STEP_KEYS: dict[str, set[str]] = {
     "email": {"next"},
@@ -148,6 +148,7 @@ def parse_workflow_draft(
     goal = _parse_event_match(raw.get("goal"), ("goal",), ctx)
     exit_when = _parse_event_match(raw.get("exit_when"), ("exit_when",), ctx)
     steps = _parse_steps(raw.get("steps"), ctx)
+    no_repeat = ctx.duration(raw["no_repeat"], ("no_repeat",)) if "no_repeat" in raw else None
     # Names as written, so that a step which failed to parse is not also "unknown".
     raw_steps = raw.get("steps")
     written = [str(k) for k in raw_steps] if isinstance(raw_steps, Mapping) else []
@@ -169,6 +170,7 @@ def parse_workflow_draft(
         exit_when=exit_when,
         start=start,
         steps=steps,
+        no_repeat=no_repeat,
     )
     broken = frozenset(written) - set(steps)
     return WorkflowDraft(workflow, broken, complete=len(problems) == before)

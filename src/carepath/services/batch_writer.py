@@ -38,8 +38,9 @@ from carepath.services.catalog_store import CurrentCatalog
 from carepath.services.contact_changes import ContactChange, write_contact_changes
 from carepath.services.contacts import with_email
 from carepath.services.context import EngineContext
-from carepath.services.enrollment import EnrollRequest, enroll
+from carepath.services.enrollment import EnrollRequest, enroll, refused_enrollment
 from carepath.services.events import NewEvent, store_events
+from carepath.services.repeats import RecentSends
 from carepath.services.run_writes import (
     close_open_steps,
     completion_event,
@@ -69,6 +70,7 @@ class BatchWriter:
         self._original_lists = {cid: set(names) for cid, names in lists.items()}
         self.contact_changes: dict[int, ContactChange] = {}
         self._addressable: set[int] | None = None
+        self._recent_sends: RecentSends | None = None
         self._library_set = False
         self.run_updates: list[dict[str, Any]] = []
         self.closes: list[dict[str, Any]] = []
@@ -192,6 +194,10 @@ class BatchWriter:
                     f"step {send.step}: template {send.template} no longer exists",
                 )
             version = self.current.template_version(send.template)
+            repeat = self._recent().refusal(row.contact_id, template, workflow, now=self.now)
+            if repeat is not None:
+                rows.append(self._outbox_row(row, send, version, workflow, skipped=repeat))
+                continue
             try:
                 mail = self.ctx.renderer.render(template, version, context)
             except RenderError as exc:
@@ -202,29 +208,50 @@ class BatchWriter:
             if self.ctx.links is not None:
                 body, tracked = track(mail.html, self.ctx.links, message_id)
                 links = [{"url": t.url, "tag": t.tag} for t in tracked]
+            rendered = {"subject": mail.subject, "html": body, "links": links, "text": mail.text}
+            missing = None if has_address else "contact has no email address"
             rows.append(
-                {
-                    "contact_id": row.contact_id,
-                    "run_id": row.id,
-                    "workflow": row.workflow,
-                    "step": send.step,
-                    "channel": "email",
-                    "template": send.template,
-                    "template_version": version,
-                    "message_id": message_id,
-                    "subject": mail.subject,
-                    "html": body,
-                    "links": links,
-                    "text": mail.text,
-                    "purpose": workflow.purpose.value,
-                    "status": "pending" if has_address else "skipped",
-                    "attempts": 0,
-                    "next_attempt_at": self.now,
-                    "last_error": None if has_address else "contact has no email address",
-                    "created_at": self.now,
-                }
-            )
+                self._outbox_row(
+                    row, send, version, workflow, skipped=missing, content=rendered,
+                    message_id=message_id,
+                )
+            )  # fmt: skip
         return rows, None
+
+    def _outbox_row(
+        self,
+        row: Row[Any],
+        send: SendEmail,
+        version: int,
+        workflow: Workflow,
+        *,
+        skipped: str | None,
+        content: dict[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A message for the outbox; `skipped` (a reason) keeps it from being sent."""
+        return {
+            "contact_id": row.contact_id,
+            "run_id": row.id,
+            "workflow": row.workflow,
+            "step": send.step,
+            "channel": "email",
+            "template": send.template,
+            "template_version": version,
+            "message_id": message_id or f"<{uuid.uuid4().hex}@carepath.invalid>",
+            **(content or {"subject": "", "html": "", "links": None, "text": ""}),
+            "purpose": workflow.purpose.value,
+            "status": "pending" if skipped is None else "skipped",
+            "attempts": 0,
+            "next_attempt_at": self.now,
+            "last_error": skipped,
+            "created_at": self.now,
+        }
+
+    def _recent(self) -> RecentSends:
+        if self._recent_sends is None:
+            self._recent_sends = RecentSends(self.conn, self.current, self.contacts)
+        return self._recent_sends
 
     def _use_library(self) -> None:
         """Give the renderer the catalog's templates, for layouts and partials (once a batch)."""
@@ -297,13 +324,14 @@ class BatchWriter:
         write_contact_changes(self.conn, self.contact_changes, now=self.now)
         self._flush_lists()
         if self.enrollments:
-            enroll(
+            outcome = enroll(
                 conn,
                 self.current,
                 self.enrollments,
                 now=self.now,
                 max_chain_depth=self.ctx.limits.max_chain_depth,
             )
+            self.new_events += [refused_enrollment(s, now=self.now) for s in outcome.skipped]
         if self.new_events:
             store_events(conn, self.new_events, now=self.now)
 

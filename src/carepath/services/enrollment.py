@@ -9,11 +9,12 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from carepath.db.dialect import bulk_insert
+from carepath.db.dialect import bulk_insert, id_in
 from carepath.db.schema import runs
 from carepath.domain.runs import LIVE_STATUSES, RunStatus
 from carepath.domain.workflow import ReentryMode, Workflow
 from carepath.services.catalog_store import CurrentCatalog
+from carepath.services.events import NewEvent
 from carepath.services.workflow_states import paused_names
 
 
@@ -61,6 +62,26 @@ def reentry_refusal(workflow: Workflow, history: _History, now: datetime) -> str
     return None
 
 
+def _chain_workflows(conn: Connection, parents: Sequence[int]) -> dict[int, set[str]]:
+    """For each run, the workflows of it and every run above it (who enrolled whom)."""
+    if not parents:
+        return {}
+    up = sa.select(runs.c.id.label("origin"), runs.c.parent_run_id, runs.c.workflow).where(
+        id_in(conn, runs.c.id, sorted(set(parents)))
+    )
+    chain = up.cte("chain", recursive=True)
+    above = runs.alias("above")
+    chain = chain.union_all(
+        sa.select(chain.c.origin, above.c.parent_run_id, above.c.workflow).where(
+            above.c.id == chain.c.parent_run_id
+        )
+    )
+    found: dict[int, set[str]] = {}
+    for origin, workflow in conn.execute(sa.select(chain.c.origin, chain.c.workflow)):
+        found.setdefault(origin, set()).add(workflow)
+    return found
+
+
 def _histories(
     conn: Connection, requests: Sequence[EnrollRequest]
 ) -> dict[tuple[int, str], _History]:
@@ -92,6 +113,7 @@ def enroll(
     if not requests:
         return EnrollOutcome([], [])
     histories = _histories(conn, requests)
+    chains = _chain_workflows(conn, [r.parent_run_id for r in requests if r.parent_run_id])
     paused = paused_names(conn)
     rows: list[dict[str, object]] = []
     skipped: list[Skipped] = []
@@ -105,6 +127,10 @@ def enroll(
             continue
         if request.chain_depth > max_chain_depth:
             skipped.append(Skipped(request, f"enrollment chain deeper than {max_chain_depth}"))
+            continue
+        if request.parent_run_id and workflow.name in chains.get(request.parent_run_id, ()):
+            reason = f"enrollment loop: {workflow.name} is already in this chain"
+            skipped.append(Skipped(request, reason))
             continue
         history = histories.setdefault((request.contact_id, request.workflow), _History())
         refusal = reentry_refusal(workflow, history, now)
@@ -134,3 +160,14 @@ def enroll(
         )
     run_ids = bulk_insert(conn, runs, rows, returning="id")
     return EnrollOutcome(run_ids, skipped)
+
+
+REFUSED = "enrollment.refused"
+
+
+def refused_enrollment(skipped: Skipped, *, now: datetime) -> NewEvent:
+    """An enroll step's refused enrollment, kept in the contact's history with its reason."""
+    request = skipped.request
+    key = f"run:{request.parent_run_id}:enroll:{request.workflow}:{now.isoformat()}"
+    data = {"workflow": request.workflow, "reason": skipped.reason, "run": request.parent_run_id}
+    return NewEvent(REFUSED, request.contact_id, now, key, data, "engine", request.chain_depth)
