@@ -249,30 +249,21 @@ def test_duplicate_event_is_stored_and_processed_once(journey: Harness) -> None:
     assert len(journey.runs(ann)) == 1
 
 
-def test_enroll_chain_between_two_workflows_is_stopped_by_the_cap(journey: Harness) -> None:
+def test_a_long_enroll_chain_is_stopped_by_the_cap(journey: Harness) -> None:
+    cap = journey.ctx.limits.max_chain_depth
+    hops = [f"hop-{i}" for i in range(cap + 3)]
     journey.apply(
-        """
-workflow: ping
-trigger: manual
-reentry: always
-steps:
-  pause: {wait: 1h, next: hop}
-  hop: {enroll: pong}
----
-workflow: pong
-trigger: manual
-reentry: always
-steps:
-  pause: {wait: 1h, next: hop}
-  hop: {enroll: ping}
-"""
+        "\n---\n".join(
+            f"workflow: {name}\ntrigger: manual\nsteps:\n"
+            f"  pause: {{wait: 1h, next: hop}}\n  hop: {{enroll: {following}}}\n"
+            for name, following in zip(hops, [*hops[1:], hops[0]], strict=True)
+        )
     )
     ann = journey.contact()
-    journey.enroll("ping", ann)
+    journey.enroll(hops[0], ann)
     journey.advance("2d")
     chain = journey.runs(ann)
-    cap = journey.ctx.limits.max_chain_depth
-    assert len(chain) == cap + 1
+    assert [r.workflow for r in chain] == hops[: cap + 1]
     assert [r.chain_depth for r in chain] == list(range(cap + 1))
     last = chain[-1]
     assert last.status == "failed"
