@@ -43,9 +43,10 @@ def test_validate_prints_file_line_message_and_exits_2(tmp_path: Path) -> None:
 
 
 def test_validate_accepts_the_examples() -> None:
-    code, out, _ = carepath("validate", str(EXAMPLES))
-    assert code == 0
-    assert "documents valid" in out
+    for folder in (EXAMPLES, EXAMPLES.parent / "preventive"):
+        code, out, _ = carepath("validate", str(folder))
+        assert code == 0
+        assert "documents valid" in out
 
 
 def test_schema_prints_json_schema_for_a_kind() -> None:
@@ -116,6 +117,19 @@ def test_demo_runs_the_journey_and_prints_the_funnel(tmp_path: Path) -> None:
     code, out, _ = carepath("demo", "--contacts", "40", "--db", str(tmp_path / "demo.db"))
     assert code == 0
     assert "bariatric-journey" in out
+    assert "received by the SMTP sink" in out
+
+
+def test_preventive_demo_prints_enrollments_per_month_over_a_year(tmp_path: Path) -> None:
+    args = ["demo", "--scenario", "preventive", "--contacts", "60", "--db", str(tmp_path / "p.db")]
+    code, out, _ = carepath(*args)
+    assert code == 0
+    lines = out.splitlines()
+    header = next(line for line in lines if "annual-wellness" in line)
+    assert "birthday-greeting" in header
+    assert "post-procedure-check-ins" in header
+    months = [line for line in lines if line.startswith("│ 2026-")]
+    assert len(months) == 12  # every month of the year has its row
     assert "received by the SMTP sink" in out
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -510,6 +511,11 @@ def print_funnel(
     out.print("runs: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
 
 
+class Scenario(StrEnum):
+    BARIATRIC = "bariatric"
+    PREVENTIVE = "preventive"
+
+
 @app.command()
 def demo(
     db: Annotated[
@@ -519,8 +525,15 @@ def demo(
         int, typer.Option("--contacts", min=1, max=100_000, help="Synthetic contacts.")
     ] = 300,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same run.")] = 7,
+    scenario: Annotated[
+        Scenario,
+        typer.Option(help="bariatric (150 days) or preventive (a year of preventive care)."),
+    ] = Scenario.BARIATRIC,
 ) -> None:
-    """Run the bariatric journey end to end on a fresh SQLite database with simulated time."""
+    """Run example journeys end to end on a fresh SQLite database with simulated time."""
+    if scenario is Scenario.PREVENTIVE:
+        _preventive_demo(db, contacts_count, seed)
+        return
     from carepath.entrypoints.demo import run_demo  # noqa: PLC0415 - heavy, only for this command
 
     with errors_to_exit():
@@ -528,6 +541,26 @@ def demo(
     for name, (rows, statuses) in result.funnels.items():
         out.print(f"\n[bold]{name}[/bold]")
         print_funnel(rows, statuses)
+    messages = ", ".join(f"{k} {v}" for k, v in sorted(result.outbox.items()))
+    out.print(f"\nmessages: {messages}; received by the SMTP sink: {result.smtp_received}")
+    out.print(f"database: {db}")
+
+
+def _preventive_demo(db: Path, contacts_count: int, seed: int) -> None:
+    from carepath.entrypoints.preventive_demo import (  # noqa: PLC0415 - heavy, demo only
+        WORKFLOWS,
+        run_preventive_demo,
+    )
+
+    with errors_to_exit():
+        result = run_preventive_demo(db, contacts_count=contacts_count, seed=seed, console=out)
+    table = Table(title="Enrollments per month")
+    table.add_column("month")
+    for name in WORKFLOWS:
+        table.add_column(name, justify="right", min_width=len(name))
+    for month, counts in result.enrollments.items():
+        table.add_row(month, *(str(counts.get(name, 0)) for name in WORKFLOWS))
+    out.print(table)
     messages = ", ".join(f"{k} {v}" for k, v in sorted(result.outbox.items()))
     out.print(f"\nmessages: {messages}; received by the SMTP sink: {result.smtp_received}")
     out.print(f"database: {db}")

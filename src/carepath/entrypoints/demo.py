@@ -22,7 +22,7 @@ from carepath.errors import ConfigurationError
 from carepath.services import catalog_store, contacts, reports
 from carepath.services.clock import simulated_now
 from carepath.services.context import EngineContext
-from carepath.services.documents import load_paths
+from carepath.services.documents import SourceDocument, load_paths
 from carepath.services.reports import FunnelRow
 from carepath.services.setup import init_database
 from carepath.services.simulation import Population
@@ -43,16 +43,22 @@ class DemoResult:
     smtp_received: int
 
 
-def examples_dir() -> Path:
-    """examples/bariatric from a source checkout, or as shipped inside the package."""
+def examples_dir(name: str = "bariatric") -> Path:
+    """examples/NAME from a source checkout, or as shipped inside the package."""
     here = Path(__file__).resolve()
-    for candidate in (
-        here.parents[3] / "examples" / "bariatric",
-        here.parents[1] / "examples" / "bariatric",
-    ):
+    for candidate in (here.parents[3] / "examples" / name, here.parents[1] / "examples" / name):
         if candidate.is_dir():
             return candidate
-    raise ConfigurationError("the bariatric example resources were not found")
+    raise ConfigurationError(f"the {name} example resources were not found")
+
+
+def load_examples(folder: Path) -> list[SourceDocument]:
+    docs, problems = load_paths([folder])
+    if problems:
+        raise ConfigurationError(
+            "the example resources do not load: " + "; ".join(map(str, problems))
+        )
+    return docs
 
 
 def fresh_sqlite(path: Path) -> str:
@@ -69,13 +75,8 @@ def fresh_sqlite(path: Path) -> str:
 
 def run_demo(path: Path, *, contacts_count: int, seed: int, console: Console) -> DemoResult:
     engine = init_database(fresh_sqlite(path), simulated_clock=START)
-    docs, problems = load_paths([examples_dir()])
-    if problems:
-        raise ConfigurationError(
-            "the example resources do not load: " + "; ".join(map(str, problems))
-        )
     with engine.begin() as conn:
-        catalog_store.apply_documents(conn, docs, now=START)
+        catalog_store.apply_documents(conn, load_examples(examples_dir()), now=START)
     population = Population(random.Random(seed), START)  # noqa: S311 - seeded simulation, not security
     with tempfile.TemporaryDirectory() as tmp:
         export = Path(tmp) / "contacts.csv"
