@@ -74,6 +74,51 @@ def test_enrolling_an_unknown_workflow_is_reported_not_a_crash() -> None:
     assert findings(a) == [("a.yml", ("steps", "hand-off", "enroll"), "unknown workflow 'missing'")]
 
 
+def test_a_workflow_triggered_by_another_ending_closes_a_cycle_with_an_enroll() -> None:
+    a = workflow_document("a", {"done": END})
+    b = Document(
+        "b.yml",
+        {
+            "workflow": "b",
+            "trigger": {
+                "event": "workflow.completed",
+                "when": {"field": "event.data.workflow", "eq": "c"},
+            },
+            "steps": {"again": {"enroll": "a"}},
+        },
+    )
+    c = workflow_document("c", {"done": END})
+    assert findings(a, b, c) == []  # b starts when c completes, not a
+
+    after_a = {"event": "workflow.completed", "when": {"field": "event.data.workflow", "eq": "a"}}
+    b_after_a = Document("b.yml", {**b.raw, "trigger": after_a})
+    [(_, path, message)] = findings(a, b_after_a, c)
+    assert message == "workflows start each other with no wait: a -> b -> a"
+    assert path in {("steps", "done", "exit"), ("steps", "again", "enroll")}
+
+
+def test_joining_a_list_that_triggers_a_workflow_is_an_edge_for_that_list_only() -> None:
+    lists = [Document(f"{n}.yml", {"list": n}) for n in ("leads", "vip")]
+    a = workflow_document("a", {"join": {"list": {"add": ["leads"]}, "next": "end"}, "end": END})
+    b = Document(
+        "b.yml",
+        {
+            "workflow": "b",
+            "trigger": {
+                "event": "list.joined",
+                "when": {"field": "event.data.list", "eq": "leads"},
+            },
+            "steps": {"back": {"enroll": "a"}},
+        },
+    )
+    [(_, path, message)] = findings(a, b, *lists)
+    assert path == ("steps", "join", "list")
+    assert message == "workflows start each other with no wait: a -> b -> a"
+    vip_only = Document("b.yml", {**b.raw, "trigger": {**b.raw["trigger"], "when": {  # type: ignore[dict-item]
+        "field": "event.data.list", "eq": "vip"}}})  # fmt: skip
+    assert findings(a, vip_only, *lists) == []
+
+
 def test_immediate_enrollments_stop_at_waits() -> None:
     workflow = valid_workflow({
         "first": {"enroll": "x", "next": "hold"},

@@ -200,11 +200,12 @@ def _check_workflows(
     for cycle in enroll_cycles(every_workflow.values()):
         names = " -> ".join([*(e.source for e in cycle), cycle[0].source])
         first = cycle[0]
-        message = f"workflows enroll each other with no wait: {names}"
+        verb = "enroll" if all(e.via == "enroll" for e in cycle) else "start"
+        message = f"workflows {verb} each other with no wait: {names}"
         findings.append(
             Finding(
                 by_workflow.get(first.source),
-                DocProblem(("steps", first.step, "enroll"), message),
+                DocProblem(("steps", first.step, first.via), message),
             )
         )
 

@@ -5,16 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from carepath.domain.conditions import AllOf, FieldTest, Op, Scope
 from carepath.domain.problems import Problems
 from carepath.domain.workflow import (
     WAITING_STEPS,
     BranchStep,
     EnrollStep,
+    EventTrigger,
+    ExitStep,
     GotoStep,
+    ListStep,
     SplitStep,
     Step,
     WaitForStep,
     Workflow,
+    step_kind,
     successors,
 )
 
@@ -133,13 +138,24 @@ def strongly_connected(edges: Mapping[str, Iterable[str]]) -> list[list[str]]:
 
 @dataclass(frozen=True)
 class EnrollEdge:
+    """`source` starts `target` at `step`: an enroll step, or an event that triggers it."""
+
     source: str
     step: str
     target: str
+    via: str = "enroll"  # the step's key: enroll, list (list.joined) or exit (workflow.completed)
 
 
-def immediate_enrollments(workflow: Workflow) -> list[EnrollEdge]:
-    """Enroll steps reachable from start without passing a wait."""
+def immediate_enrollments(
+    workflow: Workflow, triggered: Mapping[str, list[tuple[str, str | None]]] | None = None
+) -> list[EnrollEdge]:
+    """Enrollments reachable from start without passing a wait.
+
+    `triggered` maps an event type to the workflows it triggers, each with the
+    list or workflow name its `when` requires (None: any). Joining a list
+    (`list.joined`) and ending (`workflow.completed`) start those at once.
+    """
+    triggered = triggered or {}
     found: list[EnrollEdge] = []
     seen: set[str] = set()
     stack = [workflow.start]
@@ -151,16 +167,48 @@ def immediate_enrollments(workflow: Workflow) -> list[EnrollEdge]:
         step = workflow.steps[name]
         if isinstance(step, EnrollStep):
             found.append(EnrollEdge(workflow.name, name, step.workflow))
+        if isinstance(step, ListStep):
+            for target, wanted in triggered.get("list.joined", []):
+                if wanted is None or wanted in step.add:
+                    found.append(EnrollEdge(workflow.name, name, target, "list"))
+        if isinstance(step, ExitStep) or not successors(step):
+            for target, wanted in triggered.get("workflow.completed", []):
+                if wanted in (None, workflow.name):
+                    found.append(EnrollEdge(workflow.name, name, target, step_kind(step)))
         if not isinstance(step, WAITING_STEPS):
             stack.extend(successors(step))
     return found
 
 
+def triggered_by(workflows: Iterable[Workflow]) -> dict[str, list[tuple[str, str | None]]]:
+    """Event type -> (workflow it triggers, the list or workflow its `when` requires)."""
+    found: dict[str, list[tuple[str, str | None]]] = {}
+    for workflow in workflows:
+        trigger = workflow.trigger
+        if isinstance(trigger, EventTrigger):
+            found.setdefault(trigger.event, []).append((workflow.name, _required_name(trigger)))
+    return found
+
+
+def _required_name(trigger: EventTrigger) -> str | None:
+    """The list or workflow name a trigger's `when` requires (event.data.list/workflow eq)."""
+    tests = trigger.when.items if isinstance(trigger.when, AllOf) else (trigger.when,)
+    for test in tests:
+        match test:
+            case FieldTest(
+                scope=Scope.EVENT, path=("data", "list" | "workflow"), op=Op.EQ, value=str(name)
+            ):
+                return name
+    return None
+
+
 def enroll_cycles(workflows: Iterable[Workflow]) -> list[list[EnrollEdge]]:
-    """Cycles of workflows enrolling each other with no wait on the way."""
+    """Cycles of workflows starting each other (enroll steps, triggers) with no wait between."""
+    every = list(workflows)
+    triggered = triggered_by(every)
     edges_by_source: dict[str, list[EnrollEdge]] = {}
-    for wf in workflows:
-        edges_by_source[wf.name] = immediate_enrollments(wf)
+    for wf in every:
+        edges_by_source[wf.name] = immediate_enrollments(wf, triggered)
     graph = {src: [e.target for e in es] for src, es in edges_by_source.items()}
     cycles: list[list[EnrollEdge]] = []
     for scc in strongly_connected(graph):
