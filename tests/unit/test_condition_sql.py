@@ -3,9 +3,14 @@ in tests/integration/test_condition_equivalence.py)."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
-from carepath.db.condition_sql import anniversary_days
+from sqlalchemy.dialects import postgresql, sqlite
+
+from carepath.db.condition_sql import anniversary_days, compile_condition
+from carepath.domain.conditions import ConditionRules, Scope, parse_condition
+from carepath.domain.fields import EMPTY_SCHEMA, ContactSchema, FieldSpec, FieldType
+from carepath.domain.problems import Problems
 
 
 def test_anniversary_days_cover_today_through_the_window() -> None:
@@ -25,3 +30,38 @@ def test_29_february_counts_on_28_february_of_a_common_year_only() -> None:
 
 def test_a_window_of_a_year_and_more_holds_every_day() -> None:
     assert len(anniversary_days(date(2026, 3, 1), timedelta(days=400))) == 366
+
+
+HOSTILE = "x' OR 1=1 --"
+
+
+def test_values_and_json_keys_are_bound_parameters_never_sql_text() -> None:
+    schema = ContactSchema({"plan": FieldSpec("plan", FieldType.STRING)})
+    rules = ConditionRules(schema, scopes=frozenset({Scope.CONTACT}), history=True)
+    raw = {
+        "any": [
+            {"field": "contact.plan", "eq": HOSTILE},
+            {"field": "contact.first_name", "in": [HOSTILE, "$.plan"]},
+            {"event": "form.submitted", "where": {"field": f"event.data.{HOSTILE}", "eq": 1}},
+        ]
+    }
+    problems = Problems()
+    condition = parse_condition(raw, (), rules, problems)
+    assert condition is not None, problems.items
+    for name, dialect in (("sqlite", sqlite.dialect()), ("postgresql", postgresql.dialect())):
+        compiled = compile_condition(condition, dialect=name, now=datetime(2026, 1, 1, tzinfo=UTC))
+        statement = compiled.compile(dialect=dialect)
+        assert HOSTILE not in str(statement)
+        assert "$.plan" not in str(statement)
+        bound = [str(v) for v in statement.params.values()]
+        assert HOSTILE in bound or any(HOSTILE in v for v in bound)
+
+
+def test_field_names_outside_the_schema_never_reach_the_compiler() -> None:
+    for name in ["contact.plan'--", "contact.a.b", 'contact."x"', "contact.$.x"]:
+        problems = Problems()
+        assert (
+            parse_condition({"field": name, "eq": 1}, (), ConditionRules(EMPTY_SCHEMA), problems)
+            is None
+        )
+        assert problems
