@@ -8,12 +8,14 @@ from __future__ import annotations
 import random
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import Progress
+from sqlalchemy import Engine
 
 from carepath.channels.smtp import PooledSmtpSender
 from carepath.channels.smtp_sink import SmtpSink
@@ -73,6 +75,17 @@ def fresh_sqlite(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+def with_smtp_sink(engine: Engine, live: Callable[[EngineContext], None]) -> int:
+    """Run `live` with an engine context that sends to a local SMTP sink; messages received."""
+    with SmtpSink() as sink:
+        sender = PooledSmtpSender(sink.url)
+        try:
+            live(EngineContext(engine=engine, sender=sender))
+        finally:
+            sender.close()
+        return len(sink.messages)
+
+
 def run_demo(path: Path, *, contacts_count: int, seed: int, console: Console) -> DemoResult:
     engine = init_database(fresh_sqlite(path), simulated_clock=START)
     with engine.begin() as conn:
@@ -84,13 +97,7 @@ def run_demo(path: Path, *, contacts_count: int, seed: int, console: Console) ->
         with engine.begin() as conn:
             schema = catalog_store.build_current(conn).catalog.schema
             contacts.import_contacts(conn, export, schema, now=START)
-    with SmtpSink() as sink:
-        sender = PooledSmtpSender(sink.url)
-        try:
-            _simulate(EngineContext(engine=engine, sender=sender), population, console)
-        finally:
-            sender.close()
-        received = len(sink.messages)
+    received = with_smtp_sink(engine, lambda ctx: _simulate(ctx, population, console))
     with read_only(engine) as conn:
         current = catalog_store.build_current(conn)
         funnels = {

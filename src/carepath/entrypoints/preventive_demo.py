@@ -18,11 +18,9 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.progress import Progress
 
-from carepath.channels.smtp import PooledSmtpSender
-from carepath.channels.smtp_sink import SmtpSink
 from carepath.db.connection import read_only
 from carepath.db.schema import runs
-from carepath.entrypoints.demo import examples_dir, fresh_sqlite, load_examples
+from carepath.entrypoints.demo import examples_dir, fresh_sqlite, load_examples, with_smtp_sink
 from carepath.services import catalog_store, contacts, reports
 from carepath.services.context import EngineContext
 from carepath.services.preventive_simulation import PreventivePanel
@@ -61,20 +59,17 @@ def run_preventive_demo(
             schema = catalog_store.build_current(conn).catalog.schema
             contacts.import_contacts(conn, export, schema, now=START)
             panel.record_history(conn, list(range(1, contacts_count + 1)))
-    with SmtpSink() as sink:
-        sender = PooledSmtpSender(sink.url)
-        try:
-            ctx = EngineContext(engine=engine, sender=sender)
-            with Progress(console=console, transient=True) as progress:
-                bar = progress.add_task("simulating a year", total=SIMULATED_DAYS)
-                for day in range(SIMULATED_DAYS):
-                    now, _ = advance_clock(ctx, timedelta(days=1))
-                    with engine.begin() as conn:
-                        panel.live_a_day(conn, now, schema)
-                    progress.update(bar, completed=day + 1)
-        finally:
-            sender.close()
-        received = len(sink.messages)
+
+    def live(ctx: EngineContext) -> None:
+        with Progress(console=console, transient=True) as progress:
+            bar = progress.add_task("simulating a year", total=SIMULATED_DAYS)
+            for day in range(SIMULATED_DAYS):
+                now, _ = advance_clock(ctx, timedelta(days=1))
+                with engine.begin() as conn:
+                    panel.live_a_day(conn, now, schema)
+                progress.update(bar, completed=day + 1)
+
+    received = with_smtp_sink(engine, live)
     with read_only(engine) as conn:
         started = conn.execute(sa.select(runs.c.workflow, runs.c.started_at)).all()
         outbox_counts = reports.message_counts(conn)

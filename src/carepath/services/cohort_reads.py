@@ -75,20 +75,16 @@ def read_cohorts(
     members = {n: json_member(conn, contacts.c.attributes, n) for n in custom}
     for i, columns in enumerate(members.values()):
         key |= {f"custom_{i}_{j}": c for j, c in enumerate(columns)}
-    for i, name in enumerate(lists):
-        joined = list_members.alias(f"list_{i}")
-        source = source.outerjoin(
-            joined,
-            sa.and_(joined.c.contact_id == runs.c.contact_id, joined.c.list_name == name),
-        )
-        key[f"list_{i}"] = joined.c.contact_id.is_not(None)
-    for i, name in enumerate(segments):
-        member = segment_members.alias(f"segment_{i}")
-        source = source.outerjoin(
-            member,
-            sa.and_(member.c.contact_id == runs.c.contact_id, member.c.segment_name == name),
-        )
-        key[f"segment_{i}"] = member.c.contact_id.is_not(None)
+    for prefix, table, names in (
+        ("list", list_members, lists),
+        ("segment", segment_members, segments),
+    ):
+        named_by = table.c.list_name if table is list_members else table.c.segment_name
+        for i, name in enumerate(names):
+            member = table.alias(f"{prefix}_{i}")
+            on = sa.and_(member.c.contact_id == runs.c.contact_id, member.c[named_by.name] == name)
+            source = source.outerjoin(member, on)
+            key[f"{prefix}_{i}"] = member.c.contact_id.is_not(None)
     query = (
         sa.select(
             *(expr.label(label) for label, expr in key.items()),
