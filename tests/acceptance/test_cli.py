@@ -118,6 +118,21 @@ def test_demo_runs_the_journey_and_prints_the_funnel(tmp_path: Path) -> None:
     assert code == 0
     assert "bariatric-journey" in out
     assert "received by the SMTP sink" in out
+    db = ("--db", str(tmp_path / "demo.db"))
+    code, out, _ = carepath("report", "engagement", "bariatric-journey", "--format", "json", *db)
+    report = json.loads(out)
+    steps = {row["step"]: row for row in report["steps"]}
+    assert steps["educate-a"]["sent"] == steps["educate-a"]["delivered"] > 0
+    assert report["splits"][0]["paths"] == ["educate-a", "educate-b"]
+    code, out, _ = carepath("report", "messages", "--step", "educate-a", "--format", "csv", *db)
+    lines = out.splitlines()
+    assert lines[0].startswith("id,created_at,contact_id,workflow,step,template,status")
+    assert len(lines) == steps["educate-a"]["messages"] + 1
+    contact = lines[1].split(",")[2]
+    code, out, _ = carepath("report", "contact", contact, "--format", "json", *db)
+    entries = json.loads(out)
+    assert entries[0]["what"] == "event"
+    assert any(e["summary"] == "bariatric-education-a sent" for e in entries)
 
 
 def test_preventive_demo_prints_enrollments_per_month_over_a_year(tmp_path: Path) -> None:

@@ -36,6 +36,11 @@ from carepath.entrypoints.cli_support import (
     out,
     settings_for,
 )
+from carepath.entrypoints.report_commands import (
+    report_contact,
+    report_engagement,
+    report_messages,
+)
 from carepath.entrypoints.segment_commands import segments_app
 from carepath.entrypoints.server_commands import keys_app, serve, workflows_app
 from carepath.entrypoints.worker import StopFlag, run_worker
@@ -473,6 +478,11 @@ def report_funnel(
         rows = reports.funnel(conn, wf)
         statuses = reports.run_status_counts(conn, workflow)
     print_funnel(rows, statuses, fmt=fmt)
+
+
+report_app.command("engagement")(report_engagement)
+report_app.command("messages")(report_messages)
+report_app.command("contact")(report_contact)
 
 
 def print_funnel(

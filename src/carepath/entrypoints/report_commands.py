@@ -1,0 +1,166 @@
+"""`carepath report engagement|messages|contact`: engagement per step, the message log,
+one contact's timeline — as tables, CSV (spreadsheet-safe) or JSON."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import asdict
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from carepath.db.connection import read_only
+from carepath.domain.exports import spreadsheet_cell
+from carepath.domain.fields import parse_datetime
+from carepath.entrypoints.cli_support import DbOption, errors_to_exit, fail, opened_engine, out
+from carepath.services.catalog_store import build_current
+from carepath.services.engagement import compare_splits, engagement, link_clicks
+from carepath.services.message_log import LogFilter, timeline, whole_log
+
+
+class Format(StrEnum):
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+
+
+FormatOption = Annotated[Format, typer.Option("--format", help="table, csv or json")]
+ENGAGEMENT_COLUMNS = [
+    "step", "template", "messages", "sent", "delivered", "deferred", "skipped", "failed",
+    "soft_bounced", "hard_bounced", "opened", "machine_opened", "clicked", "clicks",
+    "unsubscribed", "complained",
+]  # fmt: skip
+LOG_COLUMNS = [
+    "id", "created_at", "contact_id", "workflow", "step", "template", "status", "sent_at",
+    "opened", "clicked", "last_error",
+]  # fmt: skip
+
+
+def _moment(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_datetime(text)
+    except ValueError:
+        fail(f"error: {option} takes an ISO 8601 date or date-time")
+
+
+def _plain(value: object) -> object:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _write_csv(columns: list[str], rows: list[dict[str, Any]]) -> None:
+    writer = csv.writer(sys.stdout)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([spreadsheet_cell(_plain(row[c])) for c in columns])
+
+
+def report_engagement(
+    workflow: Annotated[str, typer.Argument()],
+    *,
+    since: Annotated[str | None, typer.Option(help="Messages written from (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option(help="Messages written before (ISO 8601).")] = None,
+    version: Annotated[int | None, typer.Option(help="One workflow version only.")] = None,
+    fmt: FormatOption = Format.TABLE,
+    db: DbOption = None,
+) -> None:
+    """Per email step: sent, delivered, bounces, opens and clicks by people, rates; A/B paths."""
+    with errors_to_exit(), opened_engine(db) as engine, read_only(engine) as conn:
+        definition = build_current(conn).catalog.workflows.get(workflow)
+        if definition is None:
+            fail(f"error: no workflow named {workflow!r}")
+        rows = engagement(
+            conn, workflow, since=_moment(since, "--since"), until=_moment(until, "--until"),
+            version=version,
+        )  # fmt: skip
+        links = link_clicks(conn, workflow)
+    splits = compare_splits(definition, rows)
+    data = [asdict(r) | {"open_rate": r.open_rate, "click_rate": r.click_rate} for r in rows]
+    if fmt is Format.JSON:
+        document = {
+            "steps": data,
+            "links": [asdict(link) for link in links],
+            "splits": [
+                {"split": s.split, "paths": [p for p, _ in s.paths], "z": s.z, "p_value": s.p_value}
+                for s in splits
+            ],
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return
+    if fmt is Format.CSV:
+        _write_csv([*ENGAGEMENT_COLUMNS, "open_rate", "click_rate"], data)
+        return
+    headers = ["step", "template", "sent", "delivered", "bounced", "opened", "clicked"]
+    headers += ["clicks", "unsub", "open %", "click %"]
+    table = Table(*headers, title=f"{workflow}: engagement")
+    for r in rows:
+        bounced = f"{r.hard_bounced} hard, {r.soft_bounced} soft"
+        table.add_row(
+            r.step, r.template, str(r.sent), str(r.delivered), bounced,
+            f"{r.opened} (+{r.machine_opened} machine)", str(r.clicked), str(r.clicks),
+            str(r.unsubscribed), f"{r.open_rate:.1%}", f"{r.click_rate:.1%}",
+        )  # fmt: skip
+    out.print(table)
+    for s in splits:
+        paths = " vs ".join(f"{p} {r.click_rate:.1%} of {r.delivered}" for p, r in s.paths)
+        verdict = "" if s.p_value is None else f"; p = {s.p_value:.3f}"
+        out.print(f"split {s.split}: click rate {paths}{verdict}")
+
+
+def report_messages(
+    *,
+    workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
+    step: Annotated[str | None, typer.Option(help="Only this step.")] = None,
+    template: Annotated[str | None, typer.Option(help="Only this template.")] = None,
+    contact: Annotated[int | None, typer.Option(help="Only this contact id.")] = None,
+    since: Annotated[str | None, typer.Option(help="Written from (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option(help="Written before (ISO 8601).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or jsonl")] = "table",
+    db: DbOption = None,
+) -> None:
+    """Who received which message when, and what happened to it (templates, never content)."""
+    if fmt not in ("table", "csv", "jsonl"):
+        fail("error: --format is table, csv or jsonl")
+    which = LogFilter(
+        workflow, step, template, contact, _moment(since, "--since"), _moment(until, "--until")
+    )
+    with errors_to_exit(), opened_engine(db) as engine, read_only(engine) as conn:
+        messages = [asdict(m) for m in whole_log(conn, which)]
+    if fmt == "jsonl":
+        for row in messages:
+            sys.stdout.write(json.dumps({k: _plain(v) for k, v in row.items()}) + "\n")
+    elif fmt == "csv":
+        _write_csv(LOG_COLUMNS, messages)
+    else:
+        table = Table(*LOG_COLUMNS[:-1], title="messages")
+        for row in messages:
+            table.add_row(*(str(_plain(row[c]) or "") for c in LOG_COLUMNS[:-1]))
+        out.print(table)
+
+
+def report_contact(
+    contact_id: Annotated[int, typer.Argument(help="The contact's id.")],
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    db: DbOption = None,
+) -> None:
+    """Every event, run, step and message of one contact, in order."""
+    with errors_to_exit(), opened_engine(db) as engine, read_only(engine) as conn:
+        entries = timeline(conn, contact_id)
+    if not entries:
+        fail(f"error: nothing recorded for contact {contact_id}")
+    if fmt == "json":
+        rows = [{"at": e.at.isoformat(), "what": e.what, "summary": e.summary, **e.detail}
+                for e in entries]  # fmt: skip
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table("at", "what", "summary", "detail", title=f"contact {contact_id}")
+    for e in entries:
+        detail = ", ".join(f"{k} {v}" for k, v in e.detail.items())
+        table.add_row(e.at.strftime("%Y-%m-%d %H:%M"), e.what, e.summary, detail)
+    out.print(table)
