@@ -9,20 +9,24 @@ services store them. Every number is asserted.
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
 from carepath.db.connection import read_only
 from carepath.db.schema import contacts
 from carepath.services.engagement import (
     compare_splits,
     engagement,
+    engagement_report,
     link_clicks,
     two_proportion_test,
 )
 from carepath.services.events import NewEvent, store_events
 from carepath.services.message_log import LogFilter, message_log, timeline, whole_log
+from tests.integration.api_support import KeyMaker
 from tests.integration.harness import Harness
 
 DOCUMENTS = """
@@ -171,3 +175,32 @@ def test_a_contacts_timeline_orders_events_runs_steps_and_messages(
     assert [e.at for e in entries] == sorted(e.at for e in entries)
     clicked = [e for e in entries if e.summary == "email.clicked"]
     assert [e.detail.get("link") for e in clicked] == [0, 0, 1, 1]
+
+
+def test_the_api_answers_with_the_same_numbers_as_the_services(
+    journey: Harness, scenario: dict[str, list[Any]], client: TestClient, key_for: KeyMaker
+) -> None:
+    reader = key_for("reports:read")
+    answer = client.get("/v1/reports/workflows/tips/engagement", headers=reader)
+    assert answer.status_code == 200
+    with read_only(journey.engine) as conn:
+        definition = journey.ctx.cache.current(conn).catalog.workflows["tips"]
+        expected = engagement_report(conn, definition)
+    assert answer.json() == json.loads(json.dumps(expected))
+    funnel = client.get("/v1/reports/workflows/tips/funnel", headers=reader).json()
+    assert {row["step"] for row in funnel["steps"]} >= {"test", "a", "b", "done"}
+    first = client.get("/v1/reports/messages", params={"limit": 3}, headers=reader).json()
+    rest = client.get(
+        "/v1/reports/messages", params={"after": first["next_after"]}, headers=reader
+    ).json()
+    ids = [m["id"] for m in first["messages"] + rest["messages"]]
+    assert ids == sorted(m.id for m in journey.outbox())
+    assert rest["next_after"] is None
+    contact_id = scenario["a"][0].contact_id
+    assert client.get(f"/v1/contacts/{contact_id}/timeline", headers=reader).status_code == 403
+    timeline_answer = client.get(
+        f"/v1/contacts/{contact_id}/timeline", headers=key_for("contacts:read", name="crm")
+    )
+    assert timeline_answer.json()[0]["summary"] == "contact.created"
+    missing = client.get("/v1/reports/workflows/nope/engagement", headers=reader)
+    assert missing.status_code == 404

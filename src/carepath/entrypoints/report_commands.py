@@ -19,7 +19,7 @@ from carepath.domain.exports import spreadsheet_cell
 from carepath.domain.fields import parse_datetime
 from carepath.entrypoints.cli_support import DbOption, errors_to_exit, fail, opened_engine, out
 from carepath.services.catalog_store import build_current
-from carepath.services.engagement import compare_splits, engagement, link_clicks
+from carepath.services.engagement import engagement_report
 from carepath.services.message_log import LogFilter, timeline, whole_log
 
 
@@ -75,42 +75,33 @@ def report_engagement(
         definition = build_current(conn).catalog.workflows.get(workflow)
         if definition is None:
             fail(f"error: no workflow named {workflow!r}")
-        rows = engagement(
-            conn, workflow, since=_moment(since, "--since"), until=_moment(until, "--until"),
+        report = engagement_report(
+            conn, definition, since=_moment(since, "--since"), until=_moment(until, "--until"),
             version=version,
         )  # fmt: skip
-        links = link_clicks(conn, workflow)
-    splits = compare_splits(definition, rows)
-    data = [asdict(r) | {"open_rate": r.open_rate, "click_rate": r.click_rate} for r in rows]
     if fmt is Format.JSON:
-        document = {
-            "steps": data,
-            "links": [asdict(link) for link in links],
-            "splits": [
-                {"split": s.split, "paths": [p for p, _ in s.paths], "z": s.z, "p_value": s.p_value}
-                for s in splits
-            ],
-        }
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
     if fmt is Format.CSV:
-        _write_csv([*ENGAGEMENT_COLUMNS, "open_rate", "click_rate"], data)
+        _write_csv([*ENGAGEMENT_COLUMNS, "open_rate", "click_rate"], report["steps"])
         return
     headers = ["step", "template", "sent", "delivered", "bounced", "opened", "clicked"]
     headers += ["clicks", "unsub", "open %", "click %"]
     table = Table(*headers, title=f"{workflow}: engagement")
-    for r in rows:
-        bounced = f"{r.hard_bounced} hard, {r.soft_bounced} soft"
+    for r in report["steps"]:
         table.add_row(
-            r.step, r.template, str(r.sent), str(r.delivered), bounced,
-            f"{r.opened} (+{r.machine_opened} machine)", str(r.clicked), str(r.clicks),
-            str(r.unsubscribed), f"{r.open_rate:.1%}", f"{r.click_rate:.1%}",
+            r["step"], r["template"], str(r["sent"]), str(r["delivered"]),
+            f"{r['hard_bounced']} hard, {r['soft_bounced']} soft",
+            f"{r['opened']} (+{r['machine_opened']} machine)", str(r["clicked"]),
+            str(r["clicks"]), str(r["unsubscribed"]), f"{r['open_rate']:.1%}",
+            f"{r['click_rate']:.1%}",
         )  # fmt: skip
     out.print(table)
-    for s in splits:
-        paths = " vs ".join(f"{p} {r.click_rate:.1%} of {r.delivered}" for p, r in s.paths)
-        verdict = "" if s.p_value is None else f"; p = {s.p_value:.3f}"
-        out.print(f"split {s.split}: click rate {paths}{verdict}")
+    for split in report["splits"]:
+        rates = zip(split["paths"], split["click_rates"], strict=True)
+        paths = " vs ".join(f"{path} {rate:.1%}" for path, rate in rates)
+        verdict = "" if split["p_value"] is None else f"; p = {split['p_value']:.3f}"
+        out.print(f"split {split['split']}: click rate {paths}{verdict}")
 
 
 def report_messages(

@@ -10,7 +10,7 @@ Rates are shares of delivered messages.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -279,3 +279,29 @@ def two_proportion_test(x1: int, n1: int, x2: int, n2: int) -> tuple[float | Non
         return None, None
     z = (x1 / n1 - x2 / n2) / spread
     return z, math.erfc(abs(z) / math.sqrt(2))
+
+
+def engagement_report(
+    conn: Connection,
+    definition: Workflow,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    version: int | None = None,
+) -> dict[str, Any]:
+    """The whole engagement report as plain data: the CLI's JSON and the API's answer."""
+    rows = engagement(conn, definition.name, since=since, until=until, version=version)
+    return {
+        "steps": [asdict(r) | {"open_rate": r.open_rate, "click_rate": r.click_rate} for r in rows],
+        "links": [asdict(link) for link in link_clicks(conn, definition.name)],
+        "splits": [
+            {
+                "split": s.split,
+                "paths": [path for path, _ in s.paths],
+                "click_rates": [row.click_rate for _, row in s.paths],
+                "z": s.z,
+                "p_value": s.p_value,
+            }
+            for s in compare_splits(definition, rows)
+        ],
+    }

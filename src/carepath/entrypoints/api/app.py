@@ -25,6 +25,7 @@ from carepath.entrypoints.api import (
     lists,
     pages,
     reports_in,
+    reports_out,
     resources,
     tasks,
 )
@@ -96,6 +97,7 @@ def create_app(
     app.include_router(events.router)
     app.include_router(hooks.router)
     app.include_router(reports_in.router)
+    app.include_router(reports_out.router)
     app.include_router(contacts.router)
     app.include_router(tasks.router)
     app.include_router(lists.router)

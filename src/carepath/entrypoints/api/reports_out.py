@@ -1,0 +1,97 @@
+"""`/v1/reports/...`: the funnel, engagement, the message log and a contact's timeline.
+
+The same services as `carepath report`, so the numbers are the CLI's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
+
+from carepath.db.connection import read_only
+from carepath.entrypoints.api.auth import ContactsReader, ReportsReader
+from carepath.entrypoints.api.params import MAX_ID, ContactId
+from carepath.errors import NotFound
+from carepath.services import reports
+from carepath.services.catalog_store import build_current
+from carepath.services.engagement import engagement_report
+from carepath.services.message_log import LogFilter, message_log, timeline
+
+router = APIRouter(tags=["reports"])
+Name = Annotated[str | None, Query(max_length=100)]
+
+
+class MessagePage(BaseModel):
+    messages: list[dict[str, Any]]
+    next_after: int | None  # pass as `after` for the next page; null on the last one
+
+
+def _workflow(conn: Any, name: str) -> Any:
+    definition = build_current(conn).catalog.workflows.get(name)
+    if definition is None:
+        raise NotFound(f"no workflow named {name!r}")
+    return definition
+
+
+@router.get("/v1/reports/workflows/{name}/funnel", summary="Per-step funnel of a workflow")
+def get_funnel(request: Request, name: str, _: ReportsReader) -> dict[str, Any]:
+    with read_only(request.app.state.api.engine) as conn:
+        rows = reports.funnel(conn, _workflow(conn, name))
+        statuses = reports.run_status_counts(conn, name)
+    return {"steps": [asdict(r) for r in rows], "runs": statuses}
+
+
+@router.get(
+    "/v1/reports/workflows/{name}/engagement",
+    summary="Engagement per email step, per link, and A/B split paths compared",
+)
+def get_engagement(
+    request: Request,
+    name: str,
+    _: ReportsReader,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> dict[str, Any]:
+    with read_only(request.app.state.api.engine) as conn:
+        definition = _workflow(conn, name)
+        return engagement_report(conn, definition, since=since, until=until, version=version)
+
+
+@router.get(
+    "/v1/reports/messages", summary="The message log, a page at a time", response_model=MessagePage
+)
+def get_messages(
+    request: Request,
+    _: ReportsReader,
+    *,
+    workflow: Name = None,
+    step: Name = None,
+    template: Name = None,
+    contact_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> MessagePage:
+    which = LogFilter(workflow, step, template, contact_id, since, until)
+    with read_only(request.app.state.api.engine) as conn:
+        page = message_log(conn, which, after=after, limit=limit)
+    next_after = page[-1].id if len(page) == limit else None
+    return MessagePage(messages=[asdict(m) for m in page], next_after=next_after)
+
+
+@router.get("/v1/contacts/{contact_id}/timeline", summary="Everything that happened to a contact")
+def get_timeline(
+    request: Request, contact_id: ContactId, _: ContactsReader
+) -> list[dict[str, Any]]:
+    with read_only(request.app.state.api.engine) as conn:
+        entries = timeline(conn, contact_id)
+    if not entries:
+        raise NotFound("no contact with that id")
+    return [{"at": e.at, "what": e.what, "summary": e.summary, **e.detail} for e in entries]
