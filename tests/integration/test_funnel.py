@@ -54,3 +54,11 @@ def test_funnel_counts_entered_waiting_converted_and_drop_offs(journey: Harness)
         "done": ("exit", 2, 0, 0, 0, 0),
     }
     assert statuses == {"converted": 1, "waiting": 1, "completed": 2}
+    ended = {s: (r.exited, r.failed) for s, r in rows.items() if r.exited or r.failed}
+    assert ended == {"hold": (1, 0), "done": (2, 0)}  # the goal ended one run at hold
+    medians = {s: r.median_seconds for s, r in rows.items()}
+    day = 86_400.0
+    assert medians["greet"] == 0.0
+    assert medians["await"] == (1 * day + 7 * day) / 2  # two clicked after a day, two timed out
+    assert medians["hold"] == 0.0  # the goal came the moment it arrived
+    assert reports.conversion(statuses) == 0.25

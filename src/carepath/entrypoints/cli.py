@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -37,8 +35,10 @@ from carepath.entrypoints.cli_support import (
     settings_for,
 )
 from carepath.entrypoints.report_commands import (
+    print_funnel,
     report_contact,
     report_engagement,
+    report_funnel,
     report_messages,
 )
 from carepath.entrypoints.segment_commands import segments_app
@@ -51,7 +51,6 @@ from carepath.services import (
     contacts,
     outbox,
     previews,
-    reports,
     tasks,
     unsubscribes,
 )
@@ -457,68 +456,10 @@ def runs_show(
         out.print(table)
 
 
-@report_app.command("funnel")
-def report_funnel(
-    workflow: Annotated[str, typer.Argument()],
-    db: DbOption = None,
-    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
-) -> None:
-    """Per-step funnel: entered, completed, waiting, converted, dropped."""
-    if fmt not in ("table", "csv", "json"):
-        fail("error: --format is table, csv or json")
-    with (
-        errors_to_exit(),
-        engine_context(db, with_smtp=False) as ctx,
-        read_only(ctx.engine) as conn,
-    ):
-        current = ctx.cache.current(conn)
-        wf = current.catalog.workflows.get(workflow)
-        if wf is None:
-            fail(f"error: no workflow named {workflow!r}")
-        rows = reports.funnel(conn, wf)
-        statuses = reports.run_status_counts(conn, workflow)
-    print_funnel(rows, statuses, fmt=fmt)
-
-
+report_app.command("funnel")(report_funnel)
 report_app.command("engagement")(report_engagement)
 report_app.command("messages")(report_messages)
 report_app.command("contact")(report_contact)
-
-
-def print_funnel(
-    rows: list[reports.FunnelRow], statuses: dict[str, int], *, fmt: str = "table"
-) -> None:
-    if fmt == "json":
-        sys.stdout.write(
-            json.dumps({"steps": [asdict(r) for r in rows], "runs": statuses}, indent=2) + "\n"
-        )
-        return
-    if fmt == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(["step", "kind", "entered", "completed", "waiting", "converted", "dropped"])
-        for r in rows:
-            writer.writerow(
-                [r.step, r.kind, r.entered, r.completed, r.waiting, r.converted, r.dropped]
-            )
-        return
-    table = Table(
-        "step",
-        "kind",
-        "entered",
-        "completed",
-        "waiting",
-        "converted",
-        "dropped",
-        title="journey funnel",
-    )
-    for r in rows:
-        table.add_row(
-            r.step,
-            r.kind,
-            *(str(v) for v in (r.entered, r.completed, r.waiting, r.converted, r.dropped)),
-        )
-    out.print(table)
-    out.print("runs: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
 
 
 class Scenario(StrEnum):

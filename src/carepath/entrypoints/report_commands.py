@@ -21,6 +21,13 @@ from carepath.entrypoints.cli_support import DbOption, errors_to_exit, fail, ope
 from carepath.services.catalog_store import build_current
 from carepath.services.engagement import engagement_report
 from carepath.services.message_log import LogFilter, timeline, whole_log
+from carepath.services.reports import (
+    FunnelRow,
+    RunFilter,
+    conversion,
+    funnel,
+    run_status_counts,
+)
 
 
 class Format(StrEnum):
@@ -59,6 +66,65 @@ def _write_csv(columns: list[str], rows: list[dict[str, Any]]) -> None:
     writer.writerow(columns)
     for row in rows:
         writer.writerow([spreadsheet_cell(_plain(row[c])) for c in columns])
+
+
+FUNNEL_COLUMNS = [
+    "step", "kind", "entered", "completed", "waiting", "converted", "dropped", "exited",
+    "failed", "median_seconds",
+]  # fmt: skip
+
+
+def report_funnel(
+    workflow: Annotated[str, typer.Argument()],
+    *,
+    since: Annotated[str | None, typer.Option(help="Runs started from (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option(help="Runs started before (ISO 8601).")] = None,
+    version: Annotated[int | None, typer.Option(help="One workflow version only.")] = None,
+    fmt: FormatOption = Format.TABLE,
+    db: DbOption = None,
+) -> None:
+    """Per step: entered, completed, waiting, converted, dropped, exited, failed, median time."""
+    which = RunFilter(version, _moment(since, "--since"), _moment(until, "--until"))
+    with errors_to_exit(), opened_engine(db) as engine, read_only(engine) as conn:
+        definition = build_current(conn).catalog.workflows.get(workflow)
+        if definition is None:
+            fail(f"error: no workflow named {workflow!r}")
+        rows = funnel(conn, definition, which)
+        statuses = run_status_counts(conn, workflow, which)
+    print_funnel(rows, statuses, fmt=fmt)
+
+
+def print_funnel(rows: list[FunnelRow], statuses: dict[str, int], *, fmt: str = "table") -> None:
+    if fmt == "json":
+        document = {
+            "steps": [asdict(r) for r in rows],
+            "runs": statuses,
+            "conversion": conversion(statuses),
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return
+    if fmt == "csv":
+        _write_csv(FUNNEL_COLUMNS, [asdict(r) for r in rows])
+        return
+    table = Table(*FUNNEL_COLUMNS[:-1], "median time", title="journey funnel")
+    for r in rows:
+        counts = (r.entered, r.completed, r.waiting, r.converted, r.dropped, r.exited, r.failed)
+        table.add_row(r.step, r.kind, *map(str, counts), _duration(r.median_seconds))
+    out.print(table)
+    runs_line = ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
+    out.print(f"runs: {runs_line}; conversion {conversion(statuses):.1%}")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
 
 
 def report_engagement(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -24,72 +26,121 @@ class FunnelRow:
     # has a goal — completed without converting) with this as their last step
     # before any exit step: where people drop off
     dropped: int
+    exited: int = 0  # runs that ended at this step (an exit step, a goal, exit_when)
+    failed: int = 0  # runs that failed at this step
+    median_seconds: float | None = None  # median time from entering the step to leaving it
 
 
-def funnel(conn: Connection, definition: Workflow) -> list[FunnelRow]:
-    """Per-step counts for every version of a workflow, in the order of `definition`'s steps."""
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs a report counts: one version, and runs started in [since, until)."""
+
+    version: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def conditions(self, steps: Any) -> list[sa.ColumnElement[bool]]:
+        found: list[sa.ColumnElement[bool]] = []
+        if self.version is not None:
+            found.append(steps.c.workflow_version == self.version)
+        if self.since is not None or self.until is not None:
+            started = sa.select(runs.c.id)
+            if self.since is not None:
+                started = started.where(runs.c.started_at >= self.since)
+            if self.until is not None:
+                started = started.where(runs.c.started_at < self.until)
+            found.append(steps.c.run_id.in_(started))
+        return found
+
+
+def funnel(
+    conn: Connection, definition: Workflow, which: RunFilter | None = None
+) -> list[FunnelRow]:
+    """Per-step counts for a workflow's runs, in the order of `definition`'s steps."""
+    which = which or RunFilter()
     workflow = definition.name
     kinds = {name: step_kind(step) for name, step in definition.steps.items()}
-    step_order = list(kinds)
     rs = run_steps
+    scope = [rs.c.workflow == workflow, rs.c.kind != "error", *which.conditions(rs)]
+
+    def runs_where(*conditions: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
+        return sa.func.count(sa.distinct(sa.case((sa.and_(*conditions), rs.c.run_id))))
+
+    moved_on = rs.c.outcome.not_in([StepOutcome.FAILED.value, StepOutcome.ENDED.value])
     visits = conn.execute(
         sa.select(
             rs.c.step,
             sa.func.min(rs.c.kind).label("kind"),
             sa.func.count(sa.distinct(rs.c.run_id)).label("entered"),
-            sa.func.count(sa.distinct(sa.case((rs.c.left_at.is_(None), rs.c.run_id)))).label(
-                "waiting"
-            ),
-            sa.func.count(
-                sa.distinct(
-                    sa.case(
-                        (
-                            sa.and_(
-                                rs.c.left_at.is_not(None),
-                                rs.c.outcome.not_in(
-                                    [StepOutcome.FAILED.value, StepOutcome.ENDED.value]
-                                ),
-                            ),
-                            rs.c.run_id,
-                        )
-                    )
-                )
-            ).label("completed"),
+            runs_where(rs.c.left_at.is_(None)).label("waiting"),
+            runs_where(rs.c.left_at.is_not(None), moved_on).label("completed"),
+            runs_where(rs.c.outcome == StepOutcome.ENDED.value).label("exited"),
+            runs_where(rs.c.outcome == StepOutcome.FAILED.value).label("failed"),
         )
-        .where(rs.c.workflow == workflow, rs.c.kind != "error")
+        .where(*scope)
         .group_by(rs.c.step)
     ).all()
     converted: dict[str, int] = dict(
         conn.execute(
             sa.select(rs.c.step, sa.func.count(sa.distinct(rs.c.run_id)))
             .join(runs, runs.c.id == rs.c.run_id)
-            .where(rs.c.workflow == workflow, runs.c.status == RunStatus.CONVERTED.value)
+            .where(*scope, runs.c.status == RunStatus.CONVERTED.value)
             .group_by(rs.c.step)
         ).all()
     )
-    dropped = _drop_offs(conn, workflow, has_goal=definition.goal is not None)
+    dropped = _drop_offs(conn, workflow, which, has_goal=definition.goal is not None)
+    medians = _median_seconds(conn, scope)
     by_step = {v.step: v for v in visits}
     rows = []
-    for step in [*step_order, *sorted(set(by_step) - set(step_order))]:
+    for step in [*kinds, *sorted(set(by_step) - set(kinds))]:
         v = by_step.get(step)
-        if v is None:
-            rows.append(FunnelRow(step, kinds.get(step, ""), 0, 0, 0, 0, dropped.get(step, 0)))
-            continue
         rows.append(
             FunnelRow(
-                step,
-                v.kind,
-                v.entered,
-                v.completed,
-                v.waiting,
-                converted.get(step, 0),
-                dropped.get(step, 0),
+                step=step,
+                kind=v.kind if v is not None else kinds.get(step, ""),
+                entered=v.entered if v is not None else 0,
+                completed=v.completed if v is not None else 0,
+                waiting=v.waiting if v is not None else 0,
+                converted=converted.get(step, 0),
+                dropped=dropped.get(step, 0),
+                exited=v.exited if v is not None else 0,
+                failed=v.failed if v is not None else 0,
+                median_seconds=medians.get(step),
             )
         )
     return rows
 
 
-def _drop_offs(conn: Connection, workflow: str, *, has_goal: bool) -> dict[str, int]:
+def _median_seconds(conn: Connection, scope: list[sa.ColumnElement[bool]]) -> dict[str, float]:
+    """The median time spent in each step (rows that left it), with window functions."""
+    rs = run_steps
+    if conn.dialect.name == "postgresql":
+        spent: Any = sa.func.extract("epoch", rs.c.left_at - rs.c.entered_at)
+    else:
+        spent = (sa.func.julianday(rs.c.left_at) - sa.func.julianday(rs.c.entered_at)) * 86400
+    ranked = (
+        sa.select(
+            rs.c.step,
+            spent.label("spent"),
+            sa.func.row_number().over(partition_by=rs.c.step, order_by=spent).label("n"),
+            sa.func.count().over(partition_by=rs.c.step).label("total"),
+        )
+        .where(*scope, rs.c.left_at.is_not(None))
+        .subquery("ranked")
+    )
+    # The middle row, or the two middle rows of an even count (`//`: integer division).
+    middle = sa.or_(
+        ranked.c.n == (ranked.c.total + 1) // 2, ranked.c.n == (ranked.c.total + 2) // 2
+    )
+    query = (
+        sa.select(ranked.c.step, sa.func.avg(ranked.c.spent)).where(middle).group_by(ranked.c.step)
+    )
+    return {str(step): round(float(value), 3) for step, value in conn.execute(query)}
+
+
+def _drop_offs(
+    conn: Connection, workflow: str, which: RunFilter, *, has_goal: bool
+) -> dict[str, int]:
     """Runs that ended short of success, by the last step they did before any exit step.
 
     With a goal, success is converting, so a run that completed without it
@@ -108,20 +159,39 @@ def _drop_offs(conn: Connection, workflow: str, *, has_goal: bool) -> dict[str, 
     rows = conn.execute(
         sa.select(run_steps.c.step, sa.func.count())
         .select_from(runs.join(run_steps, run_steps.c.id == last_active))
-        .where(runs.c.workflow == workflow, runs.c.status.in_(ended))
+        .where(runs.c.workflow == workflow, runs.c.status.in_(ended), *_run_conditions(which))
         .group_by(run_steps.c.step)
     ).all()
     return {str(row[0]): int(row[1]) for row in rows}
 
 
-def run_status_counts(conn: Connection, workflow: str) -> dict[str, int]:
+def _run_conditions(which: RunFilter) -> list[sa.ColumnElement[bool]]:
+    found: list[sa.ColumnElement[bool]] = []
+    if which.version is not None:
+        found.append(runs.c.workflow_version == which.version)
+    if which.since is not None:
+        found.append(runs.c.started_at >= which.since)
+    if which.until is not None:
+        found.append(runs.c.started_at < which.until)
+    return found
+
+
+def run_status_counts(
+    conn: Connection, workflow: str, which: RunFilter | None = None
+) -> dict[str, int]:
     return dict(
         conn.execute(
             sa.select(runs.c.status, sa.func.count())
-            .where(runs.c.workflow == workflow)
+            .where(runs.c.workflow == workflow, *_run_conditions(which or RunFilter()))
             .group_by(runs.c.status)
         ).all()
     )
+
+
+def conversion(statuses: dict[str, int]) -> float:
+    """Runs that reached the goal, as a share of all runs counted."""
+    total = sum(statuses.values())
+    return statuses.get(RunStatus.CONVERTED.value, 0) / total if total else 0.0
 
 
 def message_counts(conn: Connection) -> dict[str, int]:

@@ -38,11 +38,24 @@ def _workflow(conn: Any, name: str) -> Any:
 
 
 @router.get("/v1/reports/workflows/{name}/funnel", summary="Per-step funnel of a workflow")
-def get_funnel(request: Request, name: str, _: ReportsReader) -> dict[str, Any]:
+def get_funnel(
+    request: Request,
+    name: str,
+    _: ReportsReader,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> dict[str, Any]:
+    which = reports.RunFilter(version, since, until)
     with read_only(request.app.state.api.engine) as conn:
-        rows = reports.funnel(conn, _workflow(conn, name))
-        statuses = reports.run_status_counts(conn, name)
-    return {"steps": [asdict(r) for r in rows], "runs": statuses}
+        rows = reports.funnel(conn, _workflow(conn, name), which)
+        statuses = reports.run_status_counts(conn, name, which)
+    return {
+        "steps": [asdict(r) for r in rows],
+        "runs": statuses,
+        "conversion": reports.conversion(statuses),
+    }
 
 
 @router.get(
