@@ -201,3 +201,10 @@ def test_an_unexpected_error_is_a_bare_500_and_its_message_is_not_logged(
     assert body == {"type": "about:blank", "title": "Internal Server Error", "status": 500}
     assert "ann@example.test" not in caplog.text
     assert "ValueError" in caplog.text
+
+
+def test_a_nul_character_in_the_query_is_refused_not_a_server_error(
+    client: TestClient, key_for: KeyMaker
+) -> None:
+    answer = client.get("/v1/tasks?queue=a%00b", headers=key_for("tasks:read"))
+    assert is_problem(answer, 400)["detail"] == "the request may not contain NUL characters"

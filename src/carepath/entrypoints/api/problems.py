@@ -135,7 +135,27 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(CarepathError, carepath_error)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_middleware(RefuseNul)
     app.add_middleware(ContainErrors)
+
+
+class RefuseNul:
+    """A NUL character in the path or query is refused before any route reads it.
+
+    PostgreSQL text cannot hold one, so it would otherwise fail deep in a query.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = scope.get("query_string", b"").lower()
+            if b"%00" in query or "\x00" in scope.get("path", ""):
+                detail = "the request may not contain NUL characters"
+                await problem_response(400, detail=detail)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class ContainErrors:
