@@ -118,6 +118,7 @@ def test_demo_runs_the_journey_and_prints_the_funnel(tmp_path: Path) -> None:
     assert code == 0
     assert "bariatric-journey" in out
     assert "received by the SMTP sink" in out
+    assert (tmp_path / "demo-funnel.png").read_bytes().startswith(b"\x89PNG")
     db = ("--db", str(tmp_path / "demo.db"))
     code, out, _ = carepath("report", "engagement", "bariatric-journey", "--format", "json", *db)
     report = json.loads(out)
@@ -129,6 +130,11 @@ def test_demo_runs_the_journey_and_prints_the_funnel(tmp_path: Path) -> None:
     assert lines[0].startswith("id,created_at,contact_id,workflow,step,template,status")
     assert len(lines) == steps["educate-a"]["messages"] + 1
     contact = lines[1].split(",")[2]
+    chart = tmp_path / "engagement.svg"
+    carepath("report", "engagement", "bariatric-journey", "--chart", str(chart), *db)
+    assert "<svg" in chart.read_text()
+    code, _, err = carepath("report", "funnel", "bariatric-journey", "--chart", "x.gif", *db)
+    assert (code, err.strip()) == (2, "--chart: a chart file ends in .png or .svg")
     code, out, _ = carepath("report", "contact", contact, "--format", "json", *db)
     entries = json.loads(out)
     assert entries[0]["what"] == "event"

@@ -495,6 +495,7 @@ def demo(
     messages = ", ".join(f"{k} {v}" for k, v in sorted(result.outbox.items()))
     out.print(f"\nmessages: {messages}; received by the SMTP sink: {result.smtp_received}")
     out.print(f"database: {db}")
+    out.print(f"funnel chart: {result.chart}")
 
 
 def _preventive_demo(db: Path, contacts_count: int, seed: int) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from carepath.channels.smtp import PooledSmtpSender
 from carepath.channels.smtp_sink import SmtpSink
 from carepath.db.connection import read_only
+from carepath.entrypoints.charts import funnel_chart
 from carepath.errors import ConfigurationError
 from carepath.services import catalog_store, contacts, reports
 from carepath.services.clock import simulated_now
@@ -43,6 +44,7 @@ class DemoResult:
     funnels: dict[str, tuple[list[FunnelRow], dict[str, int]]]
     outbox: dict[str, int]
     smtp_received: int
+    chart: Path  # the first journey's funnel, drawn next to the database
 
 
 def examples_dir(name: str = "bariatric") -> Path:
@@ -109,7 +111,9 @@ def run_demo(path: Path, *, contacts_count: int, seed: int, console: Console) ->
         }
         outbox_counts = reports.message_counts(conn)
     engine.dispose()
-    return DemoResult(funnels, outbox_counts, received)
+    chart = path.with_name(f"{path.stem}-funnel.png")
+    funnel_chart(f"{WORKFLOWS[0]}: contacts per step", funnels[WORKFLOWS[0]][0], chart)
+    return DemoResult(funnels, outbox_counts, received, chart)
 
 
 def _simulate(ctx: EngineContext, population: Population, console: Console) -> None:

@@ -9,6 +9,7 @@ import sys
 from dataclasses import asdict
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -17,9 +18,10 @@ from rich.table import Table
 from carepath.db.connection import read_only
 from carepath.domain.exports import spreadsheet_cell
 from carepath.domain.fields import parse_datetime
+from carepath.entrypoints.charts import engagement_chart, funnel_chart
 from carepath.entrypoints.cli_support import DbOption, errors_to_exit, fail, opened_engine, out
 from carepath.services.catalog_store import build_current
-from carepath.services.engagement import engagement_report
+from carepath.services.engagement import engagement_by_day, engagement_report
 from carepath.services.message_log import LogFilter, timeline, whole_log
 from carepath.services.reports import (
     FunnelRow,
@@ -37,6 +39,9 @@ class Format(StrEnum):
 
 
 FormatOption = Annotated[Format, typer.Option("--format", help="table, csv or json")]
+ChartOption = Annotated[
+    Path | None, typer.Option("--chart", help="Also draw a chart to this .png or .svg file.")
+]
 ENGAGEMENT_COLUMNS = [
     "step", "template", "messages", "sent", "delivered", "deferred", "skipped", "failed",
     "soft_bounced", "hard_bounced", "opened", "machine_opened", "clicked", "clicks",
@@ -81,6 +86,7 @@ def report_funnel(
     until: Annotated[str | None, typer.Option(help="Runs started before (ISO 8601).")] = None,
     version: Annotated[int | None, typer.Option(help="One workflow version only.")] = None,
     fmt: FormatOption = Format.TABLE,
+    chart: ChartOption = None,
     db: DbOption = None,
 ) -> None:
     """Per step: entered, completed, waiting, converted, dropped, exited, failed, median time."""
@@ -91,6 +97,8 @@ def report_funnel(
             fail(f"error: no workflow named {workflow!r}")
         rows = funnel(conn, definition, which)
         statuses = run_status_counts(conn, workflow, which)
+        if chart is not None:
+            funnel_chart(f"{workflow}: contacts per step", rows, chart)
     print_funnel(rows, statuses, fmt=fmt)
 
 
@@ -134,6 +142,7 @@ def report_engagement(
     until: Annotated[str | None, typer.Option(help="Messages written before (ISO 8601).")] = None,
     version: Annotated[int | None, typer.Option(help="One workflow version only.")] = None,
     fmt: FormatOption = Format.TABLE,
+    chart: ChartOption = None,
     db: DbOption = None,
 ) -> None:
     """Per email step: sent, delivered, bounces, opens and clicks by people, rates; A/B paths."""
@@ -145,6 +154,9 @@ def report_engagement(
             conn, definition, since=_moment(since, "--since"), until=_moment(until, "--until"),
             version=version,
         )  # fmt: skip
+        if chart is not None:
+            days = engagement_by_day(conn, workflow)
+            engagement_chart(f"{workflow}: engagement per day", days, chart)
     if fmt is Format.JSON:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return

@@ -305,3 +305,44 @@ def engagement_report(
             for s in compare_splits(definition, rows)
         ],
     }
+
+
+@dataclass(frozen=True)
+class DayOfEngagement:
+    day: str  # YYYY-MM-DD (UTC)
+    sent: int
+    opened: int  # messages opened by a person that day
+    clicked: int  # messages clicked by a person that day
+
+
+def engagement_by_day(conn: Connection, workflow: str) -> list[DayOfEngagement]:
+    """Sends, opens and clicks by people per day for a workflow's messages."""
+    if conn.dialect.name == "postgresql":
+        day: sa.ColumnElement[Any] = sa.func.to_char(
+            sa.func.timezone("UTC", events.c.occurred_at), "YYYY-MM-DD"
+        )
+    else:
+        day = sa.func.substr(events.c.occurred_at, 1, 10)
+    human = sa.func.coalesce(event_data_text(conn, "machine"), "false") != "true"
+
+    def messages(kind: str) -> sa.ColumnElement[Any]:
+        return sa.func.count(
+            sa.distinct(sa.case((sa.and_(events.c.type == kind, human), outbox.c.id)))
+        )
+
+    query = (
+        sa.select(
+            day.label("day"),
+            messages("email.sent"),
+            messages("email.opened"),
+            messages("email.clicked"),
+        )
+        .select_from(outbox.join(events, event_outbox_id(conn) == outbox.c.id))
+        .where(
+            outbox.c.workflow == workflow,
+            events.c.type.in_(("email.sent", "email.opened", "email.clicked")),
+        )
+        .group_by(day)
+        .order_by(day)
+    )
+    return [DayOfEngagement(str(d), s, o, c) for d, s, o, c in conn.execute(query)]
