@@ -204,3 +204,12 @@ def test_the_api_answers_with_the_same_numbers_as_the_services(
     assert timeline_answer.json()[0]["summary"] == "contact.created"
     missing = client.get("/v1/reports/workflows/nope/engagement", headers=reader)
     assert missing.status_code == 404
+
+
+def test_a_moment_outside_what_utc_can_hold_is_a_422(client: TestClient, key_for: KeyMaker) -> None:
+    answer = client.get(
+        "/v1/reports/messages",
+        params={"until": "0001-01-01T00:00:01+01:02"},
+        headers=key_for("reports:read"),
+    )
+    assert answer.status_code == 422

@@ -6,7 +6,6 @@ The same services as `carepath report`, so the numbers are the CLI's.
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -14,7 +13,7 @@ from pydantic import BaseModel
 
 from carepath.db.connection import read_only
 from carepath.entrypoints.api.auth import ContactsReader, ReportsReader
-from carepath.entrypoints.api.params import MAX_ID, ContactId
+from carepath.entrypoints.api.params import MAX_ID, ContactId, Moment
 from carepath.errors import NotFound
 from carepath.services import reports
 from carepath.services.catalog_store import build_current
@@ -43,8 +42,8 @@ def get_funnel(
     name: str,
     _: ReportsReader,
     *,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
     version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> dict[str, Any]:
     which = reports.RunFilter(version, since, until)
@@ -67,8 +66,8 @@ def get_engagement(
     name: str,
     _: ReportsReader,
     *,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
     version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> dict[str, Any]:
     with read_only(request.app.state.api.engine) as conn:
@@ -87,8 +86,8 @@ def get_messages(
     step: Name = None,
     template: Name = None,
     contact_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
     after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> MessagePage:
