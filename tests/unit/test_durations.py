@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from carepath.domain.durations import DurationError, format_duration, parse_duration
+from carepath.domain.fields import parse_datetime
 
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 whole_seconds = st.integers(min_value=-(10**9), max_value=10**9).map(lambda s: timedelta(seconds=s))
@@ -82,3 +83,8 @@ def test_any_written_duration_means_the_sum_of_its_parts_and_formats_canonically
     canonical = format_duration(parsed)
     assert parse_duration(canonical, allow_negative=True) == expected
     assert format_duration(parse_duration(canonical, allow_negative=True)) == canonical
+
+
+def test_a_moment_with_no_utc_instant_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="years 1 to 9999"):
+        parse_datetime("0001-01-01T00:00:01+01:02")

@@ -209,7 +209,10 @@ def parse_datetime(value: object) -> datetime:
         raise ValueError("expected an ISO 8601 date-time")
     if result.tzinfo is None:
         result = result.replace(tzinfo=UTC)
-    return result.astimezone(UTC)
+    try:
+        return result.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 has no UTC instant
+        raise ValueError("outside the years 1 to 9999 in UTC") from None
 
 
 def json_value(value: object) -> object:
