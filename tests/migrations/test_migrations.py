@@ -135,3 +135,55 @@ def test_is_current_is_false_before_upgrade_and_true_after(engine: sa.Engine) ->
     migrate.downgrade(engine, "base")
 
     assert not migrate.is_current(engine)
+
+
+def test_messages_sent_before_0005_get_their_engagement_from_their_events(
+    engine: sa.Engine,
+) -> None:
+    migrate.upgrade(engine, "0004")
+    at = "2026-01-05 08:00:00"
+    with engine.begin() as conn:
+        run = conn.exec_driver_sql
+        run(
+            "INSERT INTO contacts (id, tags, attributes, created_at, updated_at) "
+            f"VALUES (1, '[]', '{{}}', '{at}', '{at}')"
+        )
+        run(
+            "INSERT INTO outbox (id, contact_id, channel, template, template_version, message_id,"
+            " subject, html, text, status, attempts, next_attempt_at, created_at, sent_at) "
+            f"VALUES (7, 1, 'email', 't', 1, '<m7@x>', '', '', '', 'sent', 1, '{at}', '{at}',"
+            f" '{at}')"
+        )
+        happened = [
+            ("email.opened", '{"outbox_id": 7, "machine": true}', "2026-01-05 08:00:01"),
+            ("email.opened", '{"outbox_id": 7, "machine": false}', "2026-01-05 09:00:00"),
+            (
+                "email.clicked",
+                '{"outbox_id": 7, "link": 0, "machine": false}',
+                "2026-01-05 09:01:00",
+            ),
+            (
+                "email.clicked",
+                '{"outbox_id": 7, "link": 1, "machine": false}',
+                "2026-01-05 09:02:00",
+            ),
+            ("email.bounced", '{"outbox_id": 7, "bounce": "soft"}', "2026-01-05 10:00:00"),
+        ]
+        for n, (kind, data, when) in enumerate(happened):
+            run(
+                "INSERT INTO events (idempotency_key, type, contact_id, occurred_at, received_at,"
+                f" data, source, chain_depth) VALUES ('k{n}', '{kind}', 1, '{when}', '{when}',"
+                f" '{data}', 'test', 0)"
+            )
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        row = conn.exec_driver_sql(
+            "SELECT opened_at, machine_opened_at, clicked_at, clicks, bounce FROM outbox"
+        ).one()
+    opened, machine, clicked, clicks, bounce = (str(v)[:19] if v else v for v in row)
+    assert (opened, machine, clicked) == (
+        "2026-01-05 09:00:00",
+        "2026-01-05 08:00:01",
+        "2026-01-05 09:01:00",
+    )
+    assert (clicks, bounce) == ("2", "soft")

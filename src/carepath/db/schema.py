@@ -198,6 +198,15 @@ outbox = Table(
     Column("sent_at", UtcDateTime),
     Column("purpose", String(16)),  # the workflow's: marketing sends count toward caps
     Column("links", Json),  # the tracked links' targets and tags, in order
+    # What happened to the message since, kept by event storage (services/message_events.py)
+    # so that reports aggregate one table instead of joining every event.
+    Column("opened_at", UtcDateTime),  # first open by a person
+    Column("machine_opened_at", UtcDateTime),  # first open by a machine
+    Column("clicked_at", UtcDateTime),  # first click by a person
+    Column("complained_at", UtcDateTime),
+    Column("unsubscribed_at", UtcDateTime),
+    Column("clicks", Integer, nullable=False, default=0, server_default="0"),  # by people
+    Column("bounce", String(8)),  # hard or soft (hard is kept once seen)
     Index(
         "ix_outbox_pending",
         "next_attempt_at",

@@ -1,8 +1,9 @@
 """Message engagement per step, and A/B split paths compared: SQL aggregates only.
 
-Every event about a message carries its `outbox_id` (sent, bounced, complained,
-unsubscribed, opened, clicked). A message is *delivered* when it was sent and
-did not bounce. Opens and clicks count people only: machine opens (image
+What happened to each message is kept on its outbox row as its events are
+stored (services/message_events.py), so a report is one scan of the outbox;
+only clicks per link read the click events. A message is *delivered* when it
+was sent and did not bounce. Opens and clicks count people only: machine opens (image
 proxies, link scanners, opens within seconds of sending) are shown apart.
 Rates are shares of delivered messages.
 """
@@ -19,15 +20,6 @@ from sqlalchemy.engine import Connection
 
 from carepath.db.schema import events, outbox, runs
 from carepath.domain.workflow import EmailStep, SplitStep, Workflow
-
-MESSAGE_EVENTS = (
-    "email.sent",
-    "email.bounced",
-    "email.complained",
-    "email.unsubscribed",
-    "email.opened",
-    "email.clicked",
-)
 
 
 @dataclass(frozen=True)
@@ -114,101 +106,61 @@ def engagement(
     until: datetime | None = None,
     version: int | None = None,
 ) -> list[StepEngagement]:
-    """Per email step of a workflow: what happened to its messages."""
-    messages = sa.select(
-        outbox.c.id, outbox.c.step, outbox.c.template, outbox.c.status, outbox.c.attempts
-    ).where(outbox.c.workflow == workflow, *_period(outbox.c.created_at, since, until))
-    if version is not None:
-        messages = messages.where(
-            outbox.c.run_id.in_(sa.select(runs.c.id).where(runs.c.workflow_version == version))
-        )
-    m = messages.subquery("m")
-    happened = (
-        sa.select(
-            event_outbox_id(conn).label("outbox_id"),
-            events.c.type,
-            event_data_text(conn, "machine").label("machine"),
-            event_data_text(conn, "bounce").label("bounce"),
-        )
-        .where(events.c.type.in_(MESSAGE_EVENTS))
-        .subquery("e")
-    )
-    e = happened
+    """Per email step of a workflow: what happened to its messages (one scan of the outbox)."""
+    m = outbox.c
 
     def messages_where(*conditions: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
-        return sa.func.count(sa.distinct(sa.case((sa.and_(*conditions), m.c.id))))
+        return sa.func.count(sa.case((sa.and_(*conditions), 1)))
 
-    human = sa.func.coalesce(e.c.machine, "false") != "true"
+    sent = m.sent_at.is_not(None)
     query = (
         sa.select(
-            m.c.step,
-            sa.func.min(m.c.template).label("template"),
-            sa.func.count(sa.distinct(m.c.id)).label("messages"),
-            messages_where(e.c.type == "email.sent").label("sent"),
-            messages_where(m.c.status == "pending", m.c.attempts > 0).label("deferred"),
-            messages_where(m.c.status == "skipped").label("skipped"),
-            messages_where(m.c.status == "failed").label("failed"),
-            messages_where(e.c.type == "email.bounced", e.c.bounce == "soft").label("soft"),
-            messages_where(e.c.type == "email.bounced", e.c.bounce == "hard").label("hard"),
-            messages_where(e.c.type == "email.bounced").label("bounced"),
-            messages_where(e.c.type == "email.opened", human).label("opened"),
-            messages_where(e.c.type == "email.clicked", human).label("clicked"),
-            sa.func.count(sa.case((sa.and_(e.c.type == "email.clicked", human), 1))).label(
-                "clicks"
+            m.step,
+            sa.func.min(m.template).label("template"),
+            sa.func.count().label("messages"),
+            sa.func.count(m.sent_at).label("sent"),
+            messages_where(m.status == "pending", m.attempts > 0).label("deferred"),
+            messages_where(m.status == "skipped").label("skipped"),
+            messages_where(m.status == "failed").label("failed"),
+            messages_where(sent, m.bounce == "soft").label("soft"),
+            messages_where(sent, m.bounce == "hard").label("hard"),
+            sa.func.count(m.opened_at).label("opened"),
+            messages_where(m.machine_opened_at.is_not(None), m.opened_at.is_(None)).label(
+                "machine_only"
             ),
-            messages_where(e.c.type == "email.unsubscribed").label("unsubscribed"),
-            messages_where(e.c.type == "email.complained").label("complained"),
+            sa.func.count(m.clicked_at).label("clicked"),
+            sa.func.coalesce(sa.func.sum(m.clicks), 0).label("clicks"),
+            sa.func.count(m.unsubscribed_at).label("unsubscribed"),
+            sa.func.count(m.complained_at).label("complained"),
         )
-        .select_from(m.outerjoin(e, e.c.outbox_id == m.c.id))
-        .group_by(m.c.step)
-        .order_by(m.c.step)
+        .where(m.workflow == workflow, *_period(m.created_at, since, until))
+        .group_by(m.step)
+        .order_by(m.step)
     )
-    rows = conn.execute(query).all()
-    machine_only = _machine_only(conn, m, e)
+    if version is not None:
+        of_version = sa.select(runs.c.id).where(runs.c.workflow_version == version)
+        query = query.where(m.run_id.in_(of_version))
     return [
         StepEngagement(
             step=r.step,
             template=r.template,
             messages=r.messages,
             sent=r.sent,
-            delivered=r.sent - min(r.bounced, r.sent),
+            delivered=r.sent - r.soft - r.hard,
             deferred=r.deferred,
             skipped=r.skipped,
             failed=r.failed,
             soft_bounced=r.soft,
             hard_bounced=r.hard,
             opened=r.opened,
-            machine_opened=machine_only.get(r.step, 0),
+            machine_opened=r.machine_only,
             clicked=r.clicked,
-            clicks=r.clicks,
+            clicks=int(r.clicks),
             unsubscribed=r.unsubscribed,
             complained=r.complained,
         )
-        for r in rows
+        for r in conn.execute(query)
     ]
-
-
-def _machine_only(conn: Connection, m: Any, e: Any) -> dict[str, int]:
-    """Messages opened by machines and never by a person, per step."""
-    machine = e.c.machine == "true"
-    per_message = (
-        sa.select(
-            m.c.step,
-            m.c.id,
-            sa.func.max(sa.case((machine, 1), else_=0)).label("by_machine"),
-            sa.func.max(sa.case((machine, 0), else_=1)).label("by_person"),
-        )
-        .select_from(m.join(e, e.c.outbox_id == m.c.id))
-        .where(e.c.type == "email.opened")
-        .group_by(m.c.step, m.c.id)
-        .subquery("opens")
-    )
-    query = (
-        sa.select(per_message.c.step, sa.func.count())
-        .where(per_message.c.by_machine == 1, per_message.c.by_person == 0)
-        .group_by(per_message.c.step)
-    )
-    return {str(step): int(count) for step, count in conn.execute(query)}
 
 
 def link_clicks(conn: Connection, workflow: str) -> list[LinkClicks]:
@@ -316,33 +268,21 @@ class DayOfEngagement:
 
 
 def engagement_by_day(conn: Connection, workflow: str) -> list[DayOfEngagement]:
-    """Sends, opens and clicks by people per day for a workflow's messages."""
+    """Messages sent, first opened and first clicked by people, per day (UTC)."""
+    counts: dict[str, list[int]] = {}
+    for index, column in enumerate((outbox.c.sent_at, outbox.c.opened_at, outbox.c.clicked_at)):
+        day = _day(conn, column)
+        query = (
+            sa.select(day, sa.func.count())
+            .where(outbox.c.workflow == workflow, column.is_not(None))
+            .group_by(day)
+        )
+        for when, count in conn.execute(query):
+            counts.setdefault(str(when), [0, 0, 0])[index] = int(count)
+    return [DayOfEngagement(day, *values) for day, values in sorted(counts.items())]
+
+
+def _day(conn: Connection, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
     if conn.dialect.name == "postgresql":
-        day: sa.ColumnElement[Any] = sa.func.to_char(
-            sa.func.timezone("UTC", events.c.occurred_at), "YYYY-MM-DD"
-        )
-    else:
-        day = sa.func.substr(events.c.occurred_at, 1, 10)
-    human = sa.func.coalesce(event_data_text(conn, "machine"), "false") != "true"
-
-    def messages(kind: str) -> sa.ColumnElement[Any]:
-        return sa.func.count(
-            sa.distinct(sa.case((sa.and_(events.c.type == kind, human), outbox.c.id)))
-        )
-
-    query = (
-        sa.select(
-            day.label("day"),
-            messages("email.sent"),
-            messages("email.opened"),
-            messages("email.clicked"),
-        )
-        .select_from(outbox.join(events, event_outbox_id(conn) == outbox.c.id))
-        .where(
-            outbox.c.workflow == workflow,
-            events.c.type.in_(("email.sent", "email.opened", "email.clicked")),
-        )
-        .group_by(day)
-        .order_by(day)
-    )
-    return [DayOfEngagement(str(d), s, o, c) for d, s, o, c in conn.execute(query)]
+        return sa.func.to_char(sa.func.timezone("UTC", column), "YYYY-MM-DD")
+    return sa.func.substr(column, 1, 10)

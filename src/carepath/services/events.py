@@ -19,6 +19,7 @@ from carepath.domain.conditions import EVENT_TYPE_CHARS
 from carepath.domain.fields import parse_datetime
 from carepath.errors import InvalidInput, Problem
 from carepath.services.event_interest import arrives_processed, event_interest
+from carepath.services.message_events import record_on_messages
 from carepath.services.segment_checks import mark_for_events
 
 REFERENCE_KEYS = ("id", "external_id", "email")
@@ -234,9 +235,9 @@ def store_events_keyed(
     ]
     inserted = insert_ignoring_conflicts(conn, events, rows, returning=("idempotency_key", "id"))
     stored = {row.idempotency_key: row.id for row in inserted}
-    mark_for_events(
-        conn, [(e.type, e.contact_id) for e in new if e.idempotency_key in stored], now=now
-    )
+    fresh = [e for e in new if e.idempotency_key in stored]
+    mark_for_events(conn, [(e.type, e.contact_id) for e in fresh], now=now)
+    record_on_messages(conn, fresh)
     return stored
 
 

@@ -18,7 +18,6 @@ from sqlalchemy.engine import Connection
 
 from carepath.db.schema import events, outbox, run_steps, runs
 from carepath.domain.fields import parse_datetime
-from carepath.services.engagement import event_data_text, event_outbox_id
 
 # Event data keys the engine writes itself: names and ids, safe to show.
 SHOWN_KEYS = ("outbox_id", "workflow", "segment", "list", "form", "link", "tag", "bounce",
@@ -54,11 +53,6 @@ def message_log(
     conn: Connection, which: LogFilter, *, after: int = 0, limit: int = 100
 ) -> list[LoggedMessage]:
     """One page of the log, in id order, after message `after`."""
-    human = sa.func.coalesce(event_data_text(conn, "machine"), "false") != "true"
-
-    def engaged(kind: str) -> sa.ColumnElement[bool]:
-        return sa.exists().where(event_outbox_id(conn) == outbox.c.id, events.c.type == kind, human)
-
     query = (
         sa.select(
             outbox.c.id,
@@ -69,8 +63,8 @@ def message_log(
             outbox.c.template,
             outbox.c.status,
             outbox.c.sent_at,
-            engaged("email.opened").label("opened"),
-            engaged("email.clicked").label("clicked"),
+            outbox.c.opened_at.is_not(None).label("opened"),
+            outbox.c.clicked_at.is_not(None).label("clicked"),
             outbox.c.last_error,
         )
         .where(outbox.c.id > after, *_conditions(which))
