@@ -137,39 +137,49 @@ def load(url: str, runs: int, per_run: int, rng: random.Random) -> None:
         )
         _copy(cur, "run_steps", columns, step_rows)
 
+        total = runs * per_run
+        # What happens to each message, decided once: the outbox row and its events agree.
+        fates = rng.choices(["sent", "opened", "clicked", "bounced"], [63, 24.5, 10.5, 2], k=total)
+
         def message_rows() -> Any:
             n = 0
             for start in range(0, runs, 100_000):
                 chunk = io.StringIO()
                 for i in range(start, min(runs, start + 100_000)):
                     for step in STEPS[:per_run]:
+                        fate = fates[n]
                         n += 1
                         at = (starts[i] + timedelta(days=STEPS.index(step))).isoformat()
+                        opened = at if fate in ("opened", "clicked") else "\\N"
+                        clicked, clicks = (at, 1) if fate == "clicked" else ("\\N", 0)
+                        bounce = "hard" if fate == "bounced" else "\\N"
                         chunk.write(
                             f"{i + 1}\t{i + 1}\tjourney\t{step}\temail\tnote\t1\t<m{n}@bench>"
-                            f"\t\t\t\tsent\t1\t{at}\t{at}\t{at}\tmarketing\n"
+                            f"\t\t\t\tsent\t1\t{at}\t{at}\t{at}\tmarketing\t{opened}\t{clicked}"
+                            f"\t{clicks}\t{bounce}\n"
                         )
                 yield chunk.getvalue()
 
         columns = (
             "contact_id, run_id, workflow, step, channel, template, template_version, message_id, "
-            "subject, html, text, status, attempts, next_attempt_at, created_at, sent_at, purpose"
+            "subject, html, text, status, attempts, next_attempt_at, created_at, sent_at, purpose, "
+            "opened_at, clicked_at, clicks, bounce"
         )
         _copy(cur, "outbox", columns, message_rows)
 
         def event_rows() -> Any:
             n = 0
-            total = runs * per_run
             for start in range(1, total + 1, 200_000):
                 chunk = io.StringIO()
                 for outbox_id in range(start, min(total + 1, start + 200_000)):
                     contact = (outbox_id - 1) // per_run + 1
+                    fate = fates[outbox_id - 1]
                     happened = [("email.sent", "")]
-                    if rng.random() < 0.35:
+                    if fate in ("opened", "clicked"):
                         happened.append(("email.opened", ', "machine": false'))
-                        if rng.random() < 0.3:
-                            happened.append(("email.clicked", ', "link": 0, "machine": false'))
-                    elif rng.random() < 0.02:
+                    if fate == "clicked":
+                        happened.append(("email.clicked", ', "link": 0, "machine": false'))
+                    if fate == "bounced":
                         happened.append(("email.bounced", ', "bounce": "hard"'))
                     for kind, extra in happened:
                         n += 1
