@@ -63,44 +63,31 @@ def funnel(
     rs = run_steps
     scope = [rs.c.workflow == workflow, rs.c.kind != "error", *which.conditions(rs)]
 
-    def flag(*conditions: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
-        return sa.func.max(sa.case((sa.and_(*conditions), 1), else_=0))
+    def runs_where(*conditions: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
+        return sa.func.count(sa.distinct(sa.case((sa.and_(*conditions), rs.c.run_id))))
 
-    # First one row per (step, run) — a run may visit a step more than once — then counts.
     moved_on = rs.c.outcome.not_in([StepOutcome.FAILED.value, StepOutcome.ENDED.value])
-    per_run = (
-        sa.select(
-            rs.c.step,
-            rs.c.run_id,
-            sa.func.min(rs.c.kind).label("kind"),
-            flag(rs.c.left_at.is_(None)).label("waiting"),
-            flag(rs.c.left_at.is_not(None), moved_on).label("completed"),
-            flag(rs.c.outcome == StepOutcome.ENDED.value).label("exited"),
-            flag(rs.c.outcome == StepOutcome.FAILED.value).label("failed"),
-        )
-        .where(*scope)
-        .group_by(rs.c.step, rs.c.run_id)
-        .subquery("per_run")
-    )
-    converted_runs = (
-        sa.select(runs.c.id)
-        .where(runs.c.workflow == workflow, runs.c.status == RunStatus.CONVERTED.value)
-        .subquery("converted_runs")
-    )
     visits = conn.execute(
         sa.select(
-            per_run.c.step,
-            sa.func.min(per_run.c.kind).label("kind"),
-            sa.func.count().label("entered"),
-            sa.func.sum(per_run.c.waiting).label("waiting"),
-            sa.func.sum(per_run.c.completed).label("completed"),
-            sa.func.sum(per_run.c.exited).label("exited"),
-            sa.func.sum(per_run.c.failed).label("failed"),
-            sa.func.count(converted_runs.c.id).label("converted"),
+            rs.c.step,
+            sa.func.min(rs.c.kind).label("kind"),
+            sa.func.count(sa.distinct(rs.c.run_id)).label("entered"),
+            runs_where(rs.c.left_at.is_(None)).label("waiting"),
+            runs_where(rs.c.left_at.is_not(None), moved_on).label("completed"),
+            runs_where(rs.c.outcome == StepOutcome.ENDED.value).label("exited"),
+            runs_where(rs.c.outcome == StepOutcome.FAILED.value).label("failed"),
         )
-        .select_from(per_run.outerjoin(converted_runs, converted_runs.c.id == per_run.c.run_id))
-        .group_by(per_run.c.step)
+        .where(*scope)
+        .group_by(rs.c.step)
     ).all()
+    converted: dict[str, int] = dict(
+        conn.execute(
+            sa.select(rs.c.step, sa.func.count(sa.distinct(rs.c.run_id)))
+            .join(runs, runs.c.id == rs.c.run_id)
+            .where(*scope, runs.c.status == RunStatus.CONVERTED.value)
+            .group_by(rs.c.step)
+        ).all()
+    )
     dropped = _drop_offs(conn, workflow, which, has_goal=definition.goal is not None)
     medians = _median_seconds(conn, scope)
     by_step = {v.step: v for v in visits}
@@ -111,13 +98,13 @@ def funnel(
             FunnelRow(
                 step=step,
                 kind=v.kind if v is not None else kinds.get(step, ""),
-                entered=int(v.entered) if v is not None else 0,
-                completed=int(v.completed) if v is not None else 0,
-                waiting=int(v.waiting) if v is not None else 0,
-                converted=int(v.converted) if v is not None else 0,
+                entered=v.entered if v is not None else 0,
+                completed=v.completed if v is not None else 0,
+                waiting=v.waiting if v is not None else 0,
+                converted=converted.get(step, 0),
                 dropped=dropped.get(step, 0),
-                exited=int(v.exited) if v is not None else 0,
-                failed=int(v.failed) if v is not None else 0,
+                exited=v.exited if v is not None else 0,
+                failed=v.failed if v is not None else 0,
                 median_seconds=medians.get(step),
             )
         )
