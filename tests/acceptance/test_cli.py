@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -283,3 +284,20 @@ def test_segments_refresh_count_and_members_as_spreadsheet_safe_csv(tmp_path: Pa
     assert json.loads(out) == {"id": 1, "external_id": "=HYPERLINK(1)", "email": "a@example.org"}
     code, _, err = carepath("segments", "count", "nobody", *db)
     assert (code, err.strip()) == (2, "error: no segment named 'nobody'")
+
+
+def test_audit_verify_and_export_from_the_command_line(tmp_path: Path) -> None:
+    db = ("--db", str(tmp_path / "a.db"))
+    assert carepath("init", *db)[0] == 0
+    assert carepath("apply", str(EXAMPLES), *db)[0] == 0
+    assert carepath("keys", "create", "--name", "bridge", "--scopes", "events:write", *db)[0] == 0
+    code, out, _ = carepath("audit", "verify", *db)
+    assert (code, out.strip()) == (0, "audit log intact: 2 rows")
+    code, out, _ = carepath("audit", "export", *db)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["action"] for r in rows] == ["resources.apply", "api_key.create"]
+    assert rows[1]["prev_hash"] == rows[0]["hash"]
+    with sqlite3.connect(tmp_path / "a.db") as raw:
+        raw.execute("UPDATE audit_log SET detail = 'bridge: contacts:read' WHERE id = 2")
+    code, _, err = carepath("audit", "verify", *db)
+    assert (code, err.strip()) == (1, "audit log broken at row 2: its content was changed")

@@ -350,3 +350,18 @@ date_trigger_scans = Table(
     Column("workflow", String(100), primary_key=True),
     Column("scanned_through", UtcDateTime, nullable=False),
 )
+
+# Who read or changed what, hash-chained: each row's hash covers the one before it.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(120), nullable=False),  # key:NAME, cli:USER, engine
+    Column("action", String(60), nullable=False),  # contact.read, resources.apply, …
+    Column("contact_ids", Json, nullable=False),  # whose data, by id only
+    Column("purpose", String(20)),
+    Column("detail", String(300)),  # names and counts, never values
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)

@@ -26,6 +26,7 @@ from carepath.domain.fields import parse_datetime
 from carepath.domain.json_schema import SCHEMA_KINDS, document_schema
 from carepath.domain.runs import Limits
 from carepath.domain.sending_windows import FrequencyCap, QuietHours, WindowError
+from carepath.entrypoints.audit_commands import audit_app
 from carepath.entrypoints.cli_support import (
     DbOption,
     errors_to_exit,
@@ -46,6 +47,7 @@ from carepath.entrypoints.server_commands import keys_app, serve, workflows_app
 from carepath.entrypoints.worker import StopFlag, run_worker
 from carepath.errors import ConfigurationError
 from carepath.services import (
+    audit,
     bounces,
     catalog_store,
     contacts,
@@ -54,6 +56,7 @@ from carepath.services import (
     tasks,
     unsubscribes,
 )
+from carepath.services.audit import AuditEntry, cli_actor
 from carepath.services.clock import simulated_now, wall_time
 from carepath.services.context import EngineContext
 from carepath.services.documents import load_paths
@@ -82,7 +85,7 @@ for sub, name in (
     (clock_app, "clock"), (contacts_app, "contacts"), (events_app, "events"),
     (tasks_app, "tasks"), (runs_app, "runs"), (report_app, "report"), (outbox_app, "outbox"),
     (bounces_app, "bounces"), (template_app, "template"), (keys_app, "keys"),
-    (workflows_app, "workflows"), (segments_app, "segments"),
+    (workflows_app, "workflows"), (segments_app, "segments"), (audit_app, "audit"),
 ):  # fmt: skip
     app.add_typer(sub, name=name)
 
@@ -187,7 +190,12 @@ def apply(
     if problems:
         fail(problems)
     with errors_to_exit(), opened_engine(db) as engine, engine.begin() as conn:
-        applied = catalog_store.apply_documents(conn, docs, now=wall_time())
+        now = wall_time()
+        applied = catalog_store.apply_documents(conn, docs, now=now)
+        changed = [f"{a.kind.value} {a.name} v{a.version}" for a in applied if a.changed]
+        if changed:
+            detail = ", ".join(changed)
+            audit.record(conn, AuditEntry(cli_actor(), "resources.apply", detail=detail), now=now)
     table = Table("kind", "name", "version", "status")
     for item in applied:
         table.add_row(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, NoReturn
 
@@ -13,6 +13,9 @@ from sqlalchemy import Engine
 
 from carepath.config import Settings
 from carepath.errors import CarepathError, InvalidInput, Problem
+from carepath.services import audit
+from carepath.services.audit import AuditEntry, cli_actor
+from carepath.services.clock import wall_time
 from carepath.services.setup import open_database
 
 out = Console(highlight=False)
@@ -59,3 +62,12 @@ def opened_engine(db: str | None) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+def audit_cli(
+    engine: Engine, action: str, contact_ids: Iterable[int] = (), detail: str | None = None
+) -> None:
+    """Append to the audit log what this command read or changed (its own transaction)."""
+    with engine.begin() as conn:
+        entry = AuditEntry(cli_actor(), action, tuple(contact_ids), detail=detail)
+        audit.record(conn, entry, now=wall_time())

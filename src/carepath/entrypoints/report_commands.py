@@ -19,7 +19,14 @@ from carepath.db.connection import read_only
 from carepath.domain.exports import spreadsheet_cell
 from carepath.domain.fields import parse_datetime
 from carepath.entrypoints.charts import engagement_chart, funnel_chart
-from carepath.entrypoints.cli_support import DbOption, errors_to_exit, fail, opened_engine, out
+from carepath.entrypoints.cli_support import (
+    DbOption,
+    audit_cli,
+    errors_to_exit,
+    fail,
+    opened_engine,
+    out,
+)
 from carepath.services.catalog_store import build_current
 from carepath.services.engagement import engagement_by_day, engagement_report
 from carepath.services.message_log import LogFilter, timeline, whole_log
@@ -199,8 +206,10 @@ def report_messages(
     which = LogFilter(
         workflow, step, template, contact, _moment(since, "--since"), _moment(until, "--until")
     )
-    with errors_to_exit(), opened_engine(db) as engine, read_only(engine) as conn:
-        messages = [asdict(m) for m in whole_log(conn, which)]
+    with errors_to_exit(), opened_engine(db) as engine:
+        with read_only(engine) as conn:
+            messages = [asdict(m) for m in whole_log(conn, which)]
+        audit_cli(engine, "messages.export", {int(m["contact_id"]) for m in messages})
     if fmt == "jsonl":
         for row in messages:
             sys.stdout.write(json.dumps({k: _plain(v) for k, v in row.items()}) + "\n")
@@ -219,10 +228,12 @@ def report_contact(
     db: DbOption = None,
 ) -> None:
     """Every event, run, step and message of one contact, in order."""
-    with errors_to_exit(), opened_engine(db) as engine, read_only(engine) as conn:
-        entries = timeline(conn, contact_id)
-    if not entries:
-        fail(f"error: nothing recorded for contact {contact_id}")
+    with errors_to_exit(), opened_engine(db) as engine:
+        with read_only(engine) as conn:
+            entries = timeline(conn, contact_id)
+        if not entries:
+            fail(f"error: nothing recorded for contact {contact_id}")
+        audit_cli(engine, "contact.timeline", [contact_id])
     if fmt == "json":
         rows = [{"at": e.at.isoformat(), "what": e.what, "summary": e.summary, **e.detail}
                 for e in entries]  # fmt: skip

@@ -13,7 +13,13 @@ import typer
 from carepath.db.connection import read_only
 from carepath.domain.exports import spreadsheet_cell
 from carepath.domain.resources import Kind
-from carepath.entrypoints.cli_support import DbOption, errors_to_exit, opened_engine, out
+from carepath.entrypoints.cli_support import (
+    DbOption,
+    audit_cli,
+    errors_to_exit,
+    opened_engine,
+    out,
+)
 from carepath.errors import NotFound
 from carepath.services.catalog_store import build_current
 from carepath.services.clock import DatabaseClock
@@ -83,8 +89,10 @@ def segments_members(
     db: DbOption = None,
 ) -> None:
     """The members' ids and identifiers (id, external_id, email), in id order."""
-    with errors_to_exit(), opened_engine(db) as engine, read_only(engine) as conn:
-        rows = conn.execute(members_query(conn, build_current(conn), name))
+    with errors_to_exit(), opened_engine(db) as engine:
+        with read_only(engine) as conn:
+            rows = conn.execute(members_query(conn, build_current(conn), name)).all()
+        audit_cli(engine, "segment.members", [r.id for r in rows], detail=name)
         columns = ["id", "external_id", "email"]
         if format_ is MemberFormat.CSV:
             writer = csv.writer(sys.stdout)

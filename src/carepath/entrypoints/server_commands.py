@@ -18,7 +18,8 @@ from carepath.entrypoints.cli_support import (
     out,
     settings_for,
 )
-from carepath.services import api_keys
+from carepath.services import api_keys, audit
+from carepath.services.audit import AuditEntry, cli_actor
 from carepath.services.clock import wall_time
 from carepath.services.workflow_states import activate_workflow, pause_workflow
 
@@ -38,6 +39,10 @@ def keys_create(
     """Create a key and print it; it is shown this once and stored only as a hash."""
     with errors_to_exit(), opened_engine(db) as engine, engine.begin() as conn:
         issued = api_keys.create_key(conn, name=name, scopes=scopes.split(","), now=wall_time())
+        detail = f"{name}: {', '.join(sorted(issued.key.scopes))}"
+        audit.record(
+            conn, AuditEntry(cli_actor(), "api_key.create", detail=detail), now=wall_time()
+        )
     out.print(issued.secret, soft_wrap=True)
     typer.echo(f"key {name}: {', '.join(sorted(issued.key.scopes))} (shown once)", err=True)
 
@@ -61,6 +66,7 @@ def keys_revoke(
     """Revoke a key: refused everywhere within the API's key cache time (30 s)."""
     with errors_to_exit(), opened_engine(db) as engine, engine.begin() as conn:
         api_keys.revoke_key(conn, name, now=wall_time())
+        audit.record(conn, AuditEntry(cli_actor(), "api_key.revoke", detail=name), now=wall_time())
     out.print(f"revoked {name}")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -19,6 +19,8 @@ from sqlalchemy import Engine
 
 from carepath.db.connection import read_only
 from carepath.services.api_keys import ApiKey, authenticate
+from carepath.services.audit import AuditEntry, record
+from carepath.services.clock import wall_time
 
 KEY_CACHE_SECONDS = 30.0
 _CACHE_LIMIT = 10_000
@@ -113,3 +115,19 @@ WorkflowsWriter = Annotated[ApiKey, Depends(require("workflows:write"))]
 TasksReader = Annotated[ApiKey, Depends(require("tasks:read"))]
 TasksWriter = Annotated[ApiKey, Depends(require("tasks:write"))]
 ReportsReader = Annotated[ApiKey, Depends(require("reports:read"))]
+
+
+def audit_read_or_change(
+    request: Request,
+    key: ApiKey,
+    action: str,
+    contact_ids: Sequence[int],
+    detail: str | None = None,
+) -> None:
+    """Append to the audit log what this key did to whose data (its own transaction).
+
+    Audit times are wall-clock times, also on a simulated business clock.
+    """
+    with request.app.state.api.engine.begin() as conn:
+        entry = AuditEntry(f"key:{key.name}", action, tuple(contact_ids), detail=detail)
+        record(conn, entry, now=wall_time())

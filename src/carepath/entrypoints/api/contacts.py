@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from carepath.db.connection import read_only
-from carepath.entrypoints.api.auth import ContactsReader, ContactsWriter
+from carepath.entrypoints.api.auth import ContactsReader, ContactsWriter, audit_read_or_change
 from carepath.entrypoints.api.params import ContactId
 from carepath.entrypoints.api.problems import problem_response
 from carepath.errors import InvalidInput, Problem
@@ -128,11 +128,13 @@ def _import_file(request: Request, path: Path) -> ImportOut | JSONResponse:
 
 
 @router.get("/v1/contacts/{contact_id}", summary="A contact's fields")
-def get_contact(request: Request, contact_id: ContactId, _: ContactsReader) -> dict[str, Any]:
+def get_contact(request: Request, contact_id: ContactId, key: ContactsReader) -> dict[str, Any]:
     state = request.app.state.api
     with read_only(state.engine) as conn:
         schema = state.cache.current(conn).catalog.schema
-        return read_contact(conn, contact_id, schema)
+        found = read_contact(conn, contact_id, schema)
+    audit_read_or_change(request, key, "contact.read", [contact_id])
+    return found
 
 
 @router.patch(
@@ -145,12 +147,14 @@ def patch_contact(
     request: Request,
     contact_id: ContactId,
     changes: Annotated[dict[str, Any], Body()],
-    _: ContactsWriter,
+    key: ContactsWriter,
 ) -> Response:
     state = request.app.state.api
     with state.engine.begin() as conn:
         schema = state.cache.current(conn).catalog.schema
         change_contact(conn, contact_id, changes, schema, now=state.clock.now(conn))
+    fields = ", ".join(sorted(map(str, changes)))[:200]
+    audit_read_or_change(request, key, "contact.change", [contact_id], f"fields: {fields}")
     return Response(status_code=204)
 
 
@@ -159,17 +163,18 @@ def patch_contact(
     summary="Erase a contact's data, keeping an anonymous tombstone for reports",
     status_code=204,
 )
-def delete_contact(request: Request, contact_id: ContactId, _: ContactsWriter) -> Response:
+def delete_contact(request: Request, contact_id: ContactId, key: ContactsWriter) -> Response:
     state = request.app.state.api
     with state.engine.begin() as conn:
         erase_contact(conn, contact_id, now=state.clock.now(conn))
+    audit_read_or_change(request, key, "contact.erase", [contact_id])
     return Response(status_code=204)
 
 
 @router.get("/v1/contacts", summary="Contacts by id, a page at a time", response_model=ContactPage)
 def get_contacts(
     request: Request,
-    _: ContactsReader,
+    key: ContactsReader,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=40)] = None,
 ) -> ContactPage:
@@ -177,6 +182,7 @@ def get_contacts(
     after = _read_cursor(cursor) if cursor else 0
     with read_only(state.engine) as conn:
         page = list_contacts(conn, after=after, limit=limit)
+    audit_read_or_change(request, key, "contact.list", [int(str(c["id"])) for c in page])
     last = page[-1]["id"] if len(page) == limit else None
     return ContactPage(contacts=page, next=_cursor(int(str(last))) if last is not None else None)
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
 from carepath.db.connection import read_only
-from carepath.entrypoints.api.auth import ContactsReader, ReportsReader
+from carepath.entrypoints.api.auth import ContactsReader, ReportsReader, audit_read_or_change
 from carepath.entrypoints.api.params import MAX_ID, ContactId, Moment
 from carepath.errors import NotFound
 from carepath.services import reports
@@ -100,10 +100,11 @@ def get_messages(
 
 @router.get("/v1/contacts/{contact_id}/timeline", summary="Everything that happened to a contact")
 def get_timeline(
-    request: Request, contact_id: ContactId, _: ContactsReader
+    request: Request, contact_id: ContactId, key: ContactsReader
 ) -> list[dict[str, Any]]:
     with read_only(request.app.state.api.engine) as conn:
         entries = timeline(conn, contact_id)
     if not entries:
         raise NotFound("no contact with that id")
+    audit_read_or_change(request, key, "contact.timeline", [contact_id])
     return [{"at": e.at, "what": e.what, "summary": e.summary, **e.detail} for e in entries]
