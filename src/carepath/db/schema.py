@@ -365,3 +365,17 @@ audit_log = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+# What a contact agreed to: a HIPAA marketing authorization (164.508(a)(3)), channel opt-ins.
+consents = Table(
+    "consents",
+    metadata,
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("kind", String(20), primary_key=True),  # marketing, email, sms
+    Column("status", String(10), nullable=False),  # granted or revoked
+    Column("source", String(100), nullable=False),  # where it was given: a form, the EHR, STOP
+    Column("granted_at", UtcDateTime),
+    Column("expires_at", UtcDateTime),  # an authorization's expiry, if it has one
+    Column("revoked_at", UtcDateTime),
+    Column("updated_at", UtcDateTime, nullable=False),
+)

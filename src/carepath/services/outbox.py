@@ -41,6 +41,7 @@ from carepath.db.connection import read_only
 from carepath.db.dialect import id_in
 from carepath.db.schema import contacts, outbox, suppressions
 from carepath.services.clock import wall_time
+from carepath.services.consents import consent_columns, send_refusal
 from carepath.services.context import EngineContext
 from carepath.services.events import NewEvent, store_events
 from carepath.services.leases import lease_due
@@ -72,7 +73,9 @@ def deliver_outbox(ctx: EngineContext, *, now: datetime, limit: int | None = Non
         rows = _claim(conn, ctx, now=now, limit=limit or ctx.batch_size)
     if not rows:
         return DeliveryStats(recovered, 0)
-    reachable = [r for r in rows if r.email and r.suppressed is None]
+    reachable = [
+        r for r in rows if r.email and r.suppressed is None and send_refusal(r, now) is None
+    ]
     deferred = _outside_windows(ctx, reachable, now=now)
     sendable = [r for r in reachable if r.id not in deferred]
 
@@ -247,6 +250,7 @@ def _claim(conn: sa.Connection, ctx: EngineContext, *, now: datetime, limit: int
     claimed = [row.id for row in leased]
     if not claimed:
         return []
+    (marketing, email), consent = consent_columns()
     return list(
         conn.execute(
             sa.select(
@@ -254,9 +258,19 @@ def _claim(conn: sa.Connection, ctx: EngineContext, *, now: datetime, limit: int
                 contacts.c.email,
                 contacts.c.time_zone,
                 suppressions.c.reason.label("suppressed"),
+                *consent,
             )
             .join(contacts, contacts.c.id == outbox.c.contact_id)
             .outerjoin(suppressions, suppressions.c.email == contacts.c.email)
+            .outerjoin(
+                marketing,
+                sa.and_(
+                    marketing.c.contact_id == outbox.c.contact_id, marketing.c.kind == "marketing"
+                ),
+            )
+            .outerjoin(
+                email, sa.and_(email.c.contact_id == outbox.c.contact_id, email.c.kind == "email")
+            )
             .where(id_in(conn, outbox.c.id, claimed))
             .order_by(outbox.c.id)
         )
@@ -326,6 +340,8 @@ def _outcome(
         status, error = "skipped", "contact has no email address"
     elif row.suppressed is not None:
         status, error = "suppressed", f"address suppressed ({row.suppressed})"
+    elif (refusal := send_refusal(row, now)) is not None:
+        status, error = "skipped", refusal
     elif result is None:  # the sender returned nothing for it: try again soon
         error, retry_at = "no result from the sender", now + backoff(1)
     else:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from carepath.db.schema import outbox
 from carepath.domain.fields import ContactSchema
+from carepath.services.consents import ConsentChange, ConsentKind, set_consent
 from carepath.services.contact_records import change_contact
 from carepath.services.events import ingest_events
 from carepath.services.simulation import FIRST_NAMES, LAST_NAMES, ZONES
@@ -30,6 +31,7 @@ ANSWERS: dict[str, tuple[float, tuple[tuple[str, str | None], ...]]] = {
     "we-miss-you": (0.2, (("email.clicked", None), ("visit.scheduled", None))),
 }
 PROCEDURES_PER_DAY = 0.0015  # share of the panel having a procedure on a given day
+AUTHORIZED = 0.7  # share of patients with a marketing authorization on file
 
 
 @dataclass
@@ -75,6 +77,10 @@ class PreventivePanel:
             if self.rng.random() < 0.5:
                 items.append(self._item(contact_id, "email.opened", None, 1, 400))
         ingest_events(conn, items, now=self.start, source="demo")
+        for contact_id in contact_ids:  # signed at registration by most patients
+            if self.rng.random() < AUTHORIZED:
+                change = ConsentChange(ConsentKind.MARKETING, True, "registration form")
+                set_consent(conn, contact_id, change, now=self.start)
 
     def _item(
         self, contact_id: int, kind: str, detail: str | None, least: int, most: int

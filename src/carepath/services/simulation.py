@@ -18,7 +18,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from carepath.db.schema import outbox, tasks
+from carepath.db.schema import contacts, outbox, tasks
+from carepath.services.consents import ConsentChange, ConsentKind, set_consent
 from carepath.services.events import ingest_events
 from carepath.services.tasks import complete_task
 
@@ -173,6 +174,7 @@ class Population:
         items = [(f"sim:{p.seq}", p.payload) for p in due if p.kind == "event"]
         if items:
             ingest_events(conn, items, now=now, source="simulation")
+        self._authorize_on_assessment(conn, [p.payload for p in due if p.kind == "event"], now)
         for planned in (p for p in due if p.kind == "task"):
             complete_task(
                 conn,
@@ -181,6 +183,25 @@ class Population:
                 now=planned.at,
             )
         return len(due)
+
+    def _authorize_on_assessment(
+        self, conn: Connection, payloads: list[dict[str, object]], now: datetime
+    ) -> None:
+        """The assessment form carries the HIPAA marketing authorization its senders sign."""
+        for payload in payloads:
+            data = payload.get("data")
+            if payload.get("type") != "form.submitted" or not isinstance(data, Mapping):
+                continue
+            contact = payload.get("contact")
+            external_id = contact.get("external_id") if isinstance(contact, Mapping) else None
+            found = conn.execute(
+                sa.select(contacts.c.id).where(contacts.c.external_id == external_id)
+            ).scalar()
+            if found is not None:
+                source = f"{data.get('form')} form"
+                set_consent(
+                    conn, found, ConsentChange(ConsentKind.MARKETING, True, source), now=now
+                )
 
     def react(self, conn: Connection, now: datetime) -> None:
         """Plan reactions to what carepath did since last time: emails read, calls taken."""

@@ -18,6 +18,7 @@ from carepath.config import Settings
 from carepath.db.connection import read_only
 from carepath.db.migrate import is_current
 from carepath.entrypoints.api import (
+    consents,
     contacts,
     events,
     form_pages,
@@ -99,6 +100,7 @@ def create_app(
     app.include_router(reports_in.router)
     app.include_router(reports_out.router)
     app.include_router(contacts.router)
+    app.include_router(consents.router)
     app.include_router(tasks.router)
     app.include_router(lists.router)
     app.include_router(resources.router)

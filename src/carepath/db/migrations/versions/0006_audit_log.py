@@ -1,4 +1,4 @@
-"""The hash-chained audit log.
+"""The hash-chained audit log, and consents (marketing authorization, channel opt-ins).
 
 Revision ID: 0006
 Revises: 0005
@@ -34,7 +34,26 @@ def upgrade() -> None:
         sa.Column("hash", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
     )
+    op.create_table(
+        "consents",
+        sa.Column("contact_id", carepath.db.types.Id, nullable=False),
+        sa.Column("kind", sa.String(length=20), nullable=False),
+        sa.Column("status", sa.String(length=10), nullable=False),
+        sa.Column("source", sa.String(length=100), nullable=False),
+        sa.Column("granted_at", carepath.db.types.UtcDateTime(), nullable=True),
+        sa.Column("expires_at", carepath.db.types.UtcDateTime(), nullable=True),
+        sa.Column("revoked_at", carepath.db.types.UtcDateTime(), nullable=True),
+        sa.Column("updated_at", carepath.db.types.UtcDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["contact_id"],
+            ["contacts.id"],
+            name=op.f("fk_consents_contact_id_contacts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("contact_id", "kind", name=op.f("pk_consents")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("consents")
     op.drop_table("audit_log")
