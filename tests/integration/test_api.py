@@ -208,3 +208,14 @@ def test_a_nul_character_in_the_query_is_refused_not_a_server_error(
 ) -> None:
     answer = client.get("/v1/tasks?queue=a%00b", headers=key_for("tasks:read"))
     assert is_problem(answer, 400)["detail"] == "the request may not contain NUL characters"
+
+
+def test_a_nul_character_in_a_json_body_is_refused_not_a_server_error(
+    client: TestClient, key_for: KeyMaker
+) -> None:
+    answer = client.post(
+        "/v1/tasks/1/claim",
+        content=b'{"agent": "a\\u0000b"}',
+        headers={**key_for("tasks:write"), "content-type": "application/json"},
+    )
+    assert is_problem(answer, 400)["detail"] == "the request may not contain NUL characters"

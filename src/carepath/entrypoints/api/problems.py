@@ -140,22 +140,55 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 class RefuseNul:
-    """A NUL character in the path or query is refused before any route reads it.
+    """A NUL character in the path, query or body is refused before any route reads it.
 
     PostgreSQL text cannot hold one, so it would otherwise fail deep in a query.
+    Bodies are read whole here (their size is bounded by the routes' own limits
+    on what they accept) and handed on unchanged.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            query = scope.get("query_string", b"").lower()
-            if b"%00" in query or "\x00" in scope.get("path", ""):
-                detail = "the request may not contain NUL characters"
-                await problem_response(400, detail=detail)(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        query = scope.get("query_string", b"").lower()
+        if b"%00" in query or "\x00" in scope.get("path", ""):
+            await self._refuse(scope, receive, send)
+            return
+        if scope.get("method") not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, receive, send)  # the client went away: let it end
                 return
-        await self.app(scope, receive, send)
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if b"\x00" in body or b"\\u0000" in body:
+            await self._refuse(scope, receive, send)
+            return
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if delivered:
+                return await receive()
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        detail = "the request may not contain NUL characters"
+        await problem_response(400, detail=detail)(scope, receive, send)
 
 
 class ContainErrors:
