@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
 from carepath.db.connection import read_only
@@ -29,6 +29,18 @@ class MessagePage(BaseModel):
     next_after: int | None  # pass as `after` for the next page; null on the last one
 
 
+def _which_runs(
+    since: Moment | None = None,
+    until: Moment | None = None,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> reports.RunFilter:
+    """The period and version a report counts (query parameters)."""
+    return reports.RunFilter(version, since, until)
+
+
+WhichRuns = Annotated[reports.RunFilter, Depends(_which_runs)]
+
+
 def _workflow(conn: Any, name: str) -> Any:
     definition = build_current(conn).catalog.workflows.get(name)
     if definition is None:
@@ -37,16 +49,7 @@ def _workflow(conn: Any, name: str) -> Any:
 
 
 @router.get("/v1/reports/workflows/{name}/funnel", summary="Per-step funnel of a workflow")
-def get_funnel(
-    request: Request,
-    name: str,
-    _: ReportsReader,
-    *,
-    since: Moment | None = None,
-    until: Moment | None = None,
-    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
-) -> dict[str, Any]:
-    which = reports.RunFilter(version, since, until)
+def get_funnel(request: Request, name: str, _: ReportsReader, which: WhichRuns) -> dict[str, Any]:
     with read_only(request.app.state.api.engine) as conn:
         rows = reports.funnel(conn, _workflow(conn, name), which)
         statuses = reports.run_status_counts(conn, name, which)
@@ -62,17 +65,13 @@ def get_funnel(
     summary="Engagement per email step, per link, and A/B split paths compared",
 )
 def get_engagement(
-    request: Request,
-    name: str,
-    _: ReportsReader,
-    *,
-    since: Moment | None = None,
-    until: Moment | None = None,
-    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    request: Request, name: str, _: ReportsReader, which: WhichRuns
 ) -> dict[str, Any]:
     with read_only(request.app.state.api.engine) as conn:
         definition = _workflow(conn, name)
-        return engagement_report(conn, definition, since=since, until=until, version=version)
+        return engagement_report(
+            conn, definition, since=which.since, until=which.until, version=which.version
+        )
 
 
 @router.get(
