@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -9,6 +10,8 @@ from email.message import Message
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+_SERVER_LOG = logging.getLogger("mail.log")
 
 
 @dataclass
@@ -40,11 +43,15 @@ class SmtpSink:
             return list(self._collector.messages)
 
     def __enter__(self) -> SmtpSink:
+        # aiosmtpd logs every envelope's addresses at INFO and DEBUG: PHI kept out of logs.
+        self._log_level = _SERVER_LOG.level
+        _SERVER_LOG.setLevel(max(self._log_level, logging.WARNING))
         self._controller.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._controller.stop()
+        _SERVER_LOG.setLevel(self._log_level)
 
 
 def _free_port(host: str) -> int:
