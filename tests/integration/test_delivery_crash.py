@@ -37,7 +37,7 @@ trigger: manual
 steps:
   note: {email: note}
 """
-MESSAGES = 400
+MESSAGES = 1000  # enough that three kills land before the worker is done
 KILLS = 3
 POOL = 8
 BATCH = 40
