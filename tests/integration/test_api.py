@@ -219,3 +219,22 @@ def test_a_nul_character_in_a_json_body_is_refused_not_a_server_error(
         headers={**key_for("tasks:write"), "content-type": "application/json"},
     )
     assert is_problem(answer, 400)["detail"] == "the request may not contain NUL characters"
+
+
+def test_json_nested_deeper_than_the_limit_is_refused_not_a_server_error(
+    client: TestClient, key_for: KeyMaker
+) -> None:
+    deep = b'{"type": "x.y", "contact": {"id": 1}, "data": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    answer = client.post(
+        "/v1/events",
+        content=deep,
+        headers={**key_for("events:write"), "content-type": "application/json"},
+    )
+    assert is_problem(answer, 400)["detail"] == "JSON may nest at most 32 levels deep"
+    fine = b'{"type": "x.y", "contact": {"id": 1}, "data": {"note": "' + b"[" * 40 + b'"}}'
+    accepted = client.post(
+        "/v1/events",
+        content=fine,
+        headers={**key_for("events:write", name="b"), "content-type": "application/json"},
+    )
+    assert accepted.status_code != 400  # brackets inside text are not nesting

@@ -8,6 +8,7 @@ exception becomes a bare 500.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -135,16 +136,46 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(CarepathError, carepath_error)
     app.add_exception_handler(HTTPException, http_error)
-    app.add_middleware(RefuseNul)
+    app.add_middleware(RefuseHostileRequests)
     app.add_middleware(ContainErrors)
 
 
-class RefuseNul:
-    """A NUL character in the path, query or body is refused before any route reads it.
+MAX_JSON_DEPTH = 32
+# What moves the depth of a JSON text: brackets, and the quotes and escapes of strings.
+_JSON_STRUCTURE = re.compile(rb'[\[\]{}"\\]')
 
-    PostgreSQL text cannot hold one, so it would otherwise fail deep in a query.
-    Bodies are read whole here (their size is bounded by the routes' own limits
-    on what they accept) and handed on unchanged.
+
+def json_depth(body: bytes) -> int:
+    """How deeply a JSON text nests (brackets inside strings do not count)."""
+    depth = deepest = 0
+    in_string = False
+    escaped_at = -1  # the position a backslash escapes
+    for match in _JSON_STRUCTURE.finditer(body):
+        char, at = match.group(), match.start()
+        if in_string:
+            if char == b"\\":
+                if at != escaped_at:
+                    escaped_at = at + 1
+            elif char == b'"' and at != escaped_at:
+                in_string = False
+            continue
+        if char == b'"':
+            in_string = True
+        elif char in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
+class RefuseHostileRequests:
+    """Refused before any route reads them: NUL characters, and JSON nested too deeply.
+
+    PostgreSQL text cannot hold a NUL, so it would otherwise fail deep in a
+    query; a deep JSON text would exhaust the parser's recursion. Bodies are
+    read whole here (their size is bounded by the routes' own limits on what
+    they accept) and handed on unchanged.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -174,6 +205,10 @@ class RefuseNul:
         if b"\x00" in body or b"\\u0000" in body:
             await self._refuse(scope, receive, send)
             return
+        if _is_json(scope) and json_depth(body) > MAX_JSON_DEPTH:
+            detail = f"JSON may nest at most {MAX_JSON_DEPTH} levels deep"
+            await problem_response(400, detail=detail)(scope, receive, send)
+            return
         delivered = False
 
         async def replay() -> Message:
@@ -189,6 +224,14 @@ class RefuseNul:
     async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
         detail = "the request may not contain NUL characters"
         await problem_response(400, detail=detail)(scope, receive, send)
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            kind = bytes(value).split(b";")[0].strip().lower()
+            return kind == b"application/json" or kind.endswith(b"+json")
+    return False
 
 
 class ContainErrors:
