@@ -112,29 +112,37 @@ def funnel(
 
 
 def _median_seconds(conn: Connection, scope: list[sa.ColumnElement[bool]]) -> dict[str, float]:
-    """The median time spent in each step (rows that left it), with window functions."""
+    """The median time spent in each step (rows that left it)."""
     rs = run_steps
     if conn.dialect.name == "postgresql":
         spent: Any = sa.func.extract("epoch", rs.c.left_at - rs.c.entered_at)
-    else:
-        spent = (sa.func.julianday(rs.c.left_at) - sa.func.julianday(rs.c.entered_at)) * 86400
-    ranked = (
-        sa.select(
-            rs.c.step,
-            spent.label("spent"),
-            sa.func.row_number().over(partition_by=rs.c.step, order_by=spent).label("n"),
-            sa.func.count().over(partition_by=rs.c.step).label("total"),
+        median = sa.func.percentile_cont(0.5).within_group(spent)
+        query: Any = (
+            sa.select(rs.c.step, median)
+            .where(*scope, rs.c.left_at.is_not(None))
+            .group_by(rs.c.step)
         )
-        .where(*scope, rs.c.left_at.is_not(None))
-        .subquery("ranked")
-    )
-    # The middle row, or the two middle rows of an even count (`//`: integer division).
-    middle = sa.or_(
-        ranked.c.n == (ranked.c.total + 1) // 2, ranked.c.n == (ranked.c.total + 2) // 2
-    )
-    query = (
-        sa.select(ranked.c.step, sa.func.avg(ranked.c.spent)).where(middle).group_by(ranked.c.step)
-    )
+    else:  # no percentile aggregate: the middle row(s) by window functions
+        spent = (sa.func.julianday(rs.c.left_at) - sa.func.julianday(rs.c.entered_at)) * 86400
+        ranked = (
+            sa.select(
+                rs.c.step,
+                spent.label("spent"),
+                sa.func.row_number().over(partition_by=rs.c.step, order_by=spent).label("n"),
+                sa.func.count().over(partition_by=rs.c.step).label("total"),
+            )
+            .where(*scope, rs.c.left_at.is_not(None))
+            .subquery("ranked")
+        )
+        # The middle row, or the two middle rows of an even count (`//`: integer division).
+        middle = sa.or_(
+            ranked.c.n == (ranked.c.total + 1) // 2, ranked.c.n == (ranked.c.total + 2) // 2
+        )
+        query = (
+            sa.select(ranked.c.step, sa.func.avg(ranked.c.spent))
+            .where(middle)
+            .group_by(ranked.c.step)
+        )
     return {str(step): round(float(value), 3) for step, value in conn.execute(query)}
 
 
@@ -146,19 +154,25 @@ def _drop_offs(
     With a goal, success is converting, so a run that completed without it
     dropped off; without a goal, completing the journey is success.
     """
-    last = run_steps.alias("last")
-    last_active = (
-        sa.select(sa.func.max(last.c.id))
-        .where(last.c.run_id == runs.c.id, last.c.kind != "exit")
-        .correlate(runs)
-        .scalar_subquery()
-    )
     ended = [RunStatus.EXITED.value, RunStatus.FAILED.value]
     if has_goal:
         ended.append(RunStatus.COMPLETED.value)
+    # Each run's last step before any exit: one grouped pass over the steps, not a
+    # lookup per run.
+    last = run_steps.alias("last")
+    last_active = (
+        sa.select(last.c.run_id, sa.func.max(last.c.id).label("id"))
+        .where(last.c.workflow == workflow, last.c.kind != "exit")
+        .group_by(last.c.run_id)
+        .subquery("last_active")
+    )
     rows = conn.execute(
         sa.select(run_steps.c.step, sa.func.count())
-        .select_from(runs.join(run_steps, run_steps.c.id == last_active))
+        .select_from(
+            runs.join(last_active, last_active.c.run_id == runs.c.id).join(
+                run_steps, run_steps.c.id == last_active.c.id
+            )
+        )
         .where(runs.c.workflow == workflow, runs.c.status.in_(ended), *_run_conditions(which))
         .group_by(run_steps.c.step)
     ).all()
