@@ -7,6 +7,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from carepath.db.connection import read_only
+from carepath.db.schema import runs
+from carepath.services import catalog_store, contacts
 from tests.integration.harness import Harness
 
 BIRTHDAYS = """
@@ -128,3 +131,18 @@ def test_a_recurring_campaign_enrolls_whoever_matches_at_each_moment(journey: Ha
     journey.advance("8d")  # 2026-01-21 08:00 UTC: weeks two and three done
     assert [r.status for r in journey.runs(ann)] == ["completed"] * 3
     assert [r.status for r in journey.runs(late)] == ["completed"]
+
+
+def test_a_broadcast_to_more_contacts_than_one_batch_enrolls_them_all(journey: Harness) -> None:
+    journey.apply(WEEKLY)
+    records = [
+        {"external_id": f"P-{n}", "email": f"p{n}@example.test", "sex": "female"}
+        for n in range(1100)
+    ]
+    with journey.engine.begin() as conn:
+        schema = catalog_store.build_current(conn).catalog.schema
+        contacts.upsert_contacts(conn, records, schema, now=journey.now)
+    journey.advance("2d")
+    with read_only(journey.engine) as conn:
+        started = conn.execute(sa.select(sa.func.count()).select_from(runs)).scalar()
+    assert started == 1100

@@ -32,6 +32,7 @@ from carepath.services.enrollment import EnrollRequest, enroll
 from carepath.services.events import NewEvent, store_events_keyed
 
 REACHED = "date.reached"
+_ENROLL_BATCH = 1000
 # Local moments are at most 14 hours from UTC; offsets move whole days or less.
 _SLACK = timedelta(days=2)
 
@@ -110,7 +111,12 @@ def scan_workflow(
         for e in new
         if e.idempotency_key in stored
     ]
-    return len(enroll(conn, current, requests, now=now, max_chain_depth=max_chain_depth).run_ids)
+    started = 0
+    for first in range(0, len(requests), _ENROLL_BATCH):
+        batch = requests[first : first + _ENROLL_BATCH]
+        outcome = enroll(conn, current, batch, now=now, max_chain_depth=max_chain_depth)
+        started += len(outcome.run_ids)
+    return started
 
 
 def scan_schedule(
@@ -138,9 +144,11 @@ def scan_schedule(
     ids = list(conn.execute(query.order_by(contacts.c.id)).scalars())
     started = 0
     for moment in moments:
-        requests = [EnrollRequest(i, workflow.name, starts_at=moment) for i in ids]
-        outcome = enroll(conn, current, requests, now=now, max_chain_depth=max_chain_depth)
-        started += len(outcome.run_ids)
+        for first in range(0, len(ids), _ENROLL_BATCH):  # a broadcast may reach everyone
+            batch = ids[first : first + _ENROLL_BATCH]
+            requests = [EnrollRequest(i, workflow.name, starts_at=moment) for i in batch]
+            outcome = enroll(conn, current, requests, now=now, max_chain_depth=max_chain_depth)
+            started += len(outcome.run_ids)
     return started
 
 
