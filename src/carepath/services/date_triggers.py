@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from carepath.db.condition_sql import compile_condition
 from carepath.db.schema import contacts, date_trigger_scans
 from carepath.domain.conditions import FieldTest, Op, Scope
-from carepath.domain.fields import ContactSchema, FieldType
+from carepath.domain.fields import ContactSchema, FieldType, parse_datetime
 from carepath.domain.scheduling import date_trigger_fires, schedule_fires
 from carepath.domain.workflow import DateTrigger, ScheduleTrigger, Workflow
 from carepath.services.catalog_store import CatalogCache, CurrentCatalog
@@ -168,7 +168,7 @@ def scan_date_triggers(
         for row in rows:
             workflow = current.catalog.workflows.get(row.workflow)
             until = now + AHEAD
-            after = _utc(row.scanned_through)
+            after = parse_datetime(row.scanned_through)
             trigger = workflow.trigger if workflow is not None else None
             if workflow is not None and isinstance(trigger, DateTrigger):
                 scan_workflow(
@@ -187,7 +187,3 @@ def scan_date_triggers(
             )
             scanned += 1
     return scanned
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -131,7 +131,9 @@ def timeline(conn: Connection, contact_id: int) -> list[TimelineEntry]:
             detail["note"] = message.last_error
         summary = f"{message.template} {message.status}"
         entries.append(
-            TimelineEntry(_utc(message.created_at), 3, message.id, "message", summary, detail)
+            TimelineEntry(
+                parse_datetime(message.created_at), 3, message.id, "message", summary, detail
+            )
         )
     return sorted(entries)
 
@@ -143,7 +145,7 @@ def _event_entries(conn: Connection, contact_id: int) -> Iterator[TimelineEntry]
     for row in conn.execute(query):
         shown = {k: v for k, v in (row.data or {}).items() if k in SHOWN_KEYS}
         detail = {"source": row.source, **shown}
-        yield TimelineEntry(_utc(row.occurred_at), 0, row.id, "event", row.type, detail)
+        yield TimelineEntry(parse_datetime(row.occurred_at), 0, row.id, "event", row.type, detail)
 
 
 def _run_entries(conn: Connection, contact_id: int) -> Iterator[TimelineEntry]:
@@ -154,11 +156,11 @@ def _run_entries(conn: Connection, contact_id: int) -> Iterator[TimelineEntry]:
     for row in conn.execute(query):
         detail: dict[str, object] = {"run": row.id, "version": row.workflow_version}
         started = f"{row.workflow} started"
-        yield TimelineEntry(_utc(row.started_at), 1, row.id, "run", started, detail)
+        yield TimelineEntry(parse_datetime(row.started_at), 1, row.id, "run", started, detail)
         if row.ended_at is not None:
             ended = {**detail, "reason": row.reason} if row.reason else detail
             summary = f"{row.workflow} {row.status}"
-            yield TimelineEntry(_utc(row.ended_at), 4, row.id, "run", summary, ended)
+            yield TimelineEntry(parse_datetime(row.ended_at), 4, row.id, "run", summary, ended)
 
 
 def _step_entries(conn: Connection, contact_id: int) -> Iterator[TimelineEntry]:
@@ -169,8 +171,4 @@ def _step_entries(conn: Connection, contact_id: int) -> Iterator[TimelineEntry]:
     for row in conn.execute(query):
         summary = f"{row.workflow}: {row.step} ({row.kind}) {row.outcome}"
         detail = {"run": row.run_id}
-        yield TimelineEntry(_utc(row.entered_at), 2, row.id, "step", summary, detail)
-
-
-def _utc(value: datetime | str) -> datetime:
-    return parse_datetime(value)
+        yield TimelineEntry(parse_datetime(row.entered_at), 2, row.id, "step", summary, detail)

@@ -274,12 +274,7 @@ def next_refresh(conn: Connection, interval: timedelta) -> datetime | None:
     ).scalar()
     if last is None:
         return None
-    return _as_utc(last) + interval
-
-
-def _as_utc(value: datetime | str) -> datetime:
-    """Aggregates lose the column type on SQLite: parse what comes back."""
-    return parse_datetime(value)
+    return parse_datetime(last) + interval  # an aggregate: text on SQLite
 
 
 # ------------------------------------------------------------ queued re-checks
