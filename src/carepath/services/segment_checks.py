@@ -13,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from carepath.db.dialect import dialect_insert
+from carepath.db.dialect import dialect_insert, insert_ignoring_conflicts
 from carepath.db.schema import contacts, segment_checks, settings
 from carepath.domain.conditions import referenced_event_types, referenced_memberships
 from carepath.domain.resources import SegmentDef
@@ -73,7 +72,9 @@ def mark_contacts(conn: Connection, ids: Iterable[int], *, now: datetime) -> Non
     """Queue these contacts for a segment re-check (if any segment exists)."""
     wanted = sorted(set(ids))
     if wanted and read_inputs(conn).any_segment:
-        _insert_ignoring(conn, [{"contact_id": i, "marked_at": now} for i in wanted])
+        insert_ignoring_conflicts(
+            conn, segment_checks, [{"contact_id": i, "marked_at": now} for i in wanted]
+        )
 
 
 def mark_contacts_where(conn: Connection, which: sa.ColumnElement[bool], *, now: datetime) -> None:
@@ -81,7 +82,10 @@ def mark_contacts_where(conn: Connection, which: sa.ColumnElement[bool], *, now:
     if not read_inputs(conn).any_segment:
         return
     selected = sa.select(contacts.c.id, sa.literal(now, segment_checks.c.marked_at.type))
-    _insert_ignoring(conn, selected.where(which))
+    insert = dialect_insert(conn, segment_checks).from_select(
+        ["contact_id", "marked_at"], selected.where(which)
+    )
+    conn.execute(insert.on_conflict_do_nothing())
 
 
 def mark_for_events(
@@ -94,13 +98,11 @@ def mark_for_events(
     inputs = read_inputs(conn)
     wanted = sorted({c for kind, c in pairs if kind in inputs.event_types})
     if wanted:
-        _insert_ignoring(conn, [{"contact_id": i, "marked_at": now} for i in wanted])
+        insert_ignoring_conflicts(
+            conn, segment_checks, [{"contact_id": i, "marked_at": now} for i in wanted]
+        )
 
 
-def _insert_ignoring(conn: Connection, rows: list[dict[str, Any]] | sa.Select[Any]) -> None:
-    insert = dialect_insert(conn, segment_checks)
-    if isinstance(rows, sa.Select):
-        statement = insert.from_select(["contact_id", "marked_at"], rows)
-        conn.execute(statement.on_conflict_do_nothing())
-    else:
-        conn.execute(insert.on_conflict_do_nothing(), rows)
+def _queue(conn: Connection, ids: list[int], *, now: datetime) -> None:
+    rows = [{"contact_id": i, "marked_at": now} for i in ids]
+    insert_ignoring_conflicts(conn, segment_checks, rows)
