@@ -15,7 +15,6 @@ from carepath.config import Settings
 from carepath.errors import CarepathError, InvalidInput, Problem
 from carepath.services import audit
 from carepath.services.audit import AuditEntry, cli_actor
-from carepath.services.clock import wall_time
 from carepath.services.setup import open_database
 
 out = Console(highlight=False)
@@ -68,6 +67,4 @@ def audit_cli(
     engine: Engine, action: str, contact_ids: Iterable[int] = (), detail: str | None = None
 ) -> None:
     """Append to the audit log what this command read or changed (its own transaction)."""
-    with engine.begin() as conn:
-        entry = AuditEntry(cli_actor(), action, tuple(contact_ids), detail=detail)
-        audit.record(conn, entry, now=wall_time())
+    audit.record_now(engine, AuditEntry(cli_actor(), action, tuple(contact_ids), detail=detail))

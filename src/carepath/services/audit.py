@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from carepath.db.schema import audit_log
+from carepath.services.clock import wall_time
 
 GENESIS = "0" * 64
 # Any constant: the advisory lock that makes appends one queue on PostgreSQL.
@@ -71,6 +72,15 @@ def record(conn: Connection, entry: AuditEntry, *, now: datetime) -> None:
             **row, at=at, prev_hash=prev_hash, hash=chain_hash(prev_hash, content)
         )
     )
+
+
+def record_now(engine: sa.Engine, entry: AuditEntry) -> None:
+    """Append one row in a transaction of its own, at wall-clock time.
+
+    Audit times are real times, also when the business clock is simulated.
+    """
+    with engine.begin() as conn:
+        record(conn, entry, now=wall_time())
 
 
 def chain_hash(prev_hash: str, content: dict[str, Any]) -> str:

@@ -111,12 +111,7 @@ def scan_workflow(
         for e in new
         if e.idempotency_key in stored
     ]
-    started = 0
-    for first in range(0, len(requests), _ENROLL_BATCH):
-        batch = requests[first : first + _ENROLL_BATCH]
-        outcome = enroll(conn, current, batch, now=now, max_chain_depth=max_chain_depth)
-        started += len(outcome.run_ids)
-    return started
+    return _enroll_in_batches(conn, current, requests, now=now, max_chain_depth=max_chain_depth)
 
 
 def scan_schedule(
@@ -142,13 +137,24 @@ def scan_schedule(
     audience = compile_condition(trigger.audience, dialect=conn.dialect.name, now=now)
     query = sa.select(contacts.c.id).where(contacts.c.erased_at.is_(None), audience)
     ids = list(conn.execute(query.order_by(contacts.c.id)).scalars())
+    requests = [EnrollRequest(i, workflow.name, starts_at=m) for m in moments for i in ids]
+    return _enroll_in_batches(conn, current, requests, now=now, max_chain_depth=max_chain_depth)
+
+
+def _enroll_in_batches(
+    conn: Connection,
+    current: CurrentCatalog,
+    requests: list[EnrollRequest],
+    *,
+    now: datetime,
+    max_chain_depth: int,
+) -> int:
+    """Enroll `requests` a batch at a time (an audience may be everyone); returns runs."""
     started = 0
-    for moment in moments:
-        for first in range(0, len(ids), _ENROLL_BATCH):  # a broadcast may reach everyone
-            batch = ids[first : first + _ENROLL_BATCH]
-            requests = [EnrollRequest(i, workflow.name, starts_at=moment) for i in batch]
-            outcome = enroll(conn, current, requests, now=now, max_chain_depth=max_chain_depth)
-            started += len(outcome.run_ids)
+    for first in range(0, len(requests), _ENROLL_BATCH):
+        batch = requests[first : first + _ENROLL_BATCH]
+        outcome = enroll(conn, current, batch, now=now, max_chain_depth=max_chain_depth)
+        started += len(outcome.run_ids)
     return started
 
 

@@ -19,8 +19,7 @@ from sqlalchemy import Engine
 
 from carepath.db.connection import read_only
 from carepath.services.api_keys import ApiKey, authenticate
-from carepath.services.audit import AuditEntry, record
-from carepath.services.clock import wall_time
+from carepath.services.audit import AuditEntry, record_now
 
 KEY_CACHE_SECONDS = 30.0
 _CACHE_LIMIT = 10_000
@@ -124,10 +123,6 @@ def audit_read_or_change(
     contact_ids: Sequence[int],
     detail: str | None = None,
 ) -> None:
-    """Append to the audit log what this key did to whose data (its own transaction).
-
-    Audit times are wall-clock times, also on a simulated business clock.
-    """
-    with request.app.state.api.engine.begin() as conn:
-        entry = AuditEntry(f"key:{key.name}", action, tuple(contact_ids), detail=detail)
-        record(conn, entry, now=wall_time())
+    """Append to the audit log what this key did to whose data (its own transaction)."""
+    entry = AuditEntry(f"key:{key.name}", action, tuple(contact_ids), detail=detail)
+    record_now(request.app.state.api.engine, entry)
