@@ -62,3 +62,11 @@ def test_funnel_counts_entered_waiting_converted_and_drop_offs(journey: Harness)
     assert medians["await"] == (1 * day + 7 * day) / 2  # two clicked after a day, two timed out
     assert medians["hold"] == 0.0  # the goal came the moment it arrived
     assert reports.conversion(statuses) == 0.25
+    with journey.engine.connect() as conn:
+        later = reports.RunFilter(since=journey.now)  # every run started before now
+        assert {r.entered for r in reports.funnel(conn, definition, later)} == {0}
+        assert reports.run_status_counts(conn, "w", later) == {}
+        first = reports.RunFilter(version=1, until=journey.now)
+        assert {r.step: r.entered for r in reports.funnel(conn, definition, first)} == {
+            s: r.entered for s, r in rows.items()
+        }

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from carepath.db.schema import events, outbox, runs
 from carepath.domain.workflow import EmailStep, SplitStep, Workflow
+from carepath.services.reports import in_period
 
 
 @dataclass(frozen=True)
@@ -87,17 +88,6 @@ def event_data_text(conn: Connection, key: str) -> sa.ColumnElement[Any]:
     return sa.case((kind.in_(("true", "false")), kind), else_=sa.cast(value, sa.String))
 
 
-def _period(
-    column: sa.ColumnElement[Any], since: datetime | None, until: datetime | None
-) -> list[sa.ColumnElement[bool]]:
-    found = []
-    if since is not None:
-        found.append(column >= since)
-    if until is not None:
-        found.append(column < until)
-    return found
-
-
 def engagement(
     conn: Connection,
     workflow: str,
@@ -133,7 +123,7 @@ def engagement(
             sa.func.count(m.unsubscribed_at).label("unsubscribed"),
             sa.func.count(m.complained_at).label("complained"),
         )
-        .where(m.workflow == workflow, *_period(m.created_at, since, until))
+        .where(m.workflow == workflow, *in_period(m.created_at, since, until))
         .group_by(m.step)
         .order_by(m.step)
     )

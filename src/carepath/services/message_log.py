@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from carepath.db.schema import events, outbox, run_steps, runs
 from carepath.domain.fields import parse_datetime
+from carepath.services.reports import in_period
 
 # Event data keys the engine writes itself: names and ids, safe to show.
 SHOWN_KEYS = ("outbox_id", "workflow", "segment", "list", "form", "link", "tag", "bounce",
@@ -98,11 +99,7 @@ def _conditions(which: LogFilter) -> list[sa.ColumnElement[bool]]:
     ):
         if value is not None:
             found.append(column == value)
-    if which.since is not None:
-        found.append(outbox.c.created_at >= which.since)
-    if which.until is not None:
-        found.append(outbox.c.created_at < which.until)
-    return found
+    return found + in_period(outbox.c.created_at, which.since, which.until)
 
 
 # ------------------------------------------------------------------ timeline

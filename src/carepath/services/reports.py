@@ -40,17 +40,33 @@ class RunFilter:
     until: datetime | None = None
 
     def conditions(self, steps: Any) -> list[sa.ColumnElement[bool]]:
+        """The filter on rows of `run_steps` (or anything with run_id and workflow_version)."""
         found: list[sa.ColumnElement[bool]] = []
         if self.version is not None:
             found.append(steps.c.workflow_version == self.version)
-        if self.since is not None or self.until is not None:
-            started = sa.select(runs.c.id)
-            if self.since is not None:
-                started = started.where(runs.c.started_at >= self.since)
-            if self.until is not None:
-                started = started.where(runs.c.started_at < self.until)
-            found.append(steps.c.run_id.in_(started))
+        period = in_period(runs.c.started_at, self.since, self.until)
+        if period:
+            found.append(steps.c.run_id.in_(sa.select(runs.c.id).where(*period)))
         return found
+
+    def run_conditions(self) -> list[sa.ColumnElement[bool]]:
+        """The filter on rows of `runs`."""
+        found = in_period(runs.c.started_at, self.since, self.until)
+        if self.version is not None:
+            found.append(runs.c.workflow_version == self.version)
+        return found
+
+
+def in_period(
+    column: sa.ColumnElement[Any], since: datetime | None, until: datetime | None
+) -> list[sa.ColumnElement[bool]]:
+    """`column` in [since, until); either end may be open."""
+    found: list[sa.ColumnElement[bool]] = []
+    if since is not None:
+        found.append(column >= since)
+    if until is not None:
+        found.append(column < until)
+    return found
 
 
 def funnel(
@@ -173,21 +189,10 @@ def _drop_offs(
                 run_steps, run_steps.c.id == last_active.c.id
             )
         )
-        .where(runs.c.workflow == workflow, runs.c.status.in_(ended), *_run_conditions(which))
+        .where(runs.c.workflow == workflow, runs.c.status.in_(ended), *which.run_conditions())
         .group_by(run_steps.c.step)
     ).all()
     return {str(row[0]): int(row[1]) for row in rows}
-
-
-def _run_conditions(which: RunFilter) -> list[sa.ColumnElement[bool]]:
-    found: list[sa.ColumnElement[bool]] = []
-    if which.version is not None:
-        found.append(runs.c.workflow_version == which.version)
-    if which.since is not None:
-        found.append(runs.c.started_at >= which.since)
-    if which.until is not None:
-        found.append(runs.c.started_at < which.until)
-    return found
 
 
 def run_status_counts(
@@ -196,7 +201,7 @@ def run_status_counts(
     return dict(
         conn.execute(
             sa.select(runs.c.status, sa.func.count())
-            .where(runs.c.workflow == workflow, *_run_conditions(which or RunFilter()))
+            .where(runs.c.workflow == workflow, *(which or RunFilter()).run_conditions())
             .group_by(runs.c.status)
         ).all()
     )
