@@ -72,9 +72,7 @@ def mark_contacts(conn: Connection, ids: Iterable[int], *, now: datetime) -> Non
     """Queue these contacts for a segment re-check (if any segment exists)."""
     wanted = sorted(set(ids))
     if wanted and read_inputs(conn).any_segment:
-        insert_ignoring_conflicts(
-            conn, segment_checks, [{"contact_id": i, "marked_at": now} for i in wanted]
-        )
+        _queue(conn, wanted, now=now)
 
 
 def mark_contacts_where(conn: Connection, which: sa.ColumnElement[bool], *, now: datetime) -> None:
@@ -98,9 +96,7 @@ def mark_for_events(
     inputs = read_inputs(conn)
     wanted = sorted({c for kind, c in pairs if kind in inputs.event_types})
     if wanted:
-        insert_ignoring_conflicts(
-            conn, segment_checks, [{"contact_id": i, "marked_at": now} for i in wanted]
-        )
+        _queue(conn, wanted, now=now)
 
 
 def _queue(conn: Connection, ids: list[int], *, now: datetime) -> None:
