@@ -15,6 +15,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from carepath.protection.keyring import KEYRING_ENV, generate_keyring, keyring_text
+
+# One keyring for the run, in the environment so that the CLI, server and worker
+# processes the tests start use it too.
+os.environ[KEYRING_ENV] = keyring_text(generate_keyring())
+
 ADMIN_URL = os.environ.get(
     "CAREPATH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

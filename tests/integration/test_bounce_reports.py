@@ -35,8 +35,8 @@ def _ingest(journey: Harness, *reports: bytes) -> object:
 
 def _suppressed(journey: Harness) -> list[tuple[str, str, str]]:
     with journey.engine.connect() as conn:
-        rows = conn.execute(sa.select(suppressions).order_by(suppressions.c.email)).all()
-    return [(r.email, r.reason, r.source) for r in rows]
+        rows = conn.execute(sa.select(suppressions)).all()
+    return sorted((r.email, r.reason, r.source) for r in rows)  # sealed: sorted once opened
 
 
 def _sent_to(journey: Harness, contact: int) -> str:

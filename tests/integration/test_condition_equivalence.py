@@ -73,6 +73,7 @@ def _maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 person = st.fixed_dictionaries(
     {
         "first_name": _maybe(texts),
+        "phone": _maybe(texts),
         "sex": _maybe(st.sampled_from(["female", "male", "F"])),
         "birth_date": _maybe(days),
         "tags": st.lists(texts, max_size=3),
@@ -100,7 +101,7 @@ person = st.fixed_dictionaries(
 FIELDS_BY_TYPE = {
     FieldType.NUMBER: ["contact.score", "contact.age", "contact.id"],
     FieldType.BOOL: ["contact.active"],
-    FieldType.STRING: ["contact.plan", "contact.first_name", "contact.sex"],
+    FieldType.STRING: ["contact.plan", "contact.first_name", "contact.phone", "contact.sex"],
     FieldType.DATE: ["contact.visit_on", "contact.birth_date"],
     FieldType.DATETIME: ["contact.seen_at", "contact.created_at"],
     FieldType.LIST: ["contact.labels", "contact.tags"],
@@ -114,6 +115,8 @@ VALUES = {
     FieldType.LIST: texts,
 }
 ORDER_OPS = ["eq", "ne", "lt", "lte", "gt", "gte"]
+# Sealed identifiers: set or not, and equality through the blind index where there is one.
+IDENTIFIER_OPS = {"contact.first_name": ["exists"], "contact.phone": ["exists", "eq", "in"]}
 DURATIONS = ["0d", "1d", "7d", "30d", "59d", "365d", "366d"]
 
 
@@ -133,7 +136,7 @@ def field_test(draw: st.DrawFn) -> dict[str, object]:
         ops.append("contains")
     if type_ in (FieldType.DATE, FieldType.DATETIME):
         ops += ["before", "after", "anniversary_within"]
-    op = draw(st.sampled_from(ops))
+    op = draw(st.sampled_from(IDENTIFIER_OPS.get(name, ops)))
     if op == "exists":
         value: object = draw(st.booleans())
     elif op == "in":

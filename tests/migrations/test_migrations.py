@@ -12,7 +12,8 @@ from alembic.runtime.migration import MigrationContext
 
 from carepath.db import migrate
 from carepath.db.connection import make_engine
-from carepath.db.schema import metadata
+from carepath.db.schema import contacts, metadata, outbox, suppressions, webhook_calls
+from carepath.services.contacts import find_contact
 
 VERSION_TABLE = "alembic_version"
 
@@ -187,3 +188,58 @@ def test_messages_sent_before_0005_get_their_engagement_from_their_events(
         "2026-01-05 09:01:00",
     )
     assert (clicks, bounce) == ("2", "soft")
+
+
+def test_identifiers_bodies_and_suppressions_stored_before_0007_are_sealed_and_indexed(
+    engine: sa.Engine,
+) -> None:
+    migrate.upgrade(engine, "0006")
+    at = "2026-01-05 08:00:00"
+    with engine.begin() as conn:
+        run = conn.exec_driver_sql
+        run(
+            "INSERT INTO contacts (id, external_id, email, first_name, tags, attributes,"
+            f" created_at, updated_at) VALUES (1, 'MRN-1', 'ann@example.org', 'Ann', '[]', '{{}}',"
+            f" '{at}', '{at}')"
+        )
+        run(
+            "INSERT INTO outbox (id, contact_id, channel, template, template_version, message_id,"
+            " subject, html, text, status, attempts, next_attempt_at, created_at) "
+            f"VALUES (7, 1, 'email', 't', 1, '<m7@x>', 'Hello', '<p>Dear Ann</p>', 'Dear Ann',"
+            f" 'sent', 1, '{at}', '{at}')"
+        )
+        run(
+            "INSERT INTO suppressions (email, reason, source, created_at)"
+            f" VALUES ('ann@example.org', 'manual', 'test', '{at}')"
+        )
+        run(
+            "INSERT INTO webhook_calls (contact_id, workflow, step, url, secret_env, body, status,"
+            " attempts, next_attempt_at, created_at) VALUES (1, 'w', 's', 'https://crm.test',"
+            f" 'S', '{{\"contact\": {{\"first_name\": \"Ann\"}}}}', 'pending', 0, '{at}', '{at}')"
+        )
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        raw = [
+            str(value)
+            for table in ("contacts", "outbox", "suppressions", "webhook_calls")
+            for row in conn.exec_driver_sql(f"SELECT * FROM {table}")
+            for value in row
+        ]
+        assert not [v for v in raw if "Ann" in v or "ann@" in v or "MRN-1" in v]
+        contact = conn.execute(sa.select(contacts)).one()
+        assert (contact.email, contact.external_id, contact.first_name) == (
+            "ann@example.org",
+            "MRN-1",
+            "Ann",
+        )
+        assert find_contact(conn, "ann@example.org") == find_contact(conn, "ext:MRN-1") == 1
+        assert conn.execute(sa.select(outbox.c.html, outbox.c.text)).one() == (
+            "<p>Dear Ann</p>",
+            "Dear Ann",
+        )
+        assert conn.execute(sa.select(webhook_calls.c.body)).scalar_one() == {
+            "contact": {"first_name": "Ann"}
+        }
+        suppressed = conn.execute(sa.select(suppressions)).one()
+        assert suppressed.email == "ann@example.org"
+        assert suppressed.email_index == contact.email_index

@@ -11,6 +11,7 @@ from carepath.db.condition_sql import anniversary_days, compile_condition
 from carepath.domain.conditions import ConditionRules, Scope, parse_condition
 from carepath.domain.fields import EMPTY_SCHEMA, ContactSchema, FieldSpec, FieldType
 from carepath.domain.problems import Problems
+from carepath.protection.identifiers import identifier_index
 
 
 def test_anniversary_days_cover_today_through_the_window() -> None:
@@ -41,7 +42,7 @@ def test_values_and_json_keys_are_bound_parameters_never_sql_text() -> None:
     raw = {
         "any": [
             {"field": "contact.plan", "eq": HOSTILE},
-            {"field": "contact.first_name", "in": [HOSTILE, "$.plan"]},
+            {"field": "contact.sex", "in": [HOSTILE, "$.plan"]},
             {"event": "form.submitted", "where": {"field": f"event.data.{HOSTILE}", "eq": 1}},
         ]
     }
@@ -65,3 +66,23 @@ def test_field_names_outside_the_schema_never_reach_the_compiler() -> None:
             is None
         )
         assert problems
+
+
+def test_identifiers_are_tested_only_for_presence_or_through_their_blind_index() -> None:
+    rules = ConditionRules(EMPTY_SCHEMA)
+    for raw, message in [
+        ({"field": "contact.last_name", "eq": "Doe"}, "contact.last_name is an identifier"),
+        ({"field": "contact.email", "contains": "@x.org"}, "only with eq, exists, in"),
+    ]:
+        problems = Problems()
+        assert parse_condition(raw, (), rules, problems) is None
+        assert message in str(problems.items[0])
+    problems = Problems()
+    condition = parse_condition({"field": "contact.email", "eq": "ann@x.org"}, (), rules, problems)
+    assert condition is not None, problems.items
+    statement = compile_condition(
+        condition, dialect="sqlite", now=datetime(2026, 1, 1, tzinfo=UTC)
+    ).compile(dialect=sqlite.dialect())
+    assert "email_index" in str(statement)
+    assert [identifier_index("email", "ann@x.org")] in statement.params.values()
+    assert "ann@x.org" not in str(statement.params)

@@ -43,8 +43,9 @@ from carepath.domain.conditions import (
     Op,
     Scope,
 )
-from carepath.domain.fields import FieldType, json_value
+from carepath.domain.fields import FieldClass, FieldType, index_column, json_value
 from carepath.domain.scheduling import anniversary_in
+from carepath.protection.identifiers import identifier_index
 
 Expr = ColumnElement[Any]
 _COMPARE: dict[Op, Callable[[Any, Any], Expr]] = {
@@ -296,6 +297,8 @@ class _Compiler:
             if name == "age":
                 return _age(self.contact.c.birth_date, self.now.date(), test.op, test.value)
             assert test.spec is not None
+            if test.spec.klass is FieldClass.IDENTIFIER:
+                return self._identifier(test)
             if test.spec.core:
                 typed = _Typed(test.spec.type, self.postgres, column=self.contact.c[name])
             else:
@@ -312,6 +315,23 @@ class _Compiler:
             )
         data = _JsonValue(self.event.c.data, test.path[1:], self.postgres)
         return self._untyped(data, test.op, test.value)
+
+    def _identifier(self, test: FieldTest) -> Expr:
+        """Sealed identifiers: set or not, or equal through the blind index (validation
+        allows nothing else)."""
+        assert test.spec is not None
+        name = test.path[0]
+        if test.op is Op.EXISTS:
+            present: Expr
+            if test.spec.core:
+                present = self.contact.c[name].is_not(None)
+            else:
+                present = _JsonValue(self.contact.c.attributes, (name,), self.postgres).present()
+            return present if test.value else ~present
+        wanted = test.value if test.op is Op.IN else (test.value,)
+        assert isinstance(wanted, tuple)
+        indexes = [identifier_index(name, v) for v in wanted if isinstance(v, str)]
+        return self.contact.c[index_column(name)].in_(indexes) if indexes else false()
 
     def _typed(self, value: _Typed, op: Op, expected: object) -> Expr:
         if op is Op.EXISTS:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 
 from carepath.errors import ConfigurationError
+from carepath.protection.keyring import use_keyring_beside
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY_OPTION = "carepath_read_only"
@@ -35,9 +37,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
 
 def _sqlite_engine(url: str, *, echo: bool) -> Engine:
-    in_memory = make_url(url).database in (None, "", ":memory:")
-    if in_memory:
+    database = make_url(url).database
+    if database in (None, "", ":memory:"):
         raise ConfigurationError("use a SQLite file, not an in-memory database")
+    assert database is not None
+    use_keyring_beside(Path(database), create=False)
     engine = create_engine(
         url,
         echo=echo,

@@ -32,6 +32,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeEngine
 
+from carepath.db.types import Sealed
+
 
 def dialect_insert(conn: Connection, table: Table) -> Any:
     """The dialect's INSERT, which has ON CONFLICT DO NOTHING on both databases."""
@@ -137,12 +139,15 @@ def recordset_of(
     types = dict(types or {})
     typed = {c: types.get(c) or table.c[c].type for c in columns}
     dated = [c for c, t in typed.items() if _is_date(t)]
+    sealed = {c: t for c, t in typed.items() if isinstance(t, Sealed)}
     payload = [dict(row) for row in rows]
     for item in payload:
         for c in dated:
             value = item[c]
             if isinstance(value, datetime | date):
                 item[c] = value.isoformat()
+        for c, type_ in sealed.items():  # sealed here: a JSON parameter skips bind processing
+            item[c] = type_.seal_value(item[c])
     return (
         func.jsonb_to_recordset(bindparam("b_rows", payload, type_=JSONB))
         .table_valued(*(column(c, typed[c]) for c in columns))

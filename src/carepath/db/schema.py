@@ -2,8 +2,8 @@
 
 Per-contact tables (runs, run_steps, events, outbox, tasks, list_members)
 carry `contact_id` so they can later be distributed by contact.
-Identifiers (email, phone, names, external id) have their own columns so
-field-level encryption stays a local change.
+Identifiers (email, phone, names, external id) have their own columns, sealed
+field by field, and rendered message bodies are sealed too.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sqlalchemy import (
     text,
 )
 
-from carepath.db.types import Id, Json, OrderedJson, UtcDateTime
+from carepath.db.types import Id, Json, OrderedJson, Sealed, SealedJson, UtcDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -48,11 +48,13 @@ contacts = Table(
     "contacts",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("external_id", String(200), unique=True),
-    Column("email", String(320), unique=True),
-    Column("phone", String(40)),
-    Column("first_name", String(200)),
-    Column("last_name", String(200)),
+    # Identifiers are sealed (AES-256-GCM, carepath.protection); the ones looked up
+    # by value have a keyed blind index beside them, which is what is unique.
+    Column("external_id", Sealed("contacts.external_id")),
+    Column("email", Sealed("contacts.email")),
+    Column("phone", Sealed("contacts.phone")),
+    Column("first_name", Sealed("contacts.first_name")),
+    Column("last_name", Sealed("contacts.last_name")),
     Column("birth_date", Date),
     Column("sex", String(20)),
     Column("time_zone", String(64)),
@@ -62,6 +64,9 @@ contacts = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     # Set when a person's data was erased: the row stays as an anonymous tombstone.
     Column("erased_at", UtcDateTime),
+    Column("external_id_index", String(64), unique=True),
+    Column("email_index", String(64), unique=True),
+    Column("phone_index", String(64), index=True),
 )
 
 resources = Table(
@@ -186,8 +191,8 @@ outbox = Table(
     Column("template_version", Integer, nullable=False),
     Column("message_id", String(200), nullable=False, unique=True),
     Column("subject", Text, nullable=False),
-    Column("html", Text, nullable=False),
-    Column("text", Text, nullable=False),
+    Column("html", Sealed("outbox.html"), nullable=False),  # rendered: it may hold PHI
+    Column("text", Sealed("outbox.text"), nullable=False),
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UtcDateTime, nullable=False),
@@ -228,10 +233,11 @@ outbox = Table(
 suppressions = Table(
     "suppressions",
     metadata,
-    Column("email", String(320), primary_key=True),
+    Column("email", Sealed("suppressions.email"), nullable=False),
     Column("reason", String(32), nullable=False),
     Column("source", String(40), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("email_index", String(64), primary_key=True),  # the address's blind index
 )
 
 # API keys: only a SHA-256 of each secret is kept (the secret is shown once, when
@@ -269,7 +275,7 @@ webhook_calls = Table(
     Column("step", String(100), nullable=False),
     Column("url", Text, nullable=False),
     Column("secret_env", String(100), nullable=False),
-    Column("body", Json, nullable=False),
+    Column("body", SealedJson("webhook_calls.body"), nullable=False),  # PHI: sealed
     Column("status", String(16), nullable=False),  # pending, sent, failed
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UtcDateTime, nullable=False),

@@ -16,7 +16,15 @@ from enum import StrEnum
 from typing import Any
 
 from carepath.domain.durations import DurationError, parse_duration
-from carepath.domain.fields import ContactSchema, FieldSpec, FieldType, coerce_value, parse_datetime
+from carepath.domain.fields import (
+    INDEXED_FIELDS,
+    ContactSchema,
+    FieldClass,
+    FieldSpec,
+    FieldType,
+    coerce_value,
+    parse_datetime,
+)
 from carepath.domain.problems import Path, Problems
 from carepath.domain.scheduling import anniversary_in
 
@@ -195,10 +203,27 @@ def _parse_field_test(
     if reference is None:
         return None
     scope, names, spec = reference
+    if spec is not None and scope is Scope.CONTACT and spec.klass is FieldClass.IDENTIFIER:
+        allowed = identifier_ops(spec)
+        if op not in allowed:
+            problems.add(
+                (*path, op.value),
+                f"contact.{spec.name} is an identifier, sealed at rest: conditions test it "
+                f"only with {', '.join(sorted(allowed))}",
+            )
+            return None
     value = _parse_operand(op, raw[op.value], spec, (*path, op.value), problems)
     if value is _INVALID:
         return None
     return FieldTest(scope, names, op, value, spec)
+
+
+def identifier_ops(spec: FieldSpec) -> frozenset[Op]:
+    """What a condition may ask of a sealed identifier: whether it is set, and equality
+    for the ones with a blind index (SQL cannot read a sealed value, only compare indexes)."""
+    if spec.core and spec.name in INDEXED_FIELDS:
+        return frozenset({Op.EXISTS, Op.EQ, Op.IN})
+    return frozenset({Op.EXISTS})
 
 
 def _parse_reference(

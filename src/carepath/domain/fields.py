@@ -66,6 +66,15 @@ COLUMN_FIELDS = frozenset(
     {"external_id", "email", "phone", "first_name", "last_name", "birth_date", "sex", "time_zone"}
 )
 
+# Identifiers with a blind index beside them: looked up and compared for equality.
+INDEXED_FIELDS = frozenset({"external_id", "email", "phone"})
+
+
+def index_column(name: str) -> str:
+    """The column holding the blind index of an indexed identifier."""
+    return f"{name}_index"
+
+
 _NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 

@@ -22,6 +22,7 @@ from carepath.db.schema import contacts
 from carepath.db.types import Json
 from carepath.domain.fields import COLUMN_FIELDS, json_value
 from carepath.domain.runs import UpdateContact
+from carepath.protection.identifiers import with_indexes
 from carepath.services.segment_checks import mark_contacts, mark_contacts_where
 
 
@@ -36,7 +37,7 @@ class ContactChange:
         for name in (*update.set, *update.unset):
             value = update.set.get(name)  # the step's own value; None for unset
             if name in COLUMN_FIELDS:
-                self.columns[name] = value
+                self.columns.update(with_indexes({name: value}))
             else:
                 self.patch[name] = json_value(value)
         if update.add_tags or update.remove_tags:

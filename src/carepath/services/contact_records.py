@@ -25,8 +25,15 @@ from carepath.db.schema import (
     tasks,
     webhook_calls,
 )
-from carepath.domain.fields import COLUMN_FIELDS, READ_ONLY_FIELDS, ContactSchema, json_value
+from carepath.domain.fields import (
+    COLUMN_FIELDS,
+    READ_ONLY_FIELDS,
+    ContactSchema,
+    index_column,
+    json_value,
+)
 from carepath.errors import InvalidInput, NotFound, Problem
+from carepath.protection.identifiers import identifier_index, with_indexes
 from carepath.services.contacts import (
     check_record,
     coerce_field,
@@ -53,12 +60,10 @@ def save_contact(
     if errors:
         raise InvalidInput([Problem.at_field(e) for e in errors])
     created, _ = upsert_contacts(conn, [values], schema, now=now)
-    column, value = (
-        (contacts.c.external_id, values["external_id"])
-        if values.get("external_id")
-        else (contacts.c.email, values["email"])
-    )
-    contact_id = conn.execute(sa.select(contacts.c.id).where(column == value)).scalar_one()
+    name = "external_id" if values.get("external_id") else "email"
+    column = contacts.c[index_column(name)]
+    found = sa.select(contacts.c.id).where(column == identifier_index(name, values[name]))
+    contact_id = conn.execute(found).scalar_one()
     return SavedContact(int(contact_id), bool(created))
 
 
@@ -118,7 +123,7 @@ def erase_contact(conn: Connection, contact_id: int, *, now: datetime) -> None:
         contacts.update()
         .where(contacts.c.id == contact_id)
         .values(
-            **dict.fromkeys(COLUMN_FIELDS),
+            **with_indexes(dict.fromkeys(COLUMN_FIELDS)),
             tags=[],
             attributes={},
             updated_at=now,

@@ -18,20 +18,30 @@ from carepath.db.schema import contacts
 from carepath.domain.fields import (
     COLUMN_FIELDS,
     CORE_FIELDS,
+    INDEXED_FIELDS,
     READ_ONLY_FIELDS,
     ContactSchema,
     FieldClass,
     FieldSpec,
     FieldType,
     coerce_value,
+    index_column,
     json_value,
 )
 from carepath.domain.scheduling import is_time_zone
 from carepath.errors import InvalidInput, NotFound, Problem
+from carepath.protection.identifiers import (
+    identifier_index,
+    seal_attribute,
+    unseal_attribute,
+    with_indexes,
+)
 from carepath.services.events import NewEvent, store_events
 from carepath.services.segment_checks import mark_contacts
 
 IMPORT_BATCH = 1000
+# Columns of a contact row that are not facts: the JSON decoded below, and blind indexes.
+NOT_FACTS = frozenset({"attributes", *(index_column(name) for name in INDEXED_FIELDS)})
 FACT_COLUMNS = ("id", *sorted(COLUMN_FIELDS), "tags", "attributes", "created_at")
 IDENTIFIER_COLUMNS = frozenset(
     name for name in COLUMN_FIELDS if CORE_FIELDS[name].klass is FieldClass.IDENTIFIER
@@ -49,7 +59,7 @@ def contact_facts(
     `custom` limits the custom fields decoded (None: every one the schema declares).
     """
     data = row._mapping if isinstance(row, Row) else row
-    facts: dict[str, object] = {name: data[name] for name in data if name != "attributes"}
+    facts: dict[str, object] = {name: data[name] for name in data if name not in NOT_FACTS}
     if "tags" in facts:
         facts["tags"] = list(data["tags"] or [])
     attributes = data.get("attributes") or {}
@@ -57,8 +67,11 @@ def contact_facts(
         value = attributes.get(name)
         if value is None:
             continue  # unset: absent, as templates expect
+        spec = schema.custom[name]
         try:
-            facts[name] = coerce_value(schema.custom[name], value)
+            if spec.klass is FieldClass.IDENTIFIER:
+                value = json.loads(unseal_attribute(name, value))
+            facts[name] = coerce_value(spec, value)
         except ValueError:
             facts[name] = None
     return facts
@@ -66,12 +79,21 @@ def contact_facts(
 
 def to_storage(facts: Mapping[str, object], schema: ContactSchema) -> dict[str, object]:
     """Column values and the attributes JSON for a contact's facts."""
-    values: dict[str, object] = {name: facts.get(name) for name in COLUMN_FIELDS}
+    values = with_indexes({name: facts.get(name) for name in COLUMN_FIELDS})
     values["tags"] = list(facts.get("tags") or [])  # type: ignore[call-overload]
     values["attributes"] = {
-        name: json_value(facts[name]) for name in schema.custom if facts.get(name) is not None
+        name: _stored_attribute(spec, facts[name])
+        for name, spec in schema.custom.items()
+        if facts.get(name) is not None
     }
     return values
+
+
+def _stored_attribute(spec: FieldSpec, value: object) -> object:
+    stored = json_value(value)
+    if spec.klass is FieldClass.IDENTIFIER:
+        return seal_attribute(spec.name, json.dumps(stored))
+    return stored
 
 
 def load_facts(
@@ -240,19 +262,13 @@ def _match_existing(conn: Connection, records: Sequence[Mapping[str, object]]) -
     external = {str(r["external_id"]): i for i, r in enumerate(records) if r.get("external_id")}
     emails = {str(r["email"]): i for i, r in enumerate(records) if r.get("email")}
     found: dict[int, int] = {}
-    if external:
-        rows = conn.execute(
-            sa.select(contacts.c.id, contacts.c.external_id).where(
-                contacts.c.external_id.in_(external)
-            )
-        )
-        found.update({external[r.external_id]: r.id for r in rows})
-    if emails:
-        rows = conn.execute(
-            sa.select(contacts.c.id, contacts.c.email).where(contacts.c.email.in_(emails))
-        )
-        for r in rows:
-            found.setdefault(emails[r.email], r.id)
+    for name, wanted in (("external_id", external), ("email", emails)):
+        if not wanted:
+            continue
+        by_index = {identifier_index(name, value): i for value, i in wanted.items()}
+        column = contacts.c[index_column(name)]
+        for r in conn.execute(sa.select(contacts.c.id, column).where(column.in_(by_index))):
+            found.setdefault(by_index[r[1]], r.id)
     return found
 
 
@@ -269,5 +285,7 @@ def reference_column(reference: str) -> tuple[sa.ColumnElement[Any], object]:
     if reference.isdigit():
         return contacts.c.id, int(reference)
     if "@" in reference:
-        return contacts.c.email, reference.strip().lower()
-    return contacts.c.external_id, reference.removeprefix("ext:")
+        return contacts.c.email_index, identifier_index("email", reference.strip().lower())
+    return contacts.c.external_id_index, identifier_index(
+        "external_id", reference.removeprefix("ext:")
+    )

@@ -16,8 +16,9 @@ from sqlalchemy.engine import Connection
 from carepath.db.dialect import id_in, insert_ignoring_conflicts, text_in
 from carepath.db.schema import contacts, events
 from carepath.domain.conditions import EVENT_TYPE_CHARS
-from carepath.domain.fields import parse_datetime
+from carepath.domain.fields import index_column, parse_datetime
 from carepath.errors import InvalidInput, Problem
+from carepath.protection.identifiers import identifier_index
 from carepath.services.event_interest import arrives_processed, event_interest
 from carepath.services.message_events import record_on_messages
 from carepath.services.segment_checks import mark_for_events
@@ -91,16 +92,18 @@ def resolve_contacts(
     for kind, values in wanted.items():
         if not values:
             continue
-        column = contacts.c[kind]
         if kind == "id":
             # An id the column cannot hold names no contact (and must not reach the driver).
             ids = [v for v in values if isinstance(v, int) and 0 < v < 2**63]
-            found_in = id_in(conn, column, ids)
-        else:
-            found_in = text_in(conn, column, [str(v) for v in values])
+            column, found_in = contacts.c.id, id_in(conn, contacts.c.id, ids)
+            named = {str(v): str(v) for v in ids}
+        else:  # identifiers are sealed: looked up by their blind index
+            named = {identifier_index(kind, v): str(v) for v in values}
+            column = contacts.c[index_column(kind)]
+            found_in = text_in(conn, column, list(named))
         query = sa.select(contacts.c.id, column).where(found_in, contacts.c.erased_at.is_(None))
         for row in conn.execute(query):
-            found[(kind, str(row[1]))] = row.id
+            found[(kind, named[str(row[1])])] = row.id
     return found
 
 

@@ -261,7 +261,7 @@ def _claim(conn: sa.Connection, ctx: EngineContext, *, now: datetime, limit: int
                 *consent,
             )
             .join(contacts, contacts.c.id == outbox.c.contact_id)
-            .outerjoin(suppressions, suppressions.c.email == contacts.c.email)
+            .outerjoin(suppressions, suppressions.c.email_index == contacts.c.email_index)
             .outerjoin(
                 marketing,
                 sa.and_(

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from carepath.db.schema import contacts, outbox, tasks
+from carepath.protection.identifiers import identifier_index
 from carepath.services.consents import ConsentChange, ConsentKind, set_consent
 from carepath.services.events import ingest_events
 from carepath.services.tasks import complete_task
@@ -195,7 +196,9 @@ class Population:
             contact = payload.get("contact")
             external_id = contact.get("external_id") if isinstance(contact, Mapping) else None
             found = conn.execute(
-                sa.select(contacts.c.id).where(contacts.c.external_id == external_id)
+                sa.select(contacts.c.id).where(
+                    contacts.c.external_id_index == identifier_index("external_id", external_id)
+                )
             ).scalar()
             if found is not None:
                 source = f"{data.get('form')} form"

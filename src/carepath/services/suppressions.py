@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from carepath.db.dialect import insert_ignoring_conflicts
 from carepath.db.schema import suppressions
+from carepath.protection.identifiers import identifier_index
 
 REASONS = frozenset({"hard_bounce", "complaint", "unsubscribed", "manual"})
 
@@ -24,8 +25,15 @@ def suppress(
     """Add addresses (an address already listed keeps its first reason); how many were new."""
     if reason not in REASONS:
         raise ValueError(f"unknown suppression reason {reason!r}")
+    addresses = sorted({e.strip().lower() for e in emails})
     rows = [
-        {"email": e.strip().lower(), "reason": reason, "source": source, "created_at": now}
-        for e in sorted(set(emails))
+        {
+            "email_index": identifier_index("email", address),
+            "email": address,
+            "reason": reason,
+            "source": source,
+            "created_at": now,
+        }
+        for address in addresses
     ]
-    return len(insert_ignoring_conflicts(conn, suppressions, rows, returning="email"))
+    return len(insert_ignoring_conflicts(conn, suppressions, rows, returning="email_index"))

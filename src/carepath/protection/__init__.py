@@ -1,0 +1,1 @@
+"""Protecting PHI at rest: the keyring, sealed values and blind indexes."""

@@ -1,0 +1,88 @@
+"""Sealed values and blind indexes: what they hide, what they refuse, how keys rotate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from carepath.errors import ConfigurationError
+from carepath.protection.keyring import (
+    generate_keyring,
+    keyring_text,
+    parse_keyring,
+    read_keyring_file,
+    with_new_key,
+    without_key,
+    write_keyring_file,
+)
+from carepath.protection.sealing import SealError, blind_index, seal, sealed_key_id, unseal
+
+KEYRING = generate_keyring()
+
+
+def test_a_sealed_value_hides_the_value_names_its_key_and_opens_again() -> None:
+    token = seal("Ann Example", "contacts.first_name", KEYRING)
+    assert "Ann" not in token
+    assert sealed_key_id(token) == "k1"
+    assert unseal(token, "contacts.first_name", KEYRING) == "Ann Example"
+    assert seal("Ann Example", "contacts.first_name", KEYRING) != token  # a fresh nonce
+
+
+def test_a_value_moved_to_another_column_or_changed_does_not_open() -> None:
+    token = seal("ann@example.org", "contacts.email", KEYRING)
+    with pytest.raises(SealError, match="does not open"):
+        unseal(token, "contacts.phone", KEYRING)
+    changed = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    with pytest.raises(SealError):
+        unseal(changed, "contacts.email", KEYRING)
+    with pytest.raises(SealError, match="not sealed"):
+        unseal("ann@example.org", "contacts.email", KEYRING)
+
+
+def test_blind_indexes_match_equal_values_only_and_depend_on_the_key_and_column() -> None:
+    index = blind_index("ann@example.org", "contacts.email", KEYRING)
+    assert index == blind_index("ann@example.org", "contacts.email", KEYRING)
+    assert index != blind_index("bob@example.org", "contacts.email", KEYRING)
+    assert index != blind_index("ann@example.org", "contacts.external_id", KEYRING)
+    assert index != blind_index("ann@example.org", "contacts.email", generate_keyring())
+
+
+def test_after_a_new_key_old_values_still_open_and_new_ones_use_it() -> None:
+    old = seal("x", "t.c", KEYRING)
+    rotated = with_new_key(KEYRING)
+    assert rotated.current == "k2"
+    assert unseal(old, "t.c", rotated) == "x"
+    assert sealed_key_id(seal("x", "t.c", rotated)) == "k2"
+    assert rotated.index_key == KEYRING.index_key  # indexes stay valid
+    pruned = without_key(rotated, "k1")
+    with pytest.raises(ConfigurationError, match="'k1' is not in the keyring"):
+        unseal(old, "t.c", pruned)
+    with pytest.raises(ConfigurationError, match="current key"):
+        without_key(rotated, "k2")
+
+
+def test_a_keyring_file_round_trips_and_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "carepath.keyring"
+    write_keyring_file(path, KEYRING)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert read_keyring_file(path) == KEYRING
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda b: b.update(current="k9"), "current must name one of the keys"),
+        (lambda b: b["keys"].update(k1="c2hvcnQ="), "keys.k1 must be 32 random bytes"),
+        (lambda b: b["keys"].update({"K 1": b["keys"]["k1"]}), "key id 'K 1'"),
+        (lambda b: b.pop("index_key"), "index_key must be 32 random bytes"),
+    ],
+)
+def test_a_bad_keyring_is_refused_naming_the_entry_never_a_key(change, message) -> None:  # type: ignore[no-untyped-def]
+    body = json.loads(keyring_text(KEYRING))
+    change(body)
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        parse_keyring(json.dumps(body), "keyring.json")
+    for key in body["keys"].values():
+        assert str(key) not in str(caught.value)
