@@ -301,3 +301,42 @@ def test_audit_verify_and_export_from_the_command_line(tmp_path: Path) -> None:
         raw.execute("UPDATE audit_log SET detail = 'bridge: contacts:read' WHERE id = 2")
     code, _, err = carepath("audit", "verify", *db)
     assert (code, err.strip()) == (1, "audit log broken at row 2: its content was changed")
+
+
+def test_a_keyring_file_is_made_rotated_and_pruned_from_the_command_line(tmp_path: Path) -> None:
+    keyring = tmp_path / "carepath.keyring"
+    env = {"COLUMNS": "200", "CAREPATH_KEYRING": "", "CAREPATH_KEYRING_FILE": str(keyring)}
+
+    def run(*args: str) -> tuple[int, str, str]:
+        result = runner.invoke(app, list(args), env=env)
+        return result.exit_code, result.stdout, result.stderr
+
+    db = ("--db", str(tmp_path / "k.db"))
+    assert run("keys", "new-keyring", str(keyring))[0] == 0
+    assert run("keys", "new-keyring", str(keyring))[2].strip().endswith("is never overwritten")
+    (tmp_path / "people.csv").write_text(
+        "external_id,email,first_name\nMRN-1,a@example.org,Ann\nMRN-2,b@example.org,Bob\n"
+    )
+    assert run("init", *db)[0] == 0
+    assert not (tmp_path / "k.db.keyring").exists()  # the configured keyring is used
+    assert run("contacts", "import", str(tmp_path / "people.csv"), *db)[0] == 0
+    code, out, _ = run("keys", "add-key", *db)
+    assert (code, out.split(":")[0]) == (0, "new current key k2")
+    code, _, err = run("keys", "remove-key", "k1", *db)
+    assert (code, err.strip()) == (2, "error: 6 values are still sealed with k1: rotate first")
+    code, out, _ = run("keys", "rotate", "--batch", "1", *db)
+    assert (code, out.splitlines()[-1]) == (0, "6 values re-sealed under key k2")
+    code, out, _ = run("keys", "usage", *db)
+    rows = [
+        [cell.strip() for cell in line.strip("│").split("│")]
+        for line in out.splitlines()
+        if line.startswith("│ k")
+    ]
+    assert rows == [["k1", "0", ""], ["k2", "6", "yes"]]
+    assert run("keys", "remove-key", "k1", *db)[0] == 0
+    with sqlite3.connect(tmp_path / "k.db") as raw:
+        stored = raw.execute("SELECT email, first_name FROM contacts").fetchall()
+    assert all(value.startswith("cp1:k2:") for row in stored for value in row)
+    code, out, _ = run("audit", "export", *db)
+    actions = [json.loads(line)["action"] for line in out.splitlines()]
+    assert actions[-3:] == ["keys.add", "keys.rotate", "keys.remove"]

@@ -1,8 +1,10 @@
-"""`carepath serve` (the HTTP API), `carepath keys` (its API keys), `carepath workflows`."""
+"""`carepath serve` (the HTTP API), `carepath keys` (API keys and the field-encryption
+keyring), `carepath workflows`."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,19 +14,33 @@ from rich.table import Table
 from carepath.db.connection import read_only
 from carepath.entrypoints.cli_support import (
     DbOption,
+    audit_cli,
     errors_to_exit,
     fail,
     opened_engine,
     out,
     settings_for,
 )
+from carepath.errors import ConfigurationError
+from carepath.protection.keyring import (
+    active_keyring,
+    generate_keyring,
+    keyring_source,
+    read_keyring_file,
+    with_new_key,
+    without_key,
+    write_keyring_file,
+)
 from carepath.services import api_keys, audit
 from carepath.services.audit import AuditEntry, cli_actor
 from carepath.services.clock import wall_time
+from carepath.services.key_rotation import BATCH, key_usage, rotate_sealed_values
 from carepath.services.workflow_states import activate_workflow, pause_workflow
 
 _SCOPES_HELP = f"Comma-separated: {', '.join(sorted(api_keys.SCOPES))}."
-keys_app = typer.Typer(help="API keys for the HTTP API.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys for the HTTP API, and the keyring that seals PHI.", no_args_is_help=True
+)
 
 
 @keys_app.command("create")
@@ -57,6 +73,82 @@ def keys_list(db: DbOption = None) -> None:
         revoked = key.revoked_at.isoformat() if key.revoked_at else ""
         table.add_row(key.name, ", ".join(sorted(key.scopes)), key.created_at.isoformat(), revoked)
     out.print(table)
+
+
+@keys_app.command("new-keyring")
+def keys_new_keyring(
+    path: Annotated[Path, typer.Argument(help="Where to write it (readable by its owner only).")],
+) -> None:
+    """Write a new keyring for field encryption (for CAREPATH_KEYRING_FILE)."""
+    with errors_to_exit():
+        if path.exists():
+            raise ConfigurationError(f"{path.name} exists: a keyring is never overwritten")
+        write_keyring_file(path, generate_keyring())
+    out.print(f"keyring written: {path.name} (current key k1)")
+
+
+@keys_app.command("add-key")
+def keys_add_key(db: DbOption = None) -> None:
+    """Add a field-encryption key to the keyring file and make it current (then: rotate)."""
+    with errors_to_exit(), opened_engine(db) as engine:
+        path = _keyring_file()
+        keyring = with_new_key(read_keyring_file(path))
+        write_keyring_file(path, keyring)
+        audit_cli(engine, "keys.add", detail=f"current key {keyring.current}")
+    out.print(f"new current key {keyring.current}: run `carepath keys rotate` to re-seal")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    db: DbOption = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, max=10_000)] = BATCH,
+) -> None:
+    """Re-seal every stored value under the keyring's current key, in batches, online."""
+    with errors_to_exit(), opened_engine(db) as engine:
+        current = active_keyring().current
+        done = rotate_sealed_values(engine, batch=batch)
+        total = sum(done.resealed.values())
+        audit_cli(engine, "keys.rotate", detail=f"{total} values re-sealed under {current}")
+    table = Table("column", "re-sealed")
+    for column, count in sorted(done.resealed.items()):
+        table.add_row(column, str(count))
+    out.print(table)
+    out.print(f"{total} values re-sealed under key {current}")
+
+
+@keys_app.command("usage")
+def keys_usage(db: DbOption = None) -> None:
+    """How many stored values each field-encryption key seals."""
+    with errors_to_exit(), opened_engine(db) as engine:
+        keyring = active_keyring()
+        used = key_usage(engine, keyring)
+    table = Table("key", "values", "current")
+    for key_id in sorted(set(keyring.keys) | set(used)):
+        table.add_row(key_id, str(used.get(key_id, 0)), "yes" if key_id == keyring.current else "")
+    out.print(table)
+
+
+@keys_app.command("remove-key")
+def keys_remove_key(
+    key_id: Annotated[str, typer.Argument(help="The old key's id.")], db: DbOption = None
+) -> None:
+    """Remove an old key from the keyring file, once nothing is sealed with it."""
+    with errors_to_exit(), opened_engine(db) as engine:
+        path = _keyring_file()
+        keyring = read_keyring_file(path)
+        still = key_usage(engine, keyring).get(key_id, 0)
+        if still:
+            raise ConfigurationError(f"{still} values are still sealed with {key_id}: rotate first")
+        write_keyring_file(path, without_key(keyring, key_id))
+        audit_cli(engine, "keys.remove", detail=key_id)
+    out.print(f"removed key {key_id}")
+
+
+def _keyring_file() -> Path:
+    source, path = keyring_source()
+    if path is None:
+        raise ConfigurationError(f"the keyring comes from {source}: change it there")
+    return path
 
 
 @keys_app.command("revoke")
