@@ -53,10 +53,12 @@ import sqlalchemy as sa
 import yaml
 
 from carepath.db.connection import make_engine
+from carepath.db.dialect import bulk_insert
 from carepath.db.schema import contacts, events, run_steps, runs
-from carepath.db.types import UtcDateTime
 from carepath.domain.catalog import Document
 from carepath.domain.runs import RunStatus
+from carepath.protection.identifiers import with_indexes
+from carepath.protection.keyring import KEYRING_ENV, generate_keyring, keyring_text
 from carepath.services.catalog_store import apply_documents, build_current
 from carepath.services.clock import set_simulated_now
 from carepath.services.context import EngineContext
@@ -64,6 +66,10 @@ from carepath.services.documents import SourceDocument
 from carepath.services.enrollment import EnrollRequest, enroll
 from carepath.services.runner import advance_due_runs
 from carepath.services.setup import init_database
+
+# Fields are sealed as in production: one keyring for this run, in the environment
+# so that the worker processes spawned below (and their imports of this module) share it.
+os.environ.setdefault(KEYRING_ENV, keyring_text(generate_keyring()))
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_MD = BENCH_DIR / "RESULTS.md"
@@ -217,29 +223,24 @@ def insert_contacts(
     addressed: bool = False,
     attributes: dict[str, object] | None = None,
 ) -> None:
-    """N contacts in one set-based statement (setup, not measured).
+    """N contacts, identifiers sealed and indexed as carepath stores them (setup, not measured).
 
     `addressed` gives each an email address and a first name.
     """
-    generate = (
-        "SELECT g AS i FROM generate_series(1, :n) AS g"
-        if engine.dialect.name == "postgresql"
-        else "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < :n) "
-        "SELECT i FROM s"
-    )
-    columns, values = "", ""
-    if addressed:
-        columns, values = " email, first_name,", " 'patient' || i || '@example.test', 'Pat' || i,"
-    statement = sa.text(
-        f"INSERT INTO contacts (external_id,{columns} tags, attributes, created_at, updated_at) "
-        f"SELECT 'bench-' || i,{values} :tags, :attributes, :t, :t FROM ({generate}) AS numbers"
-    ).bindparams(
-        sa.bindparam("t", type_=UtcDateTime()),
-        sa.bindparam("tags", type_=contacts.c.tags.type),
-        sa.bindparam("attributes", type_=contacts.c.attributes.type),
-    )
+    chunk = 5000
     with engine.begin() as conn:
-        conn.execute(statement, {"n": n, "t": T0, "tags": [], "attributes": attributes or {}})
+        for start in range(1, n + 1, chunk):
+            rows = []
+            for i in range(start, min(n, start + chunk - 1) + 1):
+                identifiers: dict[str, object] = {"external_id": f"bench-{i}"}
+                if addressed:
+                    identifiers |= {"email": f"patient{i}@example.test", "first_name": f"Pat{i}"}
+                rows.append(
+                    with_indexes(identifiers)
+                    | {"tags": [], "attributes": attributes or {}, "created_at": T0}
+                    | {"updated_at": T0}
+                )
+            bulk_insert(conn, contacts, rows)
 
 
 def prepare_engine_database(url: str, n: int) -> None:
