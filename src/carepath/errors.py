@@ -55,6 +55,12 @@ class NotFound(CarepathError):
     code = "not_found"
 
 
+class Forbidden(CarepathError):
+    """The principal's role does not allow this (the message names the rule, never data)."""
+
+    code = "forbidden"
+
+
 class Conflict(CarepathError):
     """The request contradicts the current state (e.g. completing a closed task)."""
 

@@ -8,6 +8,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from carepath.channels.links import LinkSigner
+from carepath.domain.access import Role
 from carepath.entrypoints.api.app import create_app
 from carepath.services.api_keys import create_key
 from tests.integration.harness import Harness
@@ -23,11 +24,19 @@ def client(journey: Harness) -> TestClient:
 
 @pytest.fixture
 def key_for(journey: Harness) -> KeyMaker:
-    """Creates a key with the given scopes; returns the request headers that present it."""
+    """Creates a key with the given scopes (or a role, and an agent's queues); returns the
+    request headers that present it."""
 
-    def make(*scopes: str, name: str = "ehr-bridge") -> dict[str, str]:
+    def make(
+        *scopes: str,
+        name: str = "ehr-bridge",
+        role: Role = Role.INTEGRATION,
+        queues: tuple[str, ...] = (),
+    ) -> dict[str, str]:
         with journey.engine.begin() as conn:
-            issued = create_key(conn, name=name, scopes=scopes, now=journey.now)
+            issued = create_key(
+                conn, name=name, scopes=scopes, role=role, queues=queues, now=journey.now
+            )
         return {"authorization": f"Bearer {issued.secret}"}
 
     return make

@@ -12,7 +12,9 @@ import sqlalchemy as sa
 from carepath.channels.email import MemorySender
 from carepath.db.connection import read_only
 from carepath.db.schema import events, outbox, run_steps, runs, tasks
+from carepath.domain.access import SYSTEM
 from carepath.domain.durations import parse_duration
+from carepath.domain.fields import ContactSchema
 from carepath.domain.resources import Kind
 from carepath.services import catalog_store, contacts
 from carepath.services.clock import set_simulated_now, simulated_now
@@ -107,7 +109,7 @@ class Harness:
     def complete_task(self, task_id: int, outcome: str) -> None:
         now = self.now
         with self.engine.begin() as conn:
-            complete_task(conn, task_id, outcome=outcome, now=now)
+            complete_task(conn, task_id, outcome=outcome, now=now, who=SYSTEM)
 
     # ---------------------------------------------------------- inspection
 
@@ -155,6 +157,10 @@ class Harness:
     def version(self, kind: Kind, name: str) -> int:
         with read_only(self.engine) as conn:
             return catalog_store.latest_versions(conn)[(kind, name)].version
+
+    def schema(self) -> ContactSchema:
+        with read_only(self.engine) as conn:
+            return catalog_store.build_current(conn).catalog.schema
 
     def shift(self, delta: timedelta) -> None:
         now = self.now

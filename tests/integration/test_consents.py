@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from starlette.testclient import TestClient
 
+from carepath.domain.access import SYSTEM
 from carepath.services.consents import ConsentChange, ConsentKind, set_consent
 from tests.integration.api_support import KeyMaker, is_problem
 from tests.integration.harness import Harness
@@ -40,12 +41,18 @@ steps:
 def grant(journey: Harness, contact_id: int, kind: ConsentKind, **extra: object) -> None:
     with journey.engine.begin() as conn:
         change = ConsentChange(kind, True, "registration form", **extra)  # type: ignore[arg-type]
-        set_consent(conn, contact_id, change, now=journey.now)
+        set_consent(conn, contact_id, change, now=journey.now, who=SYSTEM)
 
 
 def revoke(journey: Harness, contact_id: int, kind: ConsentKind) -> None:
     with journey.engine.begin() as conn:
-        set_consent(conn, contact_id, ConsentChange(kind, False, "patient portal"), now=journey.now)
+        set_consent(
+            conn,
+            contact_id,
+            ConsentChange(kind, False, "patient portal"),
+            now=journey.now,
+            who=SYSTEM,
+        )
 
 
 def sent(journey: Harness, contact_id: int) -> list[tuple[str, str, str | None]]:

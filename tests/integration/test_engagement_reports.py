@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from starlette.testclient import TestClient
 
 from carepath.db.connection import read_only
 from carepath.db.schema import contacts
+from carepath.domain.access import SYSTEM
 from carepath.services.engagement import (
     compare_splits,
     engagement,
@@ -28,6 +30,8 @@ from carepath.services.events import NewEvent, store_events
 from carepath.services.message_log import LogFilter, message_log, timeline, whole_log
 from tests.integration.api_support import KeyMaker
 from tests.integration.harness import Harness
+
+ADMIN = {"who": SYSTEM, "now": datetime(2026, 1, 5, tzinfo=UTC)}  # the caller of reports
 
 DOCUMENTS = """
 template: tip-a
@@ -145,10 +149,10 @@ def test_the_message_log_pages_by_id_and_filters(
 ) -> None:
     total = len(scenario["a"]) + len(scenario["b"])
     with read_only(journey.engine) as conn:
-        first = message_log(conn, LogFilter(workflow="tips"), limit=4)
-        rest = message_log(conn, LogFilter(workflow="tips"), after=first[-1].id, limit=100)
-        every = list(whole_log(conn, LogFilter(), page=3))
-        only_a = message_log(conn, LogFilter(step="a"))
+        first = message_log(conn, LogFilter(workflow="tips"), limit=4, **ADMIN)
+        rest = message_log(conn, LogFilter(workflow="tips"), after=first[-1].id, limit=100, **ADMIN)
+        every = list(whole_log(conn, LogFilter(), page=3, **ADMIN))
+        only_a = message_log(conn, LogFilter(step="a"), **ADMIN)
         skipped = [m for m in every if m.status == "skipped"]
     assert len(first) == 4
     assert [m.id for m in first + rest] == sorted(m.id for m in every)
@@ -165,7 +169,7 @@ def test_a_contacts_timeline_orders_events_runs_steps_and_messages(
 ) -> None:
     message = scenario["a"][0]
     with read_only(journey.engine) as conn:
-        entries = timeline(conn, message.contact_id)
+        entries = timeline(conn, message.contact_id, **ADMIN)
     kinds = [(e.what, e.summary) for e in entries]
     assert kinds[0] == ("event", "contact.created")
     assert ("run", "tips started") in kinds

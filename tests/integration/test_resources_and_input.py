@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from carepath.db.schema import contacts, events, resources
+from carepath.domain.access import SYSTEM
 from carepath.domain.resources import Kind
 from carepath.errors import InvalidInput
 from carepath.services import catalog_store
@@ -100,10 +101,10 @@ def test_contact_import_is_all_or_nothing_with_line_numbers(
     )
     schema = journey_schema(journey)
     with journey.engine.begin() as conn:
-        result = import_contacts(conn, good, schema, now=journey.now)
+        result = import_contacts(conn, good, schema, now=journey.now, who=SYSTEM)
     assert (result.created, result.updated) == (2, 0)
     with pytest.raises(InvalidInput) as caught, journey.engine.begin() as conn:
-        import_contacts(conn, bad, schema, now=journey.now)
+        import_contacts(conn, bad, schema, now=journey.now, who=SYSTEM)
     messages = [str(p) for p in caught.value.problems]
     assert "bad.csv:3: shoe_size: unknown field" in messages
     assert "bad.csv:3: email: not an email address" in messages
@@ -115,7 +116,7 @@ def test_contact_import_is_all_or_nothing_with_line_numbers(
     )  # no values
     assert _count(journey, contacts) == 2  # MRN-3 (valid) was not written either
     with journey.engine.begin() as conn:
-        again = import_contacts(conn, good, schema, now=journey.now)
+        again = import_contacts(conn, good, schema, now=journey.now, who=SYSTEM)
     assert (again.created, again.updated) == (0, 2)
     with journey.engine.connect() as conn:
         emails = set(conn.execute(sa.select(contacts.c.email)).scalars())

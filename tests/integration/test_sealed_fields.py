@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
 from carepath.db.connection import read_only
 from carepath.db.schema import contacts
+from carepath.domain.access import SYSTEM
 from carepath.domain.fields import ContactSchema
 from carepath.protection.keyring import Keyring, active_keyring, use_keyring, with_new_key
 from carepath.protection.sealing import sealed_key_id
@@ -29,6 +31,7 @@ PEOPLE = [
     {"first_name": "Bob", "last_name": "Sample", "phone": "+1 555 0101"},
     {"first_name": "Cleo", "last_name": "Other", "bmi": 41},
 ]
+ADMIN = {"who": SYSTEM, "now": datetime(2026, 1, 5, tzinfo=UTC)}
 SECRETS = ["Ann", "Example", "Sample", "Cleo", "555 0100", "GOLD-77", "MRN-", "@example.test"]
 
 
@@ -59,7 +62,7 @@ def test_identifiers_are_ciphertext_at_rest_and_plain_through_the_services(
     stored = raw_values(journey)
     assert not [v for v in stored if any(secret in v for secret in SECRETS)]
     with journey.engine.connect() as conn:
-        ann = contact_records.read_contact(conn, people[0], schema(journey))
+        ann = contact_records.read_contact(conn, people[0], schema(journey), **ADMIN)
         assert (ann["first_name"], ann["phone"], ann["member_code"]) == (
             "Ann",
             "+1 555 0100",
@@ -89,7 +92,7 @@ condition: {field: contact.member_code, exists: true}
     assert members(journey, "members") == {people[0]}
     with journey.engine.begin() as conn:
         contact_records.change_contact(
-            conn, people[2], {"phone": "+1 555 0100"}, schema(journey), now=journey.now
+            conn, people[2], {"phone": "+1 555 0100"}, schema(journey), now=journey.now, who=SYSTEM
         )
     journey.work()
     assert members(journey, "by-phone") == set(people)
@@ -112,6 +115,8 @@ def test_rotation_reseals_everything_under_the_new_key_while_writes_go_on(
     stop, started = threading.Event(), threading.Event()
     written: list[str] = []
 
+    now = journey.now
+
     def keep_writing() -> None:  # the API changing names while the rotation runs
         n = 0
         while not stop.is_set():
@@ -119,7 +124,12 @@ def test_rotation_reseals_everything_under_the_new_key_while_writes_go_on(
             contact_id = more[n % len(more)]
             with journey.engine.begin() as conn:
                 contact_records.change_contact(
-                    conn, contact_id, {"last_name": f"Changed{n}"}, contact_schema, now=journey.now
+                    conn,
+                    contact_id,
+                    {"last_name": f"Changed{n}"},
+                    contact_schema,
+                    now=now,
+                    who=SYSTEM,
                 )
             written.append(f"{contact_id}:Changed{n}")
             started.set()
@@ -145,12 +155,13 @@ def test_rotation_reseals_everything_under_the_new_key_while_writes_go_on(
     with journey.engine.connect() as conn:
         for contact_id, name in last.items():
             assert (
-                contact_records.read_contact(conn, contact_id, contact_schema)["last_name"] == name
+                contact_records.read_contact(conn, contact_id, contact_schema, **ADMIN)["last_name"]
+                == name
             )
-        ann = contact_records.read_contact(conn, people[0], contact_schema)
+        ann = contact_records.read_contact(conn, people[0], contact_schema, **ADMIN)
         assert ann["member_code"] == "GOLD-77"
         assert find_contact(conn, "ext:MRN-1") == people[0]
         assert conn.execute(sa.select(sa.func.count()).select_from(contacts)).scalar() == 43
     use_keyring(restored_keyring)  # without k2 nothing opens: the keyring is what protects
     with journey.engine.connect() as conn, pytest.raises(Exception, match="'k2' is not in"):
-        contact_records.read_contact(conn, people[0], contact_schema)
+        contact_records.read_contact(conn, people[0], contact_schema, **ADMIN)

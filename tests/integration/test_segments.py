@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from carepath.db.connection import read_only
 from carepath.db.schema import segment_checks, segment_members
+from carepath.domain.access import SYSTEM
 from carepath.services import contact_records
 from tests.integration.harness import Harness
 
@@ -98,7 +99,7 @@ def test_erased_contacts_leave_every_segment(journey: Harness) -> None:
     ann = journey.contact(bmi=36, birth_date=date(1990, 1, 1))
     journey.work()
     with journey.engine.begin() as conn:
-        contact_records.erase_contact(conn, ann, now=journey.now)
+        contact_records.erase_contact(conn, ann, now=journey.now, who=SYSTEM)
     journey.work()
     assert all(ann not in members(journey, name) for name in ("quiet", "bariatric-candidates"))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from carepath.domain.access import SYSTEM
 from carepath.domain.sending_windows import FrequencyCap, QuietHours
 from carepath.services.consents import ConsentChange, ConsentKind, set_consent
 from tests.integration.harness import Harness
@@ -64,7 +65,7 @@ def test_a_marketing_cap_defers_the_extra_message_until_a_slot_frees(journey: Ha
     ann = journey.contact()
     with journey.engine.begin() as conn:  # marketing needs the contact's authorization
         change = ConsentChange(ConsentKind.MARKETING, True, "registration form")
-        set_consent(conn, ann, change, now=journey.now)
+        set_consent(conn, ann, change, now=journey.now, who=SYSTEM)
     start = journey.now
     for _ in range(2):
         journey.enroll("news", ann)

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from carepath.db.schema import webhook_calls
+from carepath.domain.access import SYSTEM
 from carepath.errors import InvalidInput
 from carepath.services.contact_records import erase_contact
 from carepath.services.runner import advance_due_runs
@@ -152,7 +153,7 @@ def test_a_call_not_yet_made_for_an_erased_contact_is_never_made(
     journey.enroll("handoff", ann)
     advance_due_runs(journey.ctx, now=journey.now)  # the step runs; nothing delivered yet
     with journey.engine.begin() as conn:
-        erase_contact(conn, ann, now=journey.now)
+        erase_contact(conn, ann, now=journey.now, who=SYSTEM)
     journey.work()
     assert endpoint.received == []
     with journey.engine.connect() as conn:

@@ -252,6 +252,22 @@ api_keys = Table(
     Column("scopes", Json, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime),
+    # The role (carepath.domain.access); an integration holds `scopes`, the others their
+    # role's. An agent's key names the task queues it serves.
+    Column("role", String(20), nullable=False, server_default="integration"),
+    Column("queues", Json),
+)
+
+# Emergency access: a principal opened it, said why, and it ends on its own.
+break_glass = Table(
+    "break_glass",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("principal", String(120), nullable=False),
+    Column("reason", String(300), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index(None, "principal", "expires_at"),
 )
 
 # Signed webhook deliveries seen lately (within the signature tolerance): a replay is refused.

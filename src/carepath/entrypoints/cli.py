@@ -56,6 +56,7 @@ from carepath.services import (
     tasks,
     unsubscribes,
 )
+from carepath.services.access import cli_principal
 from carepath.services.audit import AuditEntry, cli_actor
 from carepath.services.clock import simulated_now, wall_time
 from carepath.services.context import EngineContext
@@ -226,7 +227,8 @@ def contacts_import(
         fail(f"{file}: no such file")
     with errors_to_exit(), engine_context(db, with_smtp=False) as ctx, ctx.engine.begin() as conn:
         schema_ = ctx.cache.current(conn).catalog.schema
-        result = contacts.import_contacts(conn, file, schema_, now=ctx.clock.now(conn))
+        now = ctx.clock.now(conn)
+        result = contacts.import_contacts(conn, file, schema_, now=now, who=cli_principal())
     out.print(f"{result.created} created, {result.updated} updated")
 
 
@@ -278,7 +280,8 @@ def template_preview(
         engine_context(db, with_smtp=False) as ctx,
         read_only(ctx.engine) as conn,
     ):
-        mail = previews.preview(conn, name, contact, now=ctx.clock.now(conn))
+        now = ctx.clock.now(conn)
+        mail = previews.preview(conn, name, contact, now=now, who=cli_principal())
     out.print(f"Subject: {mail.subject}\n", markup=False)
     out.print(mail.text, markup=False)
     if html:
@@ -403,7 +406,9 @@ def tasks_list(
         engine_context(db, with_smtp=False) as ctx,
         read_only(ctx.engine) as conn,
     ):
-        rows = tasks.list_tasks(conn, queue=queue, status=None if status == "all" else status)
+        wanted = None if status == "all" else status
+        now = ctx.clock.now(conn)
+        rows = tasks.list_tasks(conn, who=cli_principal(), now=now, queue=queue, status=wanted)
     table = Table("task", "contact", "queue", "title", "status", "created")
     for r in rows:
         table.add_row(
@@ -420,7 +425,8 @@ def tasks_complete(
 ) -> None:
     """Complete a task; emits task.completed for journeys waiting on it."""
     with errors_to_exit(), engine_context(db, with_smtp=False) as ctx, ctx.engine.begin() as conn:
-        tasks.complete_task(conn, task_id, outcome=outcome, now=ctx.clock.now(conn))
+        now = ctx.clock.now(conn)
+        tasks.complete_task(conn, task_id, outcome=outcome, now=now, who=cli_principal())
     out.print(f"task {task_id} completed: {outcome}")
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from carepath.channels.smtp import PooledSmtpSender
 from carepath.channels.smtp_sink import SmtpSink
 from carepath.db.connection import read_only
+from carepath.domain.access import SYSTEM
 from carepath.entrypoints.charts import funnel_chart
 from carepath.errors import ConfigurationError
 from carepath.services import catalog_store, contacts, reports
@@ -98,7 +99,7 @@ def run_demo(path: Path, *, contacts_count: int, seed: int, console: Console) ->
         population.write_contacts_csv(export, contacts_count)
         with engine.begin() as conn:
             schema = catalog_store.build_current(conn).catalog.schema
-            contacts.import_contacts(conn, export, schema, now=START)
+            contacts.import_contacts(conn, export, schema, now=START, who=SYSTEM)
     received = with_smtp_sink(engine, lambda ctx: _simulate(ctx, population, console))
     with read_only(engine) as conn:
         current = catalog_store.build_current(conn)

@@ -20,6 +20,7 @@ from rich.progress import Progress
 
 from carepath.db.connection import read_only
 from carepath.db.schema import runs
+from carepath.domain.access import SYSTEM
 from carepath.entrypoints.demo import examples_dir, fresh_sqlite, load_examples, with_smtp_sink
 from carepath.services import catalog_store, contacts, reports
 from carepath.services.context import EngineContext
@@ -57,7 +58,7 @@ def run_preventive_demo(
         panel.write_contacts_csv(export, contacts_count)
         with engine.begin() as conn:
             schema = catalog_store.build_current(conn).catalog.schema
-            contacts.import_contacts(conn, export, schema, now=START)
+            contacts.import_contacts(conn, export, schema, now=START, who=SYSTEM)
             panel.record_history(conn, list(range(1, contacts_count + 1)))
 
     def live(ctx: EngineContext) -> None:

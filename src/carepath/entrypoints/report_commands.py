@@ -27,7 +27,9 @@ from carepath.entrypoints.cli_support import (
     opened_engine,
     out,
 )
+from carepath.services.access import cli_principal
 from carepath.services.catalog_store import build_current
+from carepath.services.clock import wall_time
 from carepath.services.engagement import engagement_by_day, engagement_report
 from carepath.services.message_log import LogFilter, timeline, whole_log
 from carepath.services.reports import (
@@ -208,7 +210,8 @@ def report_messages(
     )
     with errors_to_exit(), opened_engine(db) as engine:
         with read_only(engine) as conn:
-            messages = [asdict(m) for m in whole_log(conn, which)]
+            log = whole_log(conn, which, who=cli_principal(), now=wall_time())
+            messages = [asdict(m) for m in log]
         audit_cli(engine, "messages.export", {int(m["contact_id"]) for m in messages})
     if fmt == "jsonl":
         for row in messages:
@@ -230,7 +233,7 @@ def report_contact(
     """Every event, run, step and message of one contact, in order."""
     with errors_to_exit(), opened_engine(db) as engine:
         with read_only(engine) as conn:
-            entries = timeline(conn, contact_id)
+            entries = timeline(conn, contact_id, who=cli_principal(), now=wall_time())
         if not entries:
             fail(f"error: nothing recorded for contact {contact_id}")
         audit_cli(engine, "contact.timeline", [contact_id])

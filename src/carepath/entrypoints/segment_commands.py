@@ -21,8 +21,9 @@ from carepath.entrypoints.cli_support import (
     out,
 )
 from carepath.errors import NotFound
+from carepath.services.access import cli_principal
 from carepath.services.catalog_store import build_current
-from carepath.services.clock import DatabaseClock
+from carepath.services.clock import DatabaseClock, wall_time
 from carepath.services.segments import (
     Moves,
     StaleSegment,
@@ -91,7 +92,10 @@ def segments_members(
     """The members' ids and identifiers (id, external_id, email), in id order."""
     with errors_to_exit(), opened_engine(db) as engine:
         with read_only(engine) as conn:
-            rows = conn.execute(members_query(conn, build_current(conn), name)).all()
+            query = members_query(
+                conn, build_current(conn), name, who=cli_principal(), now=wall_time()
+            )
+            rows = conn.execute(query).all()
         audit_cli(engine, "segment.members", [r.id for r in rows], detail=name)
         columns = ["id", "external_id", "email"]
         if format_ is MemberFormat.CSV:

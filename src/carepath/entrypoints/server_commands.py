@@ -12,6 +12,7 @@ import uvicorn
 from rich.table import Table
 
 from carepath.db.connection import read_only
+from carepath.domain.access import SCOPES, Role
 from carepath.entrypoints.cli_support import (
     DbOption,
     audit_cli,
@@ -37,7 +38,7 @@ from carepath.services.clock import wall_time
 from carepath.services.key_rotation import BATCH, key_usage, rotate_sealed_values
 from carepath.services.workflow_states import activate_workflow, pause_workflow
 
-_SCOPES_HELP = f"Comma-separated: {', '.join(sorted(api_keys.SCOPES))}."
+_SCOPES_HELP = f"Comma-separated: {', '.join(sorted(SCOPES))}."
 keys_app = typer.Typer(
     help="API keys for the HTTP API, and the keyring that seals PHI.", no_args_is_help=True
 )
@@ -47,15 +48,25 @@ keys_app = typer.Typer(
 def keys_create(
     name: Annotated[str, typer.Option("--name", help="What uses the key, e.g. ehr-bridge.")],
     scopes: Annotated[
-        str,
-        typer.Option("--scopes", help=f"Comma-separated: {', '.join(sorted(api_keys.SCOPES))}."),
-    ],
+        str, typer.Option("--scopes", help=f"For an integration key. {_SCOPES_HELP}")
+    ] = "",
+    role: Annotated[Role, typer.Option("--role", help="What the key may do.")] = Role.INTEGRATION,
+    queues: Annotated[
+        str, typer.Option("--queues", help="For an agent key: its task queues, comma-separated.")
+    ] = "",
     db: DbOption = None,
 ) -> None:
     """Create a key and print it; it is shown this once and stored only as a hash."""
     with errors_to_exit(), opened_engine(db) as engine, engine.begin() as conn:
-        issued = api_keys.create_key(conn, name=name, scopes=scopes.split(","), now=wall_time())
-        detail = f"{name}: {', '.join(sorted(issued.key.scopes))}"
+        issued = api_keys.create_key(
+            conn,
+            name=name,
+            scopes=scopes.split(","),
+            role=role,
+            queues=queues.split(","),
+            now=wall_time(),
+        )
+        detail = f"{name} ({role}): {', '.join(sorted(issued.key.scopes))}"
         audit.record(
             conn, AuditEntry(cli_actor(), "api_key.create", detail=detail), now=wall_time()
         )
@@ -68,10 +79,11 @@ def keys_list(db: DbOption = None) -> None:
     """The keys, their scopes and whether they are revoked (never the secrets)."""
     with errors_to_exit(), opened_engine(db) as engine, read_only(engine) as conn:
         listing = api_keys.list_keys(conn)
-    table = Table("name", "scopes", "created", "revoked")
+    table = Table("name", "role", "scopes", "created", "revoked")
     for key in listing:
         revoked = key.revoked_at.isoformat() if key.revoked_at else ""
-        table.add_row(key.name, ", ".join(sorted(key.scopes)), key.created_at.isoformat(), revoked)
+        scopes = ", ".join(sorted(key.scopes))
+        table.add_row(key.name, key.role, scopes, key.created_at.isoformat(), revoked)
     out.print(table)
 
 

@@ -21,7 +21,9 @@ from sqlalchemy.engine import Connection
 
 from carepath.db.dialect import dialect_insert
 from carepath.db.schema import consents, contacts
+from carepath.domain.access import Principal
 from carepath.errors import InvalidInput, NotFound, Problem
+from carepath.services.access import authorize
 from carepath.services.events import NewEvent, store_events
 
 
@@ -39,8 +41,11 @@ class ConsentChange:
     expires_at: datetime | None = None
 
 
-def set_consent(conn: Connection, contact_id: int, change: ConsentChange, *, now: datetime) -> None:
+def set_consent(
+    conn: Connection, contact_id: int, change: ConsentChange, *, now: datetime, who: Principal
+) -> None:
     """Grant or revoke one consent; recorded as consent.granted / consent.revoked."""
+    authorize(conn, who, "contacts:write", now=now, contact_ids=[contact_id])
     found = conn.execute(
         sa.select(contacts.c.id).where(contacts.c.id == contact_id, contacts.c.erased_at.is_(None))
     ).first()
@@ -76,7 +81,10 @@ def set_consent(conn: Connection, contact_id: int, change: ConsentChange, *, now
     store_events(conn, [NewEvent(kind, contact_id, now, key, data, "consent")], now=now)
 
 
-def read_consents(conn: Connection, contact_id: int) -> list[dict[str, Any]]:
+def read_consents(
+    conn: Connection, contact_id: int, *, who: Principal, now: datetime
+) -> list[dict[str, Any]]:
+    authorize(conn, who, "contacts:read", now=now, contact_ids=[contact_id])
     rows = conn.execute(
         sa.select(consents).where(consents.c.contact_id == contact_id).order_by(consents.c.kind)
     )

@@ -25,6 +25,7 @@ from carepath.db.schema import (
     tasks,
     webhook_calls,
 )
+from carepath.domain.access import Principal
 from carepath.domain.fields import (
     COLUMN_FIELDS,
     READ_ONLY_FIELDS,
@@ -34,6 +35,7 @@ from carepath.domain.fields import (
 )
 from carepath.errors import InvalidInput, NotFound, Problem
 from carepath.protection.identifiers import identifier_index, with_indexes
+from carepath.services.access import READ, WRITE, authorize, require_all_contacts
 from carepath.services.contacts import (
     check_record,
     coerce_field,
@@ -53,9 +55,15 @@ class SavedContact:
 
 
 def save_contact(
-    conn: Connection, record: Mapping[str, object], schema: ContactSchema, *, now: datetime
+    conn: Connection,
+    record: Mapping[str, object],
+    schema: ContactSchema,
+    *,
+    now: datetime,
+    who: Principal,
 ) -> SavedContact:
     """Create a contact, or update the one with the same external_id (then email)."""
+    authorize(conn, who, WRITE, now=now)
     values, errors = check_record(record, schema)
     if errors:
         raise InvalidInput([Problem.at_field(e) for e in errors])
@@ -63,12 +71,16 @@ def save_contact(
     name = "external_id" if values.get("external_id") else "email"
     column = contacts.c[index_column(name)]
     found = sa.select(contacts.c.id).where(column == identifier_index(name, values[name]))
-    contact_id = conn.execute(found).scalar_one()
-    return SavedContact(int(contact_id), bool(created))
+    contact_id = int(conn.execute(found).scalar_one())
+    authorize(conn, who, WRITE, now=now, contact_ids=[contact_id])  # an agent: its contacts
+    return SavedContact(contact_id, bool(created))
 
 
-def read_contact(conn: Connection, contact_id: int, schema: ContactSchema) -> dict[str, object]:
+def read_contact(
+    conn: Connection, contact_id: int, schema: ContactSchema, *, who: Principal, now: datetime
+) -> dict[str, object]:
     """A contact's fields as JSON values: core, custom, tags, times; 404 if unknown or erased."""
+    authorize(conn, who, READ, now=now, contact_ids=[contact_id])
     row = conn.execute(sa.select(contacts).where(contacts.c.id == contact_id)).first()
     if row is None or row.erased_at is not None:
         raise NotFound("no contact with that id")
@@ -83,8 +95,10 @@ def change_contact(
     schema: ContactSchema,
     *,
     now: datetime,
+    who: Principal,
 ) -> None:
     """Set fields (null unsets one); `contact.updated` names the fields, never their values."""
+    authorize(conn, who, WRITE, now=now, contact_ids=[contact_id])
     current = conn.execute(sa.select(contacts).where(contacts.c.id == contact_id)).first()
     if current is None or current.erased_at is not None:
         raise NotFound("no contact with that id")
@@ -117,8 +131,9 @@ def change_contact(
     store_events(conn, [NewEvent("contact.updated", contact_id, now, key, data, "api")], now=now)
 
 
-def erase_contact(conn: Connection, contact_id: int, *, now: datetime) -> None:
+def erase_contact(conn: Connection, contact_id: int, *, now: datetime, who: Principal) -> None:
     """Remove everything personal about a contact, keep an anonymous tombstone."""
+    authorize(conn, who, WRITE, now=now, contact_ids=[contact_id])
     found = conn.execute(
         contacts.update()
         .where(contacts.c.id == contact_id)
@@ -158,8 +173,11 @@ def erase_contact(conn: Connection, contact_id: int, *, now: datetime) -> None:
     )
 
 
-def list_contacts(conn: Connection, *, after: int, limit: int) -> list[dict[str, object]]:
+def list_contacts(
+    conn: Connection, *, after: int, limit: int, who: Principal, now: datetime
+) -> list[dict[str, object]]:
     """Contacts by id after `after`: ids and identifiers only, erased ones left out."""
+    require_all_contacts(conn, who, now=now)
     query = (
         sa.select(contacts.c.id, contacts.c.external_id, contacts.c.email, contacts.c.updated_at)
         .where(contacts.c.id > after, contacts.c.erased_at.is_(None))

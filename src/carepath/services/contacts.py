@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Row
 
 from carepath.db.dialect import bulk_insert, id_in
 from carepath.db.schema import contacts
+from carepath.domain.access import Principal
 from carepath.domain.fields import (
     COLUMN_FIELDS,
     CORE_FIELDS,
@@ -29,7 +30,7 @@ from carepath.domain.fields import (
     json_value,
 )
 from carepath.domain.scheduling import is_time_zone
-from carepath.errors import InvalidInput, NotFound, Problem
+from carepath.errors import Forbidden, InvalidInput, NotFound, Problem
 from carepath.protection.identifiers import (
     identifier_index,
     seal_attribute,
@@ -192,9 +193,11 @@ def coerce_field(spec: FieldSpec, raw: object) -> object:
 
 
 def import_contacts(
-    conn: Connection, path: Path, schema: ContactSchema, *, now: datetime
+    conn: Connection, path: Path, schema: ContactSchema, *, now: datetime, who: Principal
 ) -> ImportResult:
     """Validate every record first; write only if all are valid (caller owns the transaction)."""
+    if "contacts:write" not in who.scopes or who.limited_to_queues:
+        raise Forbidden(f"the {who.role} role does not import contacts")
     checked: list[dict[str, object]] = []
     problems: list[Problem] = []
     seen: dict[str, int] = {}

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
+from carepath.domain.access import SYSTEM
 from carepath.domain.fields import ContactSchema
 from carepath.domain.forms import SUBMITTED, FormDef, check_answers, score_answers
 from carepath.services.contact_records import save_contact
@@ -41,7 +42,7 @@ def submit_form(
         return Submission(None, None, errors)
     score = score_answers(form, answers, now=now)
     record = {f.contact: answers[f.name] for f in form.fields if f.contact and f.name in answers}
-    saved = save_contact(conn, record, schema, now=now)
+    saved = save_contact(conn, record, schema, now=now, who=SYSTEM)  # the public, via a form
     digest = hashlib.sha256(f"{form.name}:{token}".encode()).hexdigest()[:32]
     data = {"form": form.name, "answers": answers, "score": score}
     event = NewEvent(SUBMITTED, saved.id, now, f"form:{digest}", data, f"form:{form.name}")

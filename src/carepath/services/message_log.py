@@ -17,7 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from carepath.db.schema import events, outbox, run_steps, runs
+from carepath.domain.access import SYSTEM, Principal
 from carepath.domain.fields import parse_datetime
+from carepath.errors import Forbidden
+from carepath.services.access import authorize, sees_identities
 from carepath.services.reports import in_period
 
 # Event data keys the engine writes itself: names and ids, safe to show.
@@ -39,7 +42,7 @@ class LogFilter:
 class LoggedMessage:
     id: int
     created_at: datetime
-    contact_id: int
+    contact_id: int | None  # None: masked for a role that sees aggregates only
     workflow: str | None
     step: str | None
     template: str
@@ -51,9 +54,23 @@ class LoggedMessage:
 
 
 def message_log(
-    conn: Connection, which: LogFilter, *, after: int = 0, limit: int = 100
+    conn: Connection,
+    which: LogFilter,
+    *,
+    who: Principal,
+    now: datetime,
+    after: int = 0,
+    limit: int = 100,
 ) -> list[LoggedMessage]:
-    """One page of the log, in id order, after message `after`."""
+    """One page of the log, in id order, after message `after`.
+
+    For a role that sees aggregates only, contact ids are masked, and asking for one
+    contact's messages is refused.
+    """
+    authorize(conn, who, "reports:read", now=now)
+    masked = not sees_identities(conn, who, now=now)
+    if masked and which.contact_id is not None:
+        raise Forbidden(f"the {who.role} role sees reports without contact identities")
     query = (
         sa.select(
             outbox.c.id,
@@ -72,17 +89,22 @@ def message_log(
         .order_by(outbox.c.id)
         .limit(limit)
     )
+    hidden = {"contact_id": None} if masked else {}
     return [
-        LoggedMessage(**{**r._asdict(), "opened": bool(r.opened), "clicked": bool(r.clicked)})
+        LoggedMessage(
+            **{**r._asdict(), "opened": bool(r.opened), "clicked": bool(r.clicked), **hidden}
+        )
         for r in conn.execute(query)
     ]
 
 
-def whole_log(conn: Connection, which: LogFilter, *, page: int = 1000) -> Iterator[LoggedMessage]:
+def whole_log(
+    conn: Connection, which: LogFilter, *, who: Principal, now: datetime, page: int = 1000
+) -> Iterator[LoggedMessage]:
     """Every message the filter selects, fetched a page at a time (for exports)."""
     after = 0
     while True:
-        rows = message_log(conn, which, after=after, limit=page)
+        rows = message_log(conn, which, who=who, now=now, after=after, limit=page)
         yield from rows
         if len(rows) < page:
             return
@@ -115,14 +137,17 @@ class TimelineEntry:
     detail: dict[str, object] = field(compare=False, default_factory=dict)
 
 
-def timeline(conn: Connection, contact_id: int) -> list[TimelineEntry]:
+def timeline(
+    conn: Connection, contact_id: int, *, who: Principal, now: datetime
+) -> list[TimelineEntry]:
     """Everything that happened to one contact, oldest first."""
+    authorize(conn, who, "contacts:read", now=now, contact_ids=[contact_id])
     entries = [
         *_event_entries(conn, contact_id),
         *_run_entries(conn, contact_id),
         *_step_entries(conn, contact_id),
     ]
-    for message in whole_log(conn, LogFilter(contact_id=contact_id)):
+    for message in whole_log(conn, LogFilter(contact_id=contact_id), who=SYSTEM, now=now):
         detail: dict[str, object] = {"outbox_id": message.id, "step": message.step}
         if message.last_error:
             detail["note"] = message.last_error

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from carepath.db.schema import outbox
+from carepath.domain.access import SYSTEM
 from carepath.domain.fields import ContactSchema
 from carepath.services.consents import ConsentChange, ConsentKind, set_consent
 from carepath.services.contact_records import change_contact
@@ -80,7 +81,7 @@ class PreventivePanel:
         for contact_id in contact_ids:  # signed at registration by most patients
             if self.rng.random() < AUTHORIZED:
                 change = ConsentChange(ConsentKind.MARKETING, True, "registration form")
-                set_consent(conn, contact_id, change, now=self.start)
+                set_consent(conn, contact_id, change, now=self.start, who=SYSTEM)
 
     def _item(
         self, contact_id: int, kind: str, detail: str | None, least: int, most: int
@@ -122,4 +123,4 @@ class PreventivePanel:
         for contact_id in range(1, self.count + 1):
             if self.rng.random() < PROCEDURES_PER_DAY:
                 change = {"last_procedure_at": now.isoformat()}
-                change_contact(conn, contact_id, change, schema, now=now)
+                change_contact(conn, contact_id, change, schema, now=now, who=SYSTEM)

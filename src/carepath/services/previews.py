@@ -7,14 +7,21 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from carepath.channels.templates import RenderedEmail, TemplateRenderer, template_context
+from carepath.domain.access import Principal
 from carepath.domain.conditions import Facts
 from carepath.errors import NotFound
+from carepath.services.access import authorize
 from carepath.services.catalog_store import build_current
 from carepath.services.contacts import find_contact, load_facts
 
 
 def preview(
-    conn: sa.Connection, template_name: str, contact_reference: str, *, now: datetime
+    conn: sa.Connection,
+    template_name: str,
+    contact_reference: str,
+    *,
+    now: datetime,
+    who: Principal,
 ) -> RenderedEmail:
     """The message `template_name` would give this contact now (no trigger or event)."""
     current = build_current(conn)
@@ -22,6 +29,7 @@ def preview(
     if template is None:
         raise NotFound(f"no template named {template_name}")
     contact_id = find_contact(conn, contact_reference)
+    authorize(conn, who, "contacts:read", now=now, contact_ids=[contact_id])
     facts = load_facts(conn, [contact_id], current.catalog.schema)[contact_id]
     context = template_context(Facts(contact=facts, now=now), "preview", "Preview")
     renderer = TemplateRenderer()

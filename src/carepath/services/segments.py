@@ -35,10 +35,12 @@ from carepath.db.schema import (
     segment_members,
     segment_refreshes,
 )
+from carepath.domain.access import Principal
 from carepath.domain.conditions import depends_on_time, referenced_memberships
 from carepath.domain.fields import parse_datetime
 from carepath.domain.resources import Kind, SegmentDef
 from carepath.errors import NotFound
+from carepath.services.access import require_all_contacts
 from carepath.services.catalog_store import CatalogCache, CurrentCatalog
 from carepath.services.event_interest import arrives_processed, event_interest
 from carepath.services.segment_checks import mark_contacts, read_inputs
@@ -345,8 +347,12 @@ def member_count(conn: Connection, current: CurrentCatalog, name: str) -> int:
     return int(conn.execute(query).scalar_one())
 
 
-def members_query(conn: Connection, current: CurrentCatalog, name: str) -> sa.Select[Any]:
-    """The members' contact rows (id and identifiers), in id order."""
+def members_query(
+    conn: Connection, current: CurrentCatalog, name: str, *, who: Principal, now: datetime
+) -> sa.Select[Any]:
+    """The members' contact rows (id and identifiers), in id order: an export of identities,
+    for roles that see every contact."""
+    require_all_contacts(conn, who, now=now)
     _known(current, name)
     return (
         sa.select(contacts.c.id, contacts.c.external_id, contacts.c.email)

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from carepath.db.schema import contacts, outbox, tasks
+from carepath.domain.access import SYSTEM
 from carepath.protection.identifiers import identifier_index
 from carepath.services.consents import ConsentChange, ConsentKind, set_consent
 from carepath.services.events import ingest_events
@@ -182,6 +183,7 @@ class Population:
                 int(str(planned.payload["task_id"])),
                 outcome=str(planned.payload["outcome"]),
                 now=planned.at,
+                who=SYSTEM,
             )
         return len(due)
 
@@ -202,9 +204,8 @@ class Population:
             ).scalar()
             if found is not None:
                 source = f"{data.get('form')} form"
-                set_consent(
-                    conn, found, ConsentChange(ConsentKind.MARKETING, True, source), now=now
-                )
+                change = ConsentChange(ConsentKind.MARKETING, True, source)
+                set_consent(conn, found, change, now=now, who=SYSTEM)
 
     def react(self, conn: Connection, now: datetime) -> None:
         """Plan reactions to what carepath did since last time: emails read, calls taken."""

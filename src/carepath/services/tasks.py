@@ -9,14 +9,28 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from carepath.db.schema import tasks
-from carepath.errors import Conflict, NotFound
+from carepath.domain.access import Principal, Role
+from carepath.errors import Conflict, Forbidden, NotFound
+from carepath.services.access import authorize
 from carepath.services.events import NewEvent, store_events
 
 
 def list_tasks(
-    conn: Connection, *, queue: str | None = None, status: str | None = "open", limit: int = 100
+    conn: Connection,
+    *,
+    who: Principal,
+    now: datetime,
+    queue: str | None = None,
+    status: str | None = "open",
+    limit: int = 100,
 ) -> list[Row[Any]]:
+    """Tasks by id; an agent sees only its own queues."""
+    authorize(conn, who, "tasks:read", now=now)
     query = sa.select(tasks).order_by(tasks.c.id).limit(limit)
+    if who.limited_to_queues:
+        if queue and queue not in who.queues:
+            raise Forbidden("an agent sees only the tasks of its queues")
+        query = query.where(tasks.c.queue.in_(sorted(who.queues)))
     if queue:
         query = query.where(tasks.c.queue == queue)
     if status:
@@ -24,8 +38,16 @@ def list_tasks(
     return list(conn.execute(query).all())
 
 
-def claim_task(conn: Connection, task_id: int, *, agent: str, now: datetime) -> Row[Any]:
-    """Give an open task to an agent; claiming one's own task again changes nothing."""
+def claim_task(
+    conn: Connection, task_id: int, *, agent: str, now: datetime, who: Principal
+) -> Row[Any]:
+    """Give an open task to an agent; claiming one's own task again changes nothing.
+
+    An agent's key claims for itself, whatever name it gives.
+    """
+    _check_queue(conn, who, task_id, now=now)
+    if who.role is Role.AGENT:
+        agent = who.name
     claimed = conn.execute(
         tasks.update()
         .where(
@@ -46,8 +68,11 @@ def claim_task(conn: Connection, task_id: int, *, agent: str, now: datetime) -> 
     raise Conflict(f"task {task_id} is claimed by another agent")
 
 
-def complete_task(conn: Connection, task_id: int, *, outcome: str, now: datetime) -> None:
+def complete_task(
+    conn: Connection, task_id: int, *, outcome: str, now: datetime, who: Principal
+) -> None:
     """Close an open task with an outcome (e.g. `booked`, `no-answer`) and emit the event."""
+    _check_queue(conn, who, task_id, now=now)
     row = conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).first()
     if row is None:
         raise NotFound(f"no task {task_id}")
@@ -78,3 +103,12 @@ def complete_task(conn: Connection, task_id: int, *, outcome: str, now: datetime
         ],
         now=now,
     )
+
+
+def _check_queue(conn: Connection, who: Principal, task_id: int, *, now: datetime) -> None:
+    authorize(conn, who, "tasks:write", now=now)
+    if not who.limited_to_queues:
+        return
+    queue = conn.execute(sa.select(tasks.c.queue).where(tasks.c.id == task_id)).scalar()
+    if queue is not None and queue not in who.queues:
+        raise Forbidden("an agent works only the tasks of its queues")

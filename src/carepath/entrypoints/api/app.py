@@ -18,6 +18,7 @@ from carepath.config import Settings
 from carepath.db.connection import read_only
 from carepath.db.migrate import is_current
 from carepath.entrypoints.api import (
+    access,
     consents,
     contacts,
     events,
@@ -95,6 +96,7 @@ def create_app(
             return problem_response(503, detail="the database schema is not current")
         return JSONResponse({"status": "ready"})
 
+    app.include_router(access.router)
     app.include_router(events.router)
     app.include_router(hooks.router)
     app.include_router(reports_in.router)

@@ -80,8 +80,9 @@ def _presented(request: Request) -> str | None:
     return credentials.strip()
 
 
-def require(scope: str) -> Callable[[Request], ApiKey]:
-    """A dependency: the calling key, which must hold `scope`; 401, 403 or 429 otherwise."""
+def require(scope: str | None) -> Callable[[Request], ApiKey]:
+    """A dependency: the calling key, which must hold `scope` (None: any valid key);
+    401, 403 or 429 otherwise."""
 
     def dependency(request: Request) -> ApiKey:
         ring: KeyRing = request.app.state.keys
@@ -89,7 +90,7 @@ def require(scope: str) -> Callable[[Request], ApiKey]:
         key = ring.verify(presented) if presented else None
         if key is None:
             raise HTTPException(401, "a valid API key is required", headers=_CHALLENGE)
-        if scope not in key.scopes:
+        if scope is not None and scope not in key.scopes:
             raise HTTPException(403, f"this API key lacks the scope {scope}")
         wait = ring.take(key)
         if wait is not None:
@@ -100,11 +101,12 @@ def require(scope: str) -> Callable[[Request], ApiKey]:
             )
         return key
 
-    dependency.__name__ = f"require_{scope.replace(':', '_')}"
+    dependency.__name__ = f"require_{(scope or 'key').replace(':', '_')}"
     return dependency
 
 
-# The calling key, holding one scope: for route signatures.
+# The calling key, holding one scope (or any valid key): for route signatures.
+AnyKey = Annotated[ApiKey, Depends(require(None))]
 EventsWriter = Annotated[ApiKey, Depends(require("events:write"))]
 ContactsReader = Annotated[ApiKey, Depends(require("contacts:read"))]
 ContactsWriter = Annotated[ApiKey, Depends(require("contacts:write"))]

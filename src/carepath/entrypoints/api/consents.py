@@ -44,7 +44,7 @@ def put_consent(
     state = request.app.state.api
     change = ConsentChange(kind, body.status == "granted", body.source, body.expires_at)
     with state.engine.begin() as conn:
-        set_consent(conn, contact_id, change, now=state.clock.now(conn))
+        set_consent(conn, contact_id, change, now=state.clock.now(conn), who=key.principal)
     audit_read_or_change(request, key, f"consent.{body.status}", [contact_id], detail=kind.value)
     return Response(status_code=204)
 
@@ -55,7 +55,8 @@ def put_consent(
     response_model=list[ConsentOut],
 )
 def get_consents(request: Request, contact_id: ContactId, key: ContactsReader) -> list[Any]:
-    with read_only(request.app.state.api.engine) as conn:
-        found = read_consents(conn, contact_id)
+    state = request.app.state.api
+    with read_only(state.engine) as conn:
+        found = read_consents(conn, contact_id, who=key.principal, now=state.clock.now(conn))
     audit_read_or_change(request, key, "consent.read", [contact_id])
     return found

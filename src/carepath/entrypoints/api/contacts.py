@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from carepath.db.connection import read_only
+from carepath.domain.access import Principal
 from carepath.entrypoints.api.auth import ContactsReader, ContactsWriter, audit_read_or_change
 from carepath.entrypoints.api.params import ContactId
 from carepath.entrypoints.api.problems import problem_response
@@ -62,12 +63,13 @@ class ContactPage(BaseModel):
     responses={201: {"model": SavedContactOut}},
 )
 def post_contact(
-    request: Request, record: Annotated[dict[str, Any], Body()], _: ContactsWriter
+    request: Request, record: Annotated[dict[str, Any], Body()], key: ContactsWriter
 ) -> JSONResponse:
     state = request.app.state.api
     with state.engine.begin() as conn:
         schema = state.cache.current(conn).catalog.schema
-        saved = save_contact(conn, record, schema, now=state.clock.now(conn))
+        now = state.clock.now(conn)
+        saved = save_contact(conn, record, schema, now=now, who=key.principal)
     body = {"id": saved.id, "created": saved.created}
     return JSONResponse(body, status_code=201 if saved.created else 200)
 
@@ -93,7 +95,7 @@ def post_contact(
     },
     response_model=ImportOut,
 )
-async def post_import(request: Request, _: ContactsWriter) -> ImportOut | JSONResponse:
+async def post_import(request: Request, key: ContactsWriter) -> ImportOut | JSONResponse:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     suffix = _IMPORT_TYPES.get(kind)
     if suffix is None:
@@ -108,15 +110,16 @@ async def post_import(request: Request, _: ContactsWriter) -> ImportOut | JSONRe
                 if size > MAX_IMPORT_BYTES:
                     return problem_response(413, detail="an import is at most 100 MB")
                 handle.write(chunk)
-        return await run_in_threadpool(_import_file, request, path)
+        return await run_in_threadpool(_import_file, request, path, key.principal)
 
 
-def _import_file(request: Request, path: Path) -> ImportOut | JSONResponse:
+def _import_file(request: Request, path: Path, principal: Principal) -> ImportOut | JSONResponse:
     state = request.app.state.api
     try:
         with state.engine.begin() as conn:
             schema = state.cache.current(conn).catalog.schema
-            result = import_contacts(conn, path, schema, now=state.clock.now(conn))
+            now = state.clock.now(conn)
+            result = import_contacts(conn, path, schema, now=now, who=principal)
     except InvalidInput as exc:
         errors = [{"location": p.location, "detail": p.message} for p in exc.problems]
         return problem_response(
@@ -132,7 +135,8 @@ def get_contact(request: Request, contact_id: ContactId, key: ContactsReader) ->
     state = request.app.state.api
     with read_only(state.engine) as conn:
         schema = state.cache.current(conn).catalog.schema
-        found = read_contact(conn, contact_id, schema)
+        now = state.clock.now(conn)
+        found = read_contact(conn, contact_id, schema, who=key.principal, now=now)
     audit_read_or_change(request, key, "contact.read", [contact_id])
     return found
 
@@ -152,7 +156,8 @@ def patch_contact(
     state = request.app.state.api
     with state.engine.begin() as conn:
         schema = state.cache.current(conn).catalog.schema
-        change_contact(conn, contact_id, changes, schema, now=state.clock.now(conn))
+        now = state.clock.now(conn)
+        change_contact(conn, contact_id, changes, schema, now=now, who=key.principal)
     fields = ", ".join(sorted(map(str, changes)))[:200]
     audit_read_or_change(request, key, "contact.change", [contact_id], f"fields: {fields}")
     return Response(status_code=204)
@@ -166,7 +171,7 @@ def patch_contact(
 def delete_contact(request: Request, contact_id: ContactId, key: ContactsWriter) -> Response:
     state = request.app.state.api
     with state.engine.begin() as conn:
-        erase_contact(conn, contact_id, now=state.clock.now(conn))
+        erase_contact(conn, contact_id, now=state.clock.now(conn), who=key.principal)
     audit_read_or_change(request, key, "contact.erase", [contact_id])
     return Response(status_code=204)
 
@@ -181,7 +186,8 @@ def get_contacts(
     state = request.app.state.api
     after = _read_cursor(cursor) if cursor else 0
     with read_only(state.engine) as conn:
-        page = list_contacts(conn, after=after, limit=limit)
+        now = state.clock.now(conn)
+        page = list_contacts(conn, after=after, limit=limit, who=key.principal, now=now)
     audit_read_or_change(request, key, "contact.list", [int(str(c["id"])) for c in page])
     last = page[-1]["id"] if len(page) == limit else None
     return ContactPage(contacts=page, next=_cursor(int(str(last))) if last is not None else None)

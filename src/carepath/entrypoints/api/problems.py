@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from carepath.errors import CarepathError, Conflict, InvalidInput, NotFound, Problem
+from carepath.errors import CarepathError, Conflict, Forbidden, InvalidInput, NotFound, Problem
 
 MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("carepath.api")
@@ -27,6 +27,7 @@ log = logging.getLogger("carepath.api")
 _STATUS_BY_ERROR: tuple[tuple[type[CarepathError], int], ...] = (
     (InvalidInput, 422),
     (NotFound, 404),
+    (Forbidden, 403),
     (Conflict, 409),
 )
 

@@ -79,7 +79,7 @@ def get_engagement(
 )
 def get_messages(
     request: Request,
-    _: ReportsReader,
+    key: ReportsReader,
     *,
     workflow: Name = None,
     step: Name = None,
@@ -91,8 +91,10 @@ def get_messages(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> MessagePage:
     which = LogFilter(workflow, step, template, contact_id, since, until)
-    with read_only(request.app.state.api.engine) as conn:
-        page = message_log(conn, which, after=after, limit=limit)
+    state = request.app.state.api
+    with read_only(state.engine) as conn:
+        now = state.clock.now(conn)
+        page = message_log(conn, which, who=key.principal, now=now, after=after, limit=limit)
     next_after = page[-1].id if len(page) == limit else None
     return MessagePage(messages=[asdict(m) for m in page], next_after=next_after)
 
@@ -101,8 +103,9 @@ def get_messages(
 def get_timeline(
     request: Request, contact_id: ContactId, key: ContactsReader
 ) -> list[dict[str, Any]]:
-    with read_only(request.app.state.api.engine) as conn:
-        entries = timeline(conn, contact_id)
+    state = request.app.state.api
+    with read_only(state.engine) as conn:
+        entries = timeline(conn, contact_id, who=key.principal, now=state.clock.now(conn))
     if not entries:
         raise NotFound("no contact with that id")
     audit_read_or_change(request, key, "contact.timeline", [contact_id])

@@ -46,21 +46,26 @@ def _task(row: Any) -> TaskOut:
 @router.get("/v1/tasks", summary="Tasks of a queue", response_model=list[TaskOut])
 def get_tasks(
     request: Request,
-    _: TasksReader,
+    key: TasksReader,
     queue: Annotated[str | None, Query(max_length=100)] = None,
     status: Annotated[str, Query(pattern="^(open|completed)$")] = "open",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[TaskOut]:
     state = request.app.state.api
     with read_only(state.engine) as conn:
-        return [_task(r) for r in list_tasks(conn, queue=queue, status=status, limit=limit)]
+        now = state.clock.now(conn)
+        found = list_tasks(
+            conn, who=key.principal, now=now, queue=queue, status=status, limit=limit
+        )
+        return [_task(r) for r in found]
 
 
 @router.post("/v1/tasks/{task_id}/claim", summary="Take a task", response_model=TaskOut)
-def post_claim(request: Request, task_id: TaskId, claim: Claim, _: TasksWriter) -> TaskOut:
+def post_claim(request: Request, task_id: TaskId, claim: Claim, key: TasksWriter) -> TaskOut:
     state = request.app.state.api
     with state.engine.begin() as conn:
-        return _task(claim_task(conn, task_id, agent=claim.agent, now=state.clock.now(conn)))
+        now = state.clock.now(conn)
+        return _task(claim_task(conn, task_id, agent=claim.agent, now=now, who=key.principal))
 
 
 @router.post(
@@ -69,9 +74,10 @@ def post_claim(request: Request, task_id: TaskId, claim: Claim, _: TasksWriter) 
     status_code=204,
 )
 def post_complete(
-    request: Request, task_id: TaskId, completion: Completion, _: TasksWriter
+    request: Request, task_id: TaskId, completion: Completion, key: TasksWriter
 ) -> Response:
     state = request.app.state.api
     with state.engine.begin() as conn:
-        complete_task(conn, task_id, outcome=completion.outcome, now=state.clock.now(conn))
+        now = state.clock.now(conn)
+        complete_task(conn, task_id, outcome=completion.outcome, now=now, who=key.principal)
     return Response(status_code=204)
