@@ -242,6 +242,13 @@ def test_template_preview_renders_for_one_contact(tmp_path: Path) -> None:
     assert "<p>Hello Ann</p>" in out
     code, _, err = carepath("template", "preview", "nope", "--contact", "ext:MRN-1", *db)
     assert (code, err.strip()) == (2, "error: no template named nope")
+    code, out, _ = carepath("audit", "export", *db)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(r["action"], r["contact_ids"]) for r in rows] == [
+        ("resources.apply", []),
+        ("contacts.import", []),
+        ("template.preview", [1]),  # a read of Ann's data
+    ]
 
 
 def test_workflows_are_paused_and_activated_by_name(tmp_path: Path) -> None:
@@ -340,3 +347,15 @@ def test_a_keyring_file_is_made_rotated_and_pruned_from_the_command_line(tmp_pat
     code, out, _ = run("audit", "export", *db)
     actions = [json.loads(line)["action"] for line in out.splitlines()]
     assert actions[-3:] == ["keys.add", "keys.rotate", "keys.remove"]
+
+
+def test_validate_warns_about_phi_outside_a_templates_allow_list_and_still_passes(
+    tmp_path: Path,
+) -> None:
+    file = tmp_path / "t.yaml"
+    file.write_text('template: hi\nsubject: Hi\nhtml: "Dear {{ contact.last_name }}"\n')
+    code, out, err = carepath("validate", str(file))
+    assert (code, out.strip()) == (0, "1 documents valid")
+    assert err.splitlines() == [
+        f"{file}:3: warning: shows PHI outside its allow-list (phi): last_name"
+    ]

@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 
 from carepath.db.connection import read_only
 from carepath.db.schema import audit_log
+from carepath.domain.access import Role
 from carepath.services.audit import AuditEntry, record, rows_in_order, verify
 from tests.integration.api_support import KeyMaker
 from tests.integration.harness import Harness
@@ -33,7 +34,9 @@ def test_api_reads_and_changes_of_contacts_are_recorded_with_ids_only(
     assert client.get("/v1/contacts", headers=reader).status_code == 200
     logged = [(r["actor"], r["action"], r["contact_ids"], r["detail"]) for r in rows(journey)]
     assert logged == [
+        ("key:ehr-bridge", "api_key.use", [], None),  # once per key within the cache time
         ("key:ehr-bridge", "contact.read", [ann], None),
+        ("key:crm", "api_key.use", [], None),
         ("key:crm", "contact.change", [ann], "fields: first_name"),
         ("key:ehr-bridge", "contact.list", [ann], None),
     ]
@@ -93,3 +96,34 @@ def test_an_untouched_chain_verifies(chain: Harness) -> None:
     with read_only(chain.engine) as conn:
         verdict = verify(conn)
     assert (verdict.intact, verdict.rows) == (True, 5)
+
+
+def test_configuration_changes_enrollments_task_work_and_run_reads_are_recorded(
+    journey: Harness, client: TestClient, key_for: KeyMaker
+) -> None:
+    ann = journey.contact()
+    admin = key_for(name="ops", role=Role.ADMIN)
+    flow = (
+        "workflow: w\ntrigger: manual\nsteps:\n"
+        "  call: {task: {queue: q, title: Call}, next: done}\n  done: {exit: completed}\n"
+    )
+    assert client.post("/v1/resources/apply", json={"source": flow}, headers=admin).is_success
+    assert client.post("/v1/workflows/w/pause", headers=admin).is_success
+    assert client.post("/v1/workflows/w/activate", headers=admin).is_success
+    enrolled = client.post("/v1/workflows/w/enroll", json={"contact_ids": [ann]}, headers=admin)
+    assert enrolled.is_success
+    journey.work()
+    assert client.get(f"/v1/contacts/{ann}/runs", headers=admin).is_success
+    (task,) = journey.tasks()
+    done = client.post(f"/v1/tasks/{task.id}/complete", json={"outcome": "ok"}, headers=admin)
+    assert done.status_code == 204
+    logged = [(r["action"], r["contact_ids"], r["detail"]) for r in rows(journey)]
+    assert logged == [
+        ("api_key.use", [], None),
+        ("resources.apply", [], "workflow w v1"),
+        ("workflow.pause", [], "w"),
+        ("workflow.activate", [], "w"),
+        ("workflow.enroll", [ann], "w"),
+        ("contact.runs", [ann], None),
+        ("task.complete", [ann], f"task {task.id}: ok"),
+    ]

@@ -146,6 +146,16 @@ def html_to_text(markup: str) -> str:
 
 def contact_fields(template: Template) -> set[str] | None:
     """The contact fields a template reads, or None when it uses `contact` as a whole."""
+    return _contact_fields(template, allow_references=False)
+
+
+def contact_fields_in_source(template: Template) -> set[str] | None:
+    """The contact fields a template's own text reads (not its layouts' or partials'),
+    or None when it uses `contact` as a whole."""
+    return _contact_fields(template, allow_references=True)
+
+
+def _contact_fields(template: Template, *, allow_references: bool) -> set[str] | None:
     env = _environment(autoescape=False)
     found: set[str] = set()
     for source in (template.subject, template.html, template.text):
@@ -155,7 +165,7 @@ def contact_fields(template: Template) -> set[str] | None:
             tree = env.parse(source)
         except TemplateError:
             return None
-        if any(True for _ in meta.find_referenced_templates(tree)):
+        if not allow_references and any(True for _ in meta.find_referenced_templates(tree)):
             return None  # a layout or partial reads fields too: load them all
         names = sum(1 for n in tree.find_all(nodes.Name) if n.name == "contact")
         reads = 0

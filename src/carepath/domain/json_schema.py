@@ -833,6 +833,15 @@ def _resource_definitions() -> dict[str, Schema]:
                     **_ref("duration"),
                     "description": "A contact gets this template at most once in this window.",
                 },
+                "phi": {
+                    "type": "array",
+                    "items": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,62}$"},
+                    "uniqueItems": True,
+                    "description": (
+                        "The PHI and identifier contact fields this template may show "
+                        "(minimum necessary): validation warns about any other it reads."
+                    ),
+                },
                 "description": any_text,
             },
             "required": ["template", "html"],

@@ -35,6 +35,8 @@ class Template:
     text: str | None
     # A contact gets this template at most once within this window, whichever workflow sends.
     no_repeat: timedelta | None = None
+    # The PHI and identifier fields it may show (None: no allow-list declared).
+    phi: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,10 +90,11 @@ def _unknown_keys(raw: Mapping[str, object], allowed: set[str], problems: Proble
 
 def parse_template(raw: Mapping[str, object], problems: Problems) -> Template | None:
     _unknown_keys(
-        raw, {"template", "subject", "html", "text", "description", "no_repeat"}, problems
+        raw, {"template", "subject", "html", "text", "description", "no_repeat", "phi"}, problems
     )
     before = len(problems)
     no_repeat = _window(raw, "no_repeat", problems)
+    phi = _names(raw, "phi", problems)
     subject = _text(raw, "subject", problems, required=False)
     html = _text(raw, "html", problems, required=True)
     text = _text(raw, "text", problems, required=False)
@@ -99,7 +102,17 @@ def parse_template(raw: Mapping[str, object], problems: Problems) -> Template | 
         problems.add(("subject",), "subject must be a single line")
     if len(problems) > before or html is None:
         return None
-    return Template(str(raw["template"]), subject, html, text, no_repeat)
+    return Template(str(raw["template"]), subject, html, text, no_repeat, phi)
+
+
+def _names(raw: Mapping[str, object], key: str, problems: Problems) -> frozenset[str] | None:
+    if key not in raw:
+        return None
+    value = raw[key]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        problems.add((key,), f"{key} must be a list of contact field names")
+        return None
+    return frozenset(value)
 
 
 def _window(raw: Mapping[str, object], key: str, problems: Problems) -> timedelta | None:

@@ -29,11 +29,13 @@ from carepath.domain.sending_windows import FrequencyCap, QuietHours, WindowErro
 from carepath.entrypoints.audit_commands import audit_app
 from carepath.entrypoints.cli_support import (
     DbOption,
+    audit_cli,
     errors_to_exit,
     fail,
     opened_engine,
     out,
     settings_for,
+    warn,
 )
 from carepath.entrypoints.report_commands import (
     print_funnel,
@@ -45,7 +47,7 @@ from carepath.entrypoints.report_commands import (
 from carepath.entrypoints.segment_commands import segments_app
 from carepath.entrypoints.server_commands import keys_app, serve, workflows_app
 from carepath.entrypoints.worker import StopFlag, run_worker
-from carepath.errors import ConfigurationError
+from carepath.errors import ConfigurationError, Problem
 from carepath.services import (
     audit,
     bounces,
@@ -170,15 +172,17 @@ def validate(
 ) -> None:
     """Check resource files; print each problem as file:line: message."""
     docs, problems = load_paths(paths)
+    warnings: list[Problem] = []
     with errors_to_exit():
         if not problems:
             if db:
                 with opened_engine(db) as engine, read_only(engine) as conn:
-                    problems = catalog_store.check_documents(conn, docs)
+                    problems, warnings = catalog_store.check_and_lint_documents(conn, docs)
             else:
-                problems = catalog_store.check_documents(None, docs)
+                problems, warnings = catalog_store.check_and_lint_documents(None, docs)
     if problems:
         fail(problems)
+    warn(warnings)
     out.print(f"{len(docs)} documents valid")
 
 
@@ -192,11 +196,13 @@ def apply(
         fail(problems)
     with errors_to_exit(), opened_engine(db) as engine, engine.begin() as conn:
         now = wall_time()
+        warnings = catalog_store.check_and_lint_documents(conn, docs)[1]
         applied = catalog_store.apply_documents(conn, docs, now=now)
         changed = [f"{a.kind.value} {a.name} v{a.version}" for a in applied if a.changed]
         if changed:
             detail = ", ".join(changed)
             audit.record(conn, AuditEntry(cli_actor(), "resources.apply", detail=detail), now=now)
+    warn(warnings)
     table = Table("kind", "name", "version", "status")
     for item in applied:
         table.add_row(
@@ -229,6 +235,9 @@ def contacts_import(
         schema_ = ctx.cache.current(conn).catalog.schema
         now = ctx.clock.now(conn)
         result = contacts.import_contacts(conn, file, schema_, now=now, who=cli_principal())
+        detail = f"{result.created} created, {result.updated} updated"
+        entry = AuditEntry(cli_actor(), "contacts.import", detail=detail)
+        audit.record(conn, entry, now=wall_time())
     out.print(f"{result.created} created, {result.updated} updated")
 
 
@@ -281,7 +290,9 @@ def template_preview(
         read_only(ctx.engine) as conn,
     ):
         now = ctx.clock.now(conn)
-        mail = previews.preview(conn, name, contact, now=now, who=cli_principal())
+        contact_id = contacts.find_contact(conn, contact)
+        mail = previews.preview(conn, name, str(contact_id), now=now, who=cli_principal())
+        audit_cli(ctx.engine, "template.preview", [contact_id], detail=name)
     out.print(f"Subject: {mail.subject}\n", markup=False)
     out.print(mail.text, markup=False)
     if html:
@@ -427,6 +438,8 @@ def tasks_complete(
     with errors_to_exit(), engine_context(db, with_smtp=False) as ctx, ctx.engine.begin() as conn:
         now = ctx.clock.now(conn)
         tasks.complete_task(conn, task_id, outcome=outcome, now=now, who=cli_principal())
+        entry = AuditEntry(cli_actor(), "task.complete", detail=f"task {task_id}: {outcome}")
+        audit.record(conn, entry, now=wall_time())
     out.print(f"task {task_id} completed: {outcome}")
 
 
@@ -450,6 +463,7 @@ def runs_show(
             .where(run_steps.c.contact_id == contact_id)
             .order_by(run_steps.c.id)
         ).all()
+        audit_cli(ctx.engine, "contact.runs", [contact_id])
     for run in run_rows:
         out.print(
             f"[bold]run {run.id}[/bold] {run.workflow} v{run.workflow_version}: {run.status}"

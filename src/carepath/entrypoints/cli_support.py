@@ -42,6 +42,12 @@ def fail(problems: list[Problem] | str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def warn(warnings: list[Problem]) -> None:
+    """`location: warning: message` lines on stderr; the command goes on."""
+    for warning in warnings:
+        sys.stderr.write(f"{warning}\n")
+
+
 @contextmanager
 def errors_to_exit() -> Iterator[None]:
     """CarepathError → `location: message` lines on stderr and exit code 2."""

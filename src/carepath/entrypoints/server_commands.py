@@ -215,6 +215,7 @@ def workflows_pause(
     """No new enrollments; the workflow's runs wait where they are until it is activated."""
     with errors_to_exit(), opened_engine(db) as engine, engine.begin() as conn:
         changed = pause_workflow(conn, name, now=wall_time())
+        audit.record(conn, AuditEntry(cli_actor(), "workflow.pause", detail=name), now=wall_time())
     out.print(f"paused {name}" if changed else f"{name} was paused already")
 
 
@@ -225,4 +226,6 @@ def workflows_activate(
     """The workflow enrolls again and its runs go on."""
     with errors_to_exit(), opened_engine(db) as engine, engine.begin() as conn:
         changed = activate_workflow(conn, name)
+        entry = AuditEntry(cli_actor(), "workflow.activate", detail=name)
+        audit.record(conn, entry, now=wall_time())
     out.print(f"activated {name}" if changed else f"{name} was not paused")

@@ -29,6 +29,7 @@ from carepath.services.documents import SourceDocument
 from carepath.services.event_interest import refresh_event_interest
 from carepath.services.facts import contact_fields_used
 from carepath.services.segment_checks import inputs_of, store_inputs
+from carepath.services.template_lint import phi_warnings, unknown_allowed_fields
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,16 @@ def _merge_fields(docs: Sequence[SourceDocument]) -> dict[str, object]:
 
 def check_documents(conn: Connection | None, docs: Sequence[SourceDocument]) -> list[Problem]:
     """Problems in `docs`, checked together with what is stored (when a database is given)."""
+    return check_and_lint_documents(conn, docs)[0]
+
+
+def check_and_lint_documents(
+    conn: Connection | None, docs: Sequence[SourceDocument]
+) -> tuple[list[Problem], list[Problem]]:
+    """Problems in `docs`, and warnings that do not stop them (PHI outside allow-lists)."""
     stored = latest_versions(conn) if conn is not None else {}
-    return _check(stored, docs)[1]
+    catalog, problems = _check(stored, docs)
+    return problems, [] if problems else phi_warnings(catalog, docs)
 
 
 def _check(
@@ -174,6 +183,8 @@ def _template_problems(catalog: Catalog, docs: Sequence[SourceDocument]) -> list
             continue
         for part, message in checker.check(template, known):
             problems.append(Problem(source.locate((part,)), message))
+        for name in unknown_allowed_fields(catalog, template):
+            problems.append(Problem(source.locate(("phi",)), f"unknown contact field {name!r}"))
         if template.name in cyclic:
             problems.append(
                 Problem(source.locate(("html",)), "extends and include go round in a cycle")

@@ -70,8 +70,9 @@ def claim_task(
 
 def complete_task(
     conn: Connection, task_id: int, *, outcome: str, now: datetime, who: Principal
-) -> None:
-    """Close an open task with an outcome (e.g. `booked`, `no-answer`) and emit the event."""
+) -> int:
+    """Close an open task with an outcome (e.g. `booked`, `no-answer`) and emit the event;
+    the task's contact id."""
     _check_queue(conn, who, task_id, now=now)
     row = conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).first()
     if row is None:
@@ -103,6 +104,7 @@ def complete_task(
         ],
         now=now,
     )
+    return int(row.contact_id)
 
 
 def _check_queue(conn: Connection, who: Principal, task_id: int, *, now: datetime) -> None:

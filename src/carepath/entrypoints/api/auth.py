@@ -3,6 +3,8 @@
 Verified keys are remembered for a short while (by a hash of what was
 presented, never the key itself), so a busy client costs no lookup per
 request; a revoked key stops working within that time on every process.
+Each verification against the database is audited as a use of the key: at
+most one row per key, process and cache period, however busy the client.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class KeyRing:
             return cached[0]
         with read_only(self.engine) as conn:
             key = authenticate(conn, presented)
+        if key is not None:  # a use of the key, audited once per cache period and process
+            record_now(self.engine, AuditEntry(f"key:{key.name}", "api_key.use"))
         with self._lock:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()

@@ -13,11 +13,11 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from carepath.db.connection import read_only
-from carepath.domain.access import Principal
 from carepath.entrypoints.api.auth import ContactsReader, ContactsWriter, audit_read_or_change
 from carepath.entrypoints.api.params import ContactId
 from carepath.entrypoints.api.problems import problem_response
 from carepath.errors import InvalidInput, Problem
+from carepath.services.api_keys import ApiKey
 from carepath.services.contact_records import (
     change_contact,
     erase_contact,
@@ -70,6 +70,7 @@ def post_contact(
         schema = state.cache.current(conn).catalog.schema
         now = state.clock.now(conn)
         saved = save_contact(conn, record, schema, now=now, who=key.principal)
+    audit_read_or_change(request, key, "contact.save", [saved.id])
     body = {"id": saved.id, "created": saved.created}
     return JSONResponse(body, status_code=201 if saved.created else 200)
 
@@ -110,16 +111,16 @@ async def post_import(request: Request, key: ContactsWriter) -> ImportOut | JSON
                 if size > MAX_IMPORT_BYTES:
                     return problem_response(413, detail="an import is at most 100 MB")
                 handle.write(chunk)
-        return await run_in_threadpool(_import_file, request, path, key.principal)
+        return await run_in_threadpool(_import_file, request, path, key)
 
 
-def _import_file(request: Request, path: Path, principal: Principal) -> ImportOut | JSONResponse:
+def _import_file(request: Request, path: Path, key: ApiKey) -> ImportOut | JSONResponse:
     state = request.app.state.api
     try:
         with state.engine.begin() as conn:
             schema = state.cache.current(conn).catalog.schema
             now = state.clock.now(conn)
-            result = import_contacts(conn, path, schema, now=now, who=principal)
+            result = import_contacts(conn, path, schema, now=now, who=key.principal)
     except InvalidInput as exc:
         errors = [{"location": p.location, "detail": p.message} for p in exc.problems]
         return problem_response(
@@ -127,6 +128,8 @@ def _import_file(request: Request, path: Path, principal: Principal) -> ImportOu
         )
     except UnicodeDecodeError:
         return problem_response(422, detail="the file is not UTF-8 text", kind="invalid_input")
+    detail = f"{result.created} created, {result.updated} updated"
+    audit_read_or_change(request, key, "contacts.import", [], detail)
     return ImportOut(created=result.created, updated=result.updated)
 
 

@@ -11,11 +11,17 @@ from pydantic import BaseModel, Field
 
 from carepath.db.connection import read_only
 from carepath.db.schema import contacts, resources, runs
-from carepath.entrypoints.api.auth import ResourcesWriter, WorkflowsReader, WorkflowsWriter
+from carepath.entrypoints.api.auth import (
+    ResourcesWriter,
+    WorkflowsReader,
+    WorkflowsWriter,
+    audit_read_or_change,
+)
 from carepath.entrypoints.api.params import ContactId, Id
 from carepath.entrypoints.api.problems import problem_response
-from carepath.errors import InvalidInput, NotFound, Problem
+from carepath.errors import Forbidden, InvalidInput, NotFound, Problem
 from carepath.services import catalog_store
+from carepath.services.access import sees_identities
 from carepath.services.documents import load_text
 from carepath.services.enrollment import EnrollRequest, enroll
 from carepath.services.workflow_states import activate_workflow, pause_workflow
@@ -101,7 +107,7 @@ def post_validate(
 def post_apply(
     request: Request,
     body: ResourceSource,
-    _: ResourcesWriter,
+    key: ResourcesWriter,
 ) -> list[AppliedOut] | JSONResponse:
     docs, problems = load_text(body.source, SOURCE_NAME)
     if problems:
@@ -112,6 +118,9 @@ def post_apply(
             applied = catalog_store.apply_documents(conn, docs, now=state.clock.now(conn))
     except InvalidInput as exc:
         return _problems(exc.problems)
+    changed = [f"{a.kind.value} {a.name} v{a.version}" for a in applied if a.changed]
+    if changed:
+        audit_read_or_change(request, key, "resources.apply", [], ", ".join(changed))
     return [
         AppliedOut(kind=a.kind.value, name=a.name, version=a.version, changed=a.changed)
         for a in applied
@@ -162,10 +171,11 @@ def get_versions(request: Request, name: str, _: WorkflowsReader) -> list[Workfl
     summary="Pause a workflow: no new enrollments, its runs wait until it is activated",
     tags=["workflows"],
 )
-def post_pause(request: Request, name: str, _: WorkflowsWriter) -> WorkflowState:
+def post_pause(request: Request, name: str, key: WorkflowsWriter) -> WorkflowState:
     state = request.app.state.api
     with state.engine.begin() as conn:
         pause_workflow(conn, name, now=state.clock.now(conn))
+    audit_read_or_change(request, key, "workflow.pause", [], name)
     return WorkflowState(name=name, paused=True)
 
 
@@ -174,10 +184,11 @@ def post_pause(request: Request, name: str, _: WorkflowsWriter) -> WorkflowState
     summary="Activate a paused workflow: it enrolls again and its runs go on",
     tags=["workflows"],
 )
-def post_activate(request: Request, name: str, _: WorkflowsWriter) -> WorkflowState:
+def post_activate(request: Request, name: str, key: WorkflowsWriter) -> WorkflowState:
     state = request.app.state.api
     with state.engine.begin() as conn:
         activate_workflow(conn, name)
+    audit_read_or_change(request, key, "workflow.activate", [], name)
     return WorkflowState(name=name, paused=False)
 
 
@@ -190,7 +201,7 @@ def post_enroll(
     request: Request,
     name: str,
     body: EnrollIn,
-    _: WorkflowsWriter,
+    key: WorkflowsWriter,
 ) -> EnrollOut:
     state = request.app.state.api
     with state.engine.begin() as conn:
@@ -215,6 +226,7 @@ def post_enroll(
             max_chain_depth=state.max_chain_depth,
         )
     skipped = [{"contact_id": s.request.contact_id, "reason": s.reason} for s in outcome.skipped]
+    audit_read_or_change(request, key, "workflow.enroll", wanted, name)
     return EnrollOut(run_ids=outcome.run_ids, skipped=skipped)
 
 
@@ -222,13 +234,18 @@ def post_enroll(
 def get_runs(
     request: Request,
     contact_id: ContactId,
-    _: WorkflowsReader,
+    key: WorkflowsReader,
 ) -> list[RunOut]:
-    with read_only(request.app.state.api.engine) as conn:
+    state = request.app.state.api
+    with read_only(state.engine) as conn:
+        if not sees_identities(conn, key.principal, now=state.clock.now(conn)):
+            raise Forbidden(f"the {key.role} role sees workflows without contact identities")
         exists = conn.execute(sa.select(contacts.c.id).where(contacts.c.id == contact_id)).first()
         if exists is None:
             raise NotFound("no contact with that id")
         rows = conn.execute(
             sa.select(runs).where(runs.c.contact_id == contact_id).order_by(runs.c.id)
         )
-        return [RunOut.model_validate(r, from_attributes=True) for r in rows]
+        found = [RunOut.model_validate(r, from_attributes=True) for r in rows]
+    audit_read_or_change(request, key, "contact.runs", [contact_id])
+    return found

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from carepath.db.connection import read_only
-from carepath.entrypoints.api.auth import TasksReader, TasksWriter
+from carepath.entrypoints.api.auth import TasksReader, TasksWriter, audit_read_or_change
 from carepath.entrypoints.api.params import TaskId
 from carepath.services.tasks import claim_task, complete_task, list_tasks
 
@@ -65,7 +65,9 @@ def post_claim(request: Request, task_id: TaskId, claim: Claim, key: TasksWriter
     state = request.app.state.api
     with state.engine.begin() as conn:
         now = state.clock.now(conn)
-        return _task(claim_task(conn, task_id, agent=claim.agent, now=now, who=key.principal))
+        claimed = _task(claim_task(conn, task_id, agent=claim.agent, now=now, who=key.principal))
+    audit_read_or_change(request, key, "task.claim", [claimed.contact_id], f"task {task_id}")
+    return claimed
 
 
 @router.post(
@@ -79,5 +81,9 @@ def post_complete(
     state = request.app.state.api
     with state.engine.begin() as conn:
         now = state.clock.now(conn)
-        complete_task(conn, task_id, outcome=completion.outcome, now=now, who=key.principal)
+        contact_id = complete_task(
+            conn, task_id, outcome=completion.outcome, now=now, who=key.principal
+        )
+    detail = f"task {task_id}: {completion.outcome}"
+    audit_read_or_change(request, key, "task.complete", [contact_id], detail)
     return Response(status_code=204)
