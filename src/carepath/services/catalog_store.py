@@ -29,7 +29,7 @@ from carepath.services.documents import SourceDocument
 from carepath.services.event_interest import refresh_event_interest
 from carepath.services.facts import contact_fields_used
 from carepath.services.segment_checks import inputs_of, store_inputs
-from carepath.services.template_lint import phi_warnings, unknown_allowed_fields
+from carepath.services.template_lint import phi_warnings, templates_in, unknown_allowed_fields
 
 
 @dataclass(frozen=True)
@@ -174,13 +174,7 @@ def _template_problems(catalog: Catalog, docs: Sequence[SourceDocument]) -> list
     known = set(catalog.templates)
     cyclic = _in_reference_cycles(catalog)
     problems = []
-    for source in docs:
-        raw = source.document.raw
-        if next(iter(raw), None) != Kind.TEMPLATE.value:
-            continue
-        template = catalog.templates.get(str(raw[Kind.TEMPLATE.value]))
-        if template is None:
-            continue
+    for source, template in templates_in(catalog, docs):
         for part, message in checker.check(template, known):
             problems.append(Problem(source.locate((part,)), message))
         for name in unknown_allowed_fields(catalog, template):

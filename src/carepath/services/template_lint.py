@@ -8,7 +8,7 @@ or reads `contact` as a whole so that the list cannot be checked.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from carepath.channels.templates import contact_fields_in_source, referenced_templates
 from carepath.domain.catalog import Catalog
@@ -25,18 +25,27 @@ def unknown_allowed_fields(catalog: Catalog, template: Template) -> list[str]:
     return sorted((template.phi or frozenset()) - set(catalog.schema.names()))
 
 
-def phi_warnings(catalog: Catalog, docs: Sequence[SourceDocument]) -> list[Problem]:
-    """A warning per sent template in `docs` that shows PHI outside its allow-list."""
-    warnings = []
+def templates_in(
+    catalog: Catalog, docs: Sequence[SourceDocument]
+) -> Iterator[tuple[SourceDocument, Template]]:
+    """The templates `docs` define, each with the document it comes from."""
     for source in docs:
         raw = source.document.raw
         if next(iter(raw), None) != Kind.TEMPLATE.value:
             continue
         template = catalog.templates.get(str(raw[Kind.TEMPLATE.value]))
-        if template is None or template.subject is None:
+        if template is not None:
+            yield source, template
+
+
+def phi_warnings(catalog: Catalog, docs: Sequence[SourceDocument]) -> list[Problem]:
+    """A warning per sent template in `docs` that shows PHI outside its allow-list."""
+    warnings = []
+    for source, template in templates_in(catalog, docs):
+        if template.subject is None:
             continue  # layouts and partials are checked through the templates using them
         read = _fields_read(catalog, template)
-        where = source.locate(("phi",) if "phi" in raw else ("html",))
+        where = source.locate(("phi",) if template.phi is not None else ("html",))
         if read is None:
             message = "reads contact as a whole: its PHI allow-list (phi) cannot be checked"
             warnings.append(Problem(where, f"warning: {message}"))
