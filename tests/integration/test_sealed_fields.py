@@ -14,7 +14,7 @@ from carepath.db.schema import contacts
 from carepath.domain.access import SYSTEM
 from carepath.domain.fields import ContactSchema
 from carepath.protection.keyring import Keyring, active_keyring, use_keyring, with_new_key
-from carepath.protection.sealing import sealed_key_id
+from carepath.protection.sealing import sealed_key_id, without_sealed_values
 from carepath.services import catalog_store, contact_records
 from carepath.services.contacts import find_contact
 from carepath.services.key_rotation import key_usage, rotate_sealed_values, sealed_columns
@@ -60,7 +60,8 @@ def test_identifiers_are_ciphertext_at_rest_and_plain_through_the_services(
     journey: Harness, people: list[int]
 ) -> None:
     stored = raw_values(journey)
-    assert not [v for v in stored if any(secret in v for secret in SECRETS)]
+    in_clear = [without_sealed_values(v) for v in stored]  # a sealed value may hold "Ann"
+    assert not [v for v in in_clear if any(secret in v for secret in SECRETS)]
     with journey.engine.connect() as conn:
         ann = contact_records.read_contact(conn, people[0], schema(journey), **ADMIN)
         assert (ann["first_name"], ann["phone"], ann["member_code"]) == (

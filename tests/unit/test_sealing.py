@@ -17,7 +17,14 @@ from carepath.protection.keyring import (
     without_key,
     write_keyring_file,
 )
-from carepath.protection.sealing import SealError, blind_index, seal, sealed_key_id, unseal
+from carepath.protection.sealing import (
+    SealError,
+    blind_index,
+    seal,
+    sealed_key_id,
+    unseal,
+    without_sealed_values,
+)
 
 KEYRING = generate_keyring()
 
@@ -86,3 +93,9 @@ def test_a_bad_keyring_is_refused_naming_the_entry_never_a_key(change, message) 
         parse_keyring(json.dumps(body), "keyring.json")
     for key in body["keys"].values():
         assert str(key) not in str(caught.value)
+
+
+def test_sealed_values_are_cut_out_of_text_leaving_what_is_in_clear() -> None:
+    token = seal("Ann", "contacts.first_name", KEYRING)
+    text = f'{{"first_name": "{token}", "plan": "gold"}}'
+    assert without_sealed_values(text) == '{"first_name": "", "plan": "gold"}'

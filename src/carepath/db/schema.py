@@ -148,6 +148,7 @@ runs = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_runs_due", "wake_at", postgresql_where=LIVE_RUN, sqlite_where=LIVE_RUN),
     Index(None, "contact_id", "workflow"),
+    Index(None, "workflow", "workflow_version", "started_at"),  # a day's runs, for the funnel
     Index(
         "ix_runs_waiting_for",
         "contact_id",
@@ -156,6 +157,32 @@ runs = Table(
         sqlite_where=text("status = 'waiting'"),
     ),
     Index(None, "workflow", "workflow_version", "status"),
+)
+
+# The funnel kept per day of run starts (services/funnel_rollup.py): per workflow
+# version, day and step, the counts the funnel adds up and a histogram of the time
+# spent in the step. `funnel_changes` names the days whose runs moved since they
+# were counted (written by triggers on `runs`, migration 0009); reports count those
+# days from the history itself until the rollup catches up.
+funnel_rollup = Table(
+    "funnel_rollup",
+    metadata,
+    Column("workflow", String(100), primary_key=True),
+    Column("workflow_version", Integer, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("step", String(100), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("totals", Json, nullable=False),
+    Column("spent", Json, nullable=False),
+)
+funnel_changes = Table(
+    "funnel_changes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("workflow", String(100), nullable=False),
+    Column("workflow_version", Integer, nullable=False),
+    Column("day", Date, nullable=False),
+    Index(None, "workflow", "workflow_version", "day"),
 )
 
 run_steps = Table(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from functools import lru_cache
 
@@ -55,6 +56,14 @@ def unseal(token: str, purpose: str, keyring: Keyring | None = None) -> str:
     except InvalidTag:
         raise SealError(f"{purpose}: a sealed value does not open with key {key_id!r}") from None
     return opened.decode()
+
+
+SEALED_VALUE = re.compile(rf"{PREFIX}:[a-z0-9-]{{1,20}}:[A-Za-z0-9_=-]+")
+
+
+def without_sealed_values(text: str) -> str:
+    """`text` with every sealed value in it cut out (what is left is in clear)."""
+    return SEALED_VALUE.sub("", text)
 
 
 def sealed_key_id(token: str) -> str | None:

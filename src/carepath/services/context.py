@@ -42,5 +42,9 @@ class EngineContext:
     webhook_cafile: str | None = None  # a CA bundle to trust for webhook endpoints
     # Segments that move with time alone (ages, windows) are recounted this often.
     segment_refresh_interval: timedelta = timedelta(days=1)
+    # Days whose runs moved are counted again into the funnel rollup at most this often
+    # (seconds of this process's monotonic clock); reports count them from history meanwhile.
+    funnel_refresh_seconds: float = 60.0
+    funnel_refreshed_at: float | None = None
     cache: CatalogCache = field(default_factory=CatalogCache)
     renderer: TemplateRenderer = field(default_factory=TemplateRenderer)

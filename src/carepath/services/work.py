@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,6 +27,7 @@ from carepath.services.context import EngineContext
 from carepath.services.date_scans import scan_due_at, scans_due_before
 from carepath.services.date_triggers import scan_date_triggers
 from carepath.services.event_processing import process_events
+from carepath.services.funnel_rollup import refresh_funnels
 from carepath.services.leases import due_for_attempt
 from carepath.services.outbox import deliver_outbox
 from carepath.services.runner import advance_due_runs
@@ -172,6 +174,8 @@ def run_one_round(ctx: EngineContext, *, now: datetime, due: DueWork | None = No
         done.date_scans = scan_date_triggers(
             ctx.engine, ctx.cache, now=now, max_chain_depth=ctx.limits.max_chain_depth
         )
+    if due.runs and _funnel_refresh_due(ctx):
+        refresh_funnels(ctx.engine)
     if due.segments:
         done.segment_checks = update_segments(
             ctx.engine,
@@ -181,6 +185,15 @@ def run_one_round(ctx: EngineContext, *, now: datetime, due: DueWork | None = No
             interval=ctx.segment_refresh_interval,
         ).done
     return done
+
+
+def _funnel_refresh_due(ctx: EngineContext) -> bool:
+    at = time.monotonic()
+    last = ctx.funnel_refreshed_at
+    if last is not None and at - last < ctx.funnel_refresh_seconds:
+        return False
+    ctx.funnel_refreshed_at = at
+    return True
 
 
 def drain(ctx: EngineContext, *, now: datetime | None = None) -> WorkDone:

@@ -1,0 +1,174 @@
+"""The funnel kept per day: exact at any moment, without counting all history per report.
+
+`funnel_rollup` holds each day's step totals (runs by the day they started
+on). A trigger on `runs` notes in `funnel_changes` every day whose runs
+moved; `refresh_funnels` counts those days again, a few at a time, in the
+worker. A report adds up the rollup for the whole days it covers whose runs
+have not moved since, and counts from the history itself the rest: the days
+noted as changed and the partial days at its ends. So it is always exact
+and current, and its cost is that of the days that changed since the last
+refresh, not of the whole history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
+
+from carepath.db.schema import funnel_changes, funnel_rollup
+from carepath.services.funnel_totals import RunFilter, StepTotals, step_totals
+
+REFRESH_BATCH = 20  # days counted again per call
+DAY = timedelta(days=1)
+
+
+def refresh_funnels(engine: Engine, *, limit: int = REFRESH_BATCH) -> int:
+    """Count again the days whose runs moved (at most `limit`); how many were."""
+    with engine.begin() as conn:
+        moved = conn.execute(
+            sa.select(
+                funnel_changes.c.workflow, funnel_changes.c.workflow_version, funnel_changes.c.day
+            )
+            .distinct()
+            .order_by(funnel_changes.c.day)
+            .limit(limit)
+        ).all()
+    for workflow, version, day in moved:
+        with engine.begin() as conn:
+            _count_day(conn, workflow, version, day)
+    return len(moved)
+
+
+def _count_day(conn: Connection, workflow: str, version: int, day: date) -> None:
+    bucket = [
+        funnel_rollup.c.workflow == workflow,
+        funnel_rollup.c.workflow_version == version,
+        funnel_rollup.c.day == day,
+    ]
+    # The notes go first: a change committed after this statement stays noted, so the
+    # day is counted again even if this count does not see it.
+    conn.execute(
+        funnel_changes.delete().where(
+            funnel_changes.c.workflow == workflow,
+            funnel_changes.c.workflow_version == version,
+            funnel_changes.c.day == day,
+        )
+    )
+    start = _midnight(day)
+    totals = step_totals(conn, workflow, RunFilter(version, start, start + DAY))
+    conn.execute(funnel_rollup.delete().where(*bucket))
+    if totals:
+        conn.execute(
+            funnel_rollup.insert(),
+            [
+                {
+                    "workflow": workflow,
+                    "workflow_version": version,
+                    "day": day,
+                    "step": step,
+                    "kind": t.kind,
+                    "totals": t.counts,
+                    "spent": [[b, *values] for b, values in sorted(t.spent.items())],
+                }
+                for step, t in totals.items()
+            ],
+        )
+
+
+def current_totals(conn: Connection, workflow: str, which: RunFilter) -> dict[str, StepTotals]:
+    """Each step's totals over the runs `which` selects, exact as of now."""
+    first, last = _whole_days(which.since, which.until)
+    if first is not None and last is not None and first >= last:
+        return step_totals(conn, workflow, which)  # within one day: nothing to read
+    changed = _changed_days(conn, workflow, which.version, first, last)
+    found = _rolled_up(conn, workflow, which.version, (first, last), changed)
+    live = [(_midnight(a), _midnight(b)) for a, b in _spans(changed)]
+    if which.since is not None and first is not None and which.since < _midnight(first):
+        live.append((which.since, _midnight(first)))
+    if which.until is not None and last is not None and _midnight(last) < which.until:
+        live.append((_midnight(last), which.until))
+    for since, until in live:
+        part = step_totals(conn, workflow, RunFilter(which.version, since, until))
+        for step, totals in part.items():
+            found.setdefault(step, StepTotals()).add(totals)
+    return found
+
+
+def _whole_days(since: datetime | None, until: datetime | None) -> tuple[date | None, date | None]:
+    """The first whole day in [since, until) and the day after the last (None: open)."""
+    first = None
+    if since is not None:
+        first = since.astimezone(UTC).date()
+        if _midnight(first) < since:
+            first += DAY
+    last = until.astimezone(UTC).date() if until is not None else None
+    return first, last
+
+
+def _changed_days(
+    conn: Connection, workflow: str, version: int | None, first: date | None, last: date | None
+) -> list[date]:
+    c = funnel_changes.c
+    query = sa.select(c.day).distinct().where(c.workflow == workflow)
+    query = query.where(*_day_range(c.day, first, last))
+    if version is not None:
+        query = query.where(c.workflow_version == version)
+    return sorted(_as_date(d) for d in conn.execute(query).scalars())
+
+
+def _rolled_up(
+    conn: Connection,
+    workflow: str,
+    version: int | None,
+    days: tuple[date | None, date | None],
+    changed: list[date],
+) -> dict[str, StepTotals]:
+    first, last = days
+    c = funnel_rollup.c
+    query = sa.select(c.step, c.kind, c.totals, c.spent, c.day).where(
+        c.workflow == workflow, *_day_range(c.day, first, last)
+    )
+    if version is not None:
+        query = query.where(c.workflow_version == version)
+    skipped = set(changed)  # counted from the history instead
+    found: dict[str, StepTotals] = {}
+    for row in conn.execute(query):
+        if _as_date(row.day) in skipped:
+            continue
+        spent = {int(b): [n, low, high] for b, n, low, high in row.spent}
+        totals = StepTotals(row.kind, {k: int(v) for k, v in row.totals.items()}, spent)
+        found.setdefault(row.step, StepTotals()).add(totals)
+    return found
+
+
+def _day_range(column: Any, first: date | None, last: date | None) -> list[Any]:
+    found = []
+    if first is not None:
+        found.append(column >= first)
+    if last is not None:
+        found.append(column < last)
+    return found
+
+
+def _spans(days: Iterable[date]) -> list[tuple[date, date]]:
+    """Consecutive days as [first, day after last) spans."""
+    spans: list[tuple[date, date]] = []
+    for day in sorted(days):
+        if spans and spans[-1][1] == day:
+            spans[-1] = (spans[-1][0], day + DAY)
+        else:
+            spans.append((day, day + DAY))
+    return spans
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+def _as_date(value: object) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))

@@ -1,0 +1,73 @@
+"""The day rollup on both databases: after any refresh, and whatever moved since, the
+funnel adds up to exactly what counting all history gives, for any period."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from carepath.db.schema import funnel_changes, funnel_rollup
+from carepath.services.funnel_rollup import current_totals, refresh_funnels
+from carepath.services.funnel_totals import RunFilter, StepTotals, step_totals
+from tests.integration.harness import Harness
+from tests.integration.test_funnel import JOURNEY
+
+
+def summary(totals: dict[str, StepTotals]) -> dict[str, tuple[object, ...]]:
+    return {
+        step: (t.kind, tuple(sorted(t.counts.items())), t.median_seconds())
+        for step, t in totals.items()
+        if any(t.counts.values()) or t.spent
+    }
+
+
+def noted(journey: Harness) -> int:
+    with journey.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(funnel_changes)).scalar())
+
+
+def test_rollup_and_history_agree_for_every_period_before_and_after_refreshes(
+    journey: Harness,
+) -> None:
+    journey.apply(JOURNEY)
+    start = journey.now
+    people = []
+    for day in range(4):  # runs starting on four days, some mid-day
+        wave = [journey.contact() for _ in range(3)]
+        journey.enroll("w", *wave)
+        people += wave
+        journey.work()
+        journey.event("email.clicked", wave[0])
+        journey.advance("1d" if day % 2 else "30h")
+    periods = [
+        RunFilter(),
+        RunFilter(version=1),
+        RunFilter(since=start + timedelta(hours=5)),
+        RunFilter(until=start + timedelta(days=2, hours=3)),
+        RunFilter(since=start + timedelta(hours=1), until=start + timedelta(days=3, hours=20)),
+        RunFilter(since=start, until=start + timedelta(hours=2)),  # within one day
+        RunFilter(version=2),
+    ]
+
+    def check() -> None:
+        with journey.engine.connect() as conn:
+            for which in periods:
+                expected = summary(step_totals(conn, "w", which))
+                assert summary(current_totals(conn, "w", which)) == expected, which
+
+    assert noted(journey) > 0
+    check()  # nothing rolled up yet: every day counted from history
+    assert refresh_funnels(journey.engine) >= 4
+    assert noted(journey) == 0
+    with journey.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(funnel_rollup)).scalar()
+    check()  # everything from the rollup
+    journey.event("visit.booked", people[0])
+    journey.advance("8d")  # timeouts move runs of every day
+    assert noted(journey) > 0
+    check()  # moved days from history, the others from the rollup
+    refresh_funnels(journey.engine, limit=1)  # part of them caught up
+    check()
+    refresh_funnels(journey.engine)
+    check()
