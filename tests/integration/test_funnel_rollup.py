@@ -3,6 +3,7 @@ funnel adds up to exactly what counting all history gives, for any period."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -71,3 +72,29 @@ def test_rollup_and_history_agree_for_every_period_before_and_after_refreshes(
     check()
     refresh_funnels(journey.engine)
     check()
+
+
+def test_two_workers_refreshing_at_once_never_collide(journey: Harness) -> None:
+    journey.apply(JOURNEY)
+    for _ in range(3):
+        journey.enroll("w", *(journey.contact() for _ in range(4)))
+        journey.work()
+        journey.advance("1d")
+    errors: list[BaseException] = []
+
+    def refresh() -> None:
+        try:
+            refresh_funnels(journey.engine)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=refresh) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    assert noted(journey) == 0
+    with journey.engine.connect() as conn:
+        expected = summary(step_totals(conn, "w", RunFilter()))
+        assert summary(current_totals(conn, "w", RunFilter())) == expected

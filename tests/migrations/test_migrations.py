@@ -245,3 +245,38 @@ def test_identifiers_bodies_and_suppressions_stored_before_0007_are_sealed_and_i
         suppressed = conn.execute(sa.select(suppressions)).one()
         assert suppressed.email == "ann@example.org"
         assert suppressed.email_index == contact.email_index
+
+
+def test_clicks_before_0010_are_counted_per_link_on_their_messages(engine: sa.Engine) -> None:
+    migrate.upgrade(engine, "0009")
+    at = "2026-01-05 08:00:00"
+    with engine.begin() as conn:
+        run = conn.exec_driver_sql
+        run(
+            "INSERT INTO contacts (id, tags, attributes, created_at, updated_at) "
+            f"VALUES (1, '[]', '{{}}', '{at}', '{at}')"
+        )
+        for message in (7, 8):
+            run(
+                "INSERT INTO outbox (id, contact_id, channel, template, template_version,"
+                " message_id, subject, html, text, status, attempts, next_attempt_at, created_at,"
+                f" clicked_at) VALUES ({message}, 1, 'email', 't', 1, '<m{message}@x>', '', '',"
+                f" '', 'sent', 1, '{at}', '{at}', {'NULL' if message == 8 else repr(at)})"
+            )
+        clicks = [
+            '{"outbox_id": 7, "link": 0, "machine": false}',
+            '{"outbox_id": 7, "link": 0, "machine": false}',
+            '{"outbox_id": 7, "link": 1, "machine": false}',
+            '{"outbox_id": 7, "link": 1, "machine": true}',
+            '{"outbox_id": 7}',
+        ]
+        for n, data in enumerate(clicks):
+            run(
+                "INSERT INTO events (idempotency_key, type, contact_id, occurred_at, received_at,"
+                f" data, source, chain_depth) VALUES ('c{n}', 'email.clicked', 1, '{at}', '{at}',"
+                f" '{data}', 'test', 0)"
+            )
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        found = dict(conn.execute(sa.select(outbox.c.id, outbox.c.link_clicks)).all())
+    assert found == {7: {"0": 2, "1": 1, "?": 1}, 8: None}

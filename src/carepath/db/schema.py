@@ -239,6 +239,14 @@ outbox = Table(
     Column("unsubscribed_at", UtcDateTime),
     Column("clicks", Integer, nullable=False, default=0, server_default="0"),  # by people
     Column("bounce", String(8)),  # hard or soft (hard is kept once seen)
+    # Clicks by people per link, by the link's place in the message: {"0": 2, "3": 1}.
+    Column("link_clicks", Json),
+    Index(
+        "ix_outbox_link_clicks",
+        "workflow",
+        postgresql_where=text("link_clicks IS NOT NULL"),
+        sqlite_where=text("link_clicks IS NOT NULL"),
+    ),
     Index(
         "ix_outbox_pending",
         "next_attempt_at",

@@ -154,27 +154,43 @@ def engagement(
 
 
 def link_clicks(conn: Connection, workflow: str) -> list[LinkClicks]:
-    """Clicks by people per link of each step's message."""
-    link = event_data_text(conn, "link")
-    tag = event_data_text(conn, "tag")
-    human = sa.func.coalesce(event_data_text(conn, "machine"), "false") != "true"
+    """Clicks by people per link of each step's message, from the counts kept on each
+    clicked message (services/message_events.py): no click event is read."""
+    o = outbox.c
+    if conn.dialect.name == "postgresql":
+        each: Any = sa.func.jsonb_each_text(o.link_clicks).table_valued("key", "value")
+        tag: Any = o.links.op("->")(_link_index(each.c.key)).op("->>")("tag")
+    else:
+        each = sa.func.json_each(o.link_clicks).table_valued("key", "value")
+        at = sa.func.printf("$[%d].tag", _link_index(each.c.key))
+        tag = sa.case((each.c.key != "?", sa.func.json_extract(o.links, at)))
     query = (
         sa.select(
-            outbox.c.step,
-            link.label("link"),
+            o.step,
+            each.c.key.label("link"),
             sa.func.min(tag).label("tag"),
-            sa.func.count(sa.distinct(outbox.c.id)).label("clicked"),
-            sa.func.count().label("clicks"),
+            sa.func.count().label("clicked"),
+            sa.func.sum(sa.cast(each.c.value, sa.Integer)).label("clicks"),
         )
-        .select_from(outbox.join(events, event_outbox_id(conn) == outbox.c.id))
-        .where(outbox.c.workflow == workflow, events.c.type == "email.clicked", human)
-        .group_by(outbox.c.step, link)
-        .order_by(outbox.c.step, link)
+        .select_from(outbox)
+        .join(each, sa.true())
+        .where(o.workflow == workflow, o.link_clicks.is_not(None))
+        .group_by(o.step, each.c.key)
     )
-    return [
-        LinkClicks(r.step, None if r.link is None else int(r.link), r.tag, r.clicked, r.clicks)
+    found = [
+        LinkClicks(r.step, _link_number(r.link), r.tag, int(r.clicked), int(r.clicks))
         for r in conn.execute(query)
     ]
+    return sorted(found, key=lambda c: (c.step, c.link is None, c.link or 0))
+
+
+def _link_index(key: Any) -> Any:
+    """A link's key as its index in the message's links ("?" gives no link)."""
+    return sa.cast(sa.func.nullif(key, "?"), sa.Integer)
+
+
+def _link_number(key: str) -> int | None:
+    return int(key) if key.isdigit() else None
 
 
 def compare_splits(definition: Workflow, rows: list[StepEngagement]) -> list[SplitComparison]:

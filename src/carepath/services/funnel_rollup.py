@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
+from carepath.db.dialect import dialect_insert
 from carepath.db.schema import funnel_changes, funnel_rollup
 from carepath.services.funnel_totals import RunFilter, StepTotals, step_totals
 
@@ -45,39 +46,44 @@ def refresh_funnels(engine: Engine, *, limit: int = REFRESH_BATCH) -> int:
 
 
 def _count_day(conn: Connection, workflow: str, version: int, day: date) -> None:
-    bucket = [
-        funnel_rollup.c.workflow == workflow,
-        funnel_rollup.c.workflow_version == version,
-        funnel_rollup.c.day == day,
-    ]
     # The notes go first: a change committed after this statement stays noted, so the
-    # day is counted again even if this count does not see it.
-    conn.execute(
+    # day is counted again even if this count does not see it. Notes another worker
+    # took meanwhile are its to count.
+    taken = conn.execute(
         funnel_changes.delete().where(
             funnel_changes.c.workflow == workflow,
             funnel_changes.c.workflow_version == version,
             funnel_changes.c.day == day,
         )
-    )
+    ).rowcount
+    if not taken:
+        return
     start = _midnight(day)
     totals = step_totals(conn, workflow, RunFilter(version, start, start + DAY))
-    conn.execute(funnel_rollup.delete().where(*bucket))
-    if totals:
-        conn.execute(
-            funnel_rollup.insert(),
-            [
-                {
-                    "workflow": workflow,
-                    "workflow_version": version,
-                    "day": day,
-                    "step": step,
-                    "kind": t.kind,
-                    "totals": t.counts,
-                    "spent": [[b, *values] for b, values in sorted(t.spent.items())],
-                }
-                for step, t in totals.items()
-            ],
-        )
+    if not totals:
+        return
+    rows = [
+        {
+            "workflow": workflow,
+            "workflow_version": version,
+            "day": day,
+            "step": step,
+            "kind": t.kind,
+            "totals": t.counts,
+            "spent": [[b, *values] for b, values in sorted(t.spent.items())],
+        }
+        for step, t in totals.items()
+    ]
+    # A step's row is replaced whole (a run never leaves a day's steps, so none goes
+    # stale); an upsert, so that two workers counting the same day never collide.
+    insert: Any = dialect_insert(conn, funnel_rollup)
+    replaced = {c: insert.excluded[c] for c in ("kind", "totals", "spent")}
+    conn.execute(
+        insert.on_conflict_do_update(
+            index_elements=["workflow", "workflow_version", "day", "step"], set_=replaced
+        ),
+        rows,
+    )
 
 
 def current_totals(conn: Connection, workflow: str, which: RunFilter) -> dict[str, StepTotals]:

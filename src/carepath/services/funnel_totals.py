@@ -43,14 +43,18 @@ class RunFilter:
     since: datetime | None = None
     until: datetime | None = None
 
-    def conditions(self, steps: Any) -> list[sa.ColumnElement[bool]]:
-        """The filter on rows of `run_steps` (or anything with run_id and workflow_version)."""
+    def conditions(self, steps: Any, workflow: str) -> list[sa.ColumnElement[bool]]:
+        """The filter on rows of `run_steps` (or anything with run_id and workflow_version)
+        of one workflow's runs."""
         found: list[sa.ColumnElement[bool]] = []
         if self.version is not None:
             found.append(steps.c.workflow_version == self.version)
         period = in_period(runs.c.started_at, self.since, self.until)
-        if period:
-            found.append(steps.c.run_id.in_(sa.select(runs.c.id).where(*period)))
+        if period:  # the workflow too, so that its runs are found by their index
+            started = sa.select(runs.c.id).where(runs.c.workflow == workflow, *period)
+            if self.version is not None:
+                started = started.where(runs.c.workflow_version == self.version)
+            found.append(steps.c.run_id.in_(started))
         return found
 
     def run_conditions(self) -> list[sa.ColumnElement[bool]]:
@@ -125,7 +129,7 @@ def spent_bucket(seconds: float) -> int:
 def step_totals(conn: Connection, workflow: str, which: RunFilter) -> dict[str, StepTotals]:
     """The totals of each step over the runs `which` selects, from the history itself."""
     rs = run_steps
-    scope = [rs.c.workflow == workflow, rs.c.kind != "error", *which.conditions(rs)]
+    scope = [rs.c.workflow == workflow, rs.c.kind != "error", *which.conditions(rs, workflow)]
     found: dict[str, StepTotals] = {}
 
     def at(step: str) -> StepTotals:
@@ -176,7 +180,9 @@ def _drop_offs(conn: Connection, workflow: str, which: RunFilter) -> list[tuple[
     last = run_steps.alias("last")
     last_active = (
         sa.select(last.c.run_id, sa.func.max(last.c.id).label("id"))
-        .where(last.c.workflow == workflow, last.c.kind != "exit", *which.conditions(last))
+        .where(
+            last.c.workflow == workflow, last.c.kind != "exit", *which.conditions(last, workflow)
+        )
         .group_by(last.c.run_id)
         .subquery("last_active")
     )

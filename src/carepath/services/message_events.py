@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from carepath.db.dialect import id_in
 from carepath.db.schema import outbox
 
+UNKNOWN_LINK = "?"  # a click event that does not say which link
 FIRST_MOMENT = {
     ("email.opened", False): "opened_at",
     ("email.opened", True): "machine_opened_at",
@@ -43,7 +44,7 @@ class StoredEvent(Protocol):
 def record_on_messages(conn: Connection, stored: Sequence[StoredEvent]) -> None:
     """Write what these new events say onto the messages they name."""
     firsts: dict[str, dict[int, datetime]] = {}
-    clicks: Counter[int] = Counter()
+    clicks: Counter[tuple[int, str]] = Counter()  # (outbox id, link) by people
     bounces: dict[str, set[int]] = {}
     for event in stored:
         if event.type not in MESSAGE_EVENT_TYPES:
@@ -62,12 +63,15 @@ def record_on_messages(conn: Connection, stored: Sequence[StoredEvent]) -> None:
             seen = firsts.setdefault(column, {})
             seen[outbox_id] = min(seen.get(outbox_id, event.occurred_at), event.occurred_at)
         if event.type == "email.clicked" and not machine:
-            clicks[outbox_id] += 1
+            link = event.data.get("link")
+            clicks[outbox_id, str(link) if isinstance(link, int) else UNKNOWN_LINK] += 1
     for column, moments in firsts.items():
         _first_moments(conn, column, moments)
-    for outbox_id, count in clicks.items():
+    for (outbox_id, link), count in clicks.items():
         conn.execute(
-            outbox.update().where(outbox.c.id == outbox_id).values(clicks=outbox.c.clicks + count)
+            outbox.update()
+            .where(outbox.c.id == outbox_id)
+            .values(clicks=outbox.c.clicks + count, link_clicks=_counted(conn, link, count))
         )
     for kind in ("soft", "hard"):  # hard last: a hard bounce is kept once seen
         ids = sorted(bounces.get(kind, ()))
@@ -76,6 +80,18 @@ def record_on_messages(conn: Connection, stored: Sequence[StoredEvent]) -> None:
             conn.execute(
                 outbox.update().where(id_in(conn, outbox.c.id, ids)).values(bounce=keep_hard)
             )
+
+
+def _counted(conn: Connection, link: str, count: int) -> Any:
+    """The message's clicks per link with `count` more on `link` (an atomic update)."""
+    stored = outbox.c.link_clicks
+    if conn.dialect.name == "postgresql":
+        before = sa.func.coalesce(sa.cast(stored.op("->>")(link), sa.Integer), 0)
+        merged = sa.func.jsonb_build_object(sa.literal(link), before + count)
+        return sa.func.coalesce(stored, sa.func.jsonb_build_object()).op("||")(merged)
+    path = sa.literal(f'$."{link}"')  # a link is digits or "?": nothing to escape
+    before = sa.func.coalesce(sa.func.json_extract(stored, path), 0)
+    return sa.func.json_set(sa.func.coalesce(stored, "{}"), path, before + count)
 
 
 def _first_moments(conn: Connection, column: str, moments: dict[int, datetime]) -> None:
