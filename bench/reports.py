@@ -157,18 +157,19 @@ def load(url: str, runs: int, per_run: int, rng: random.Random) -> None:
                         at = (starts[i] + timedelta(days=STEPS.index(step))).isoformat()
                         opened = at if fate in ("opened", "clicked") else "\\N"
                         clicked, clicks = (at, 1) if fate == "clicked" else ("\\N", 0)
+                        per_link = '{"0": 1}' if fate == "clicked" else "\\N"
                         bounce = "hard" if fate == "bounced" else "\\N"
                         chunk.write(
                             f"{i + 1}\t{i + 1}\tjourney\t{step}\temail\tnote\t1\t<m{n}@bench>"
                             f"\t\t\t\tsent\t1\t{at}\t{at}\t{at}\tmarketing\t{opened}\t{clicked}"
-                            f"\t{clicks}\t{bounce}\n"
+                            f"\t{clicks}\t{bounce}\t{per_link}\n"
                         )
                 yield chunk.getvalue()
 
         columns = (
             "contact_id, run_id, workflow, step, channel, template, template_version, message_id, "
             "subject, html, text, status, attempts, next_attempt_at, created_at, sent_at, purpose, "
-            "opened_at, clicked_at, clicks, bounce"
+            "opened_at, clicked_at, clicks, bounce, link_clicks"
         )
         _copy(cur, "outbox", columns, message_rows)
 
@@ -249,6 +250,8 @@ def bench(admin_url: str, runs: int, per_run: int) -> dict[str, Any]:
                 one_changed_s = best_of(3, report)
                 refresh_day_s = best_of(1, lambda: refresh_funnels(engine, limit=1))
                 engagement_s = best_of(3, lambda: engagement_report(conn, definition))
+                links = engagement_report(conn, definition)["links"]
+                assert links, "no clicks per link: the load differs from what carepath keeps"
                 which = LogFilter(workflow="journey")
                 log_s = best_of(3, lambda: message_log(conn, which, who=SYSTEM, now=NOW))
                 counts = conn.exec_driver_sql(
