@@ -1,7 +1,7 @@
 """The funnel kept per day of run starts, and the triggers that say which days moved.
 
 A trigger on `runs` notes the (workflow, version, day of start) of every run
-inserted or updated in `funnel_changes`: on PostgreSQL once per statement, from
+inserted, or updated in its state, in `funnel_changes`: on PostgreSQL once per statement, from
 its transition table; on SQLite once per row, unless that day is noted already.
 Days that already have runs are noted here, so the first refresh counts them.
 
@@ -53,6 +53,11 @@ BEGIN
   );
 END
 """
+# On SQLite, a trigger per row: only writes of a run's state, which changes whenever its
+# history does, fire it; leases (claims and releases, half of all the writes to runs)
+# do not. PostgreSQL's statement triggers cost little, and with a transition table
+# take no column list.
+_STATE = "status, current_step, wake_at, waiting_for, ended_at, updated_at"
 _EVENTS = ("insert", "update")
 
 
@@ -96,9 +101,12 @@ def upgrade() -> None:
     )
     if postgres:
         op.execute(_PG_FUNCTION)
-    for event in _EVENTS:
-        trigger = _PG_TRIGGER if postgres else _SQLITE_TRIGGER
-        op.execute(trigger.format(name=event, event=event.upper()))
+    for name in _EVENTS:
+        if postgres:
+            op.execute(_PG_TRIGGER.format(name=name, event=name.upper()))
+        else:
+            event = "INSERT" if name == "insert" else f"UPDATE OF {_STATE}"
+            op.execute(_SQLITE_TRIGGER.format(name=name, event=event))
 
 
 def downgrade() -> None:
