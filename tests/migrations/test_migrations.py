@@ -139,23 +139,39 @@ def test_is_current_is_false_before_upgrade_and_true_after(engine: sa.Engine) ->
     assert not migrate.is_current(engine)
 
 
+AT = "2026-01-05 08:00:00"
+
+
+def _insert(conn: sa.Connection, table: str, **values: object) -> None:
+    """A row as an older schema takes it (values are test constants, written as SQL)."""
+    literals = ", ".join("NULL" if v is None else repr(v) for v in values.values())
+    conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(values)}) VALUES ({literals})")
+
+
+def _contact(conn: sa.Connection, **identifiers: object) -> None:
+    row = {"id": 1, **identifiers, "tags": "[]", "attributes": "{}"}
+    _insert(conn, "contacts", **row, created_at=AT, updated_at=AT)
+
+
+def _message(conn: sa.Connection, outbox_id: int, **values: object) -> None:
+    row: dict[str, object] = {"id": outbox_id, "contact_id": 1, "channel": "email"}
+    row |= {"template": "t", "template_version": 1, "message_id": f"<m{outbox_id}@x>"}
+    row |= {"subject": "", "html": "", "text": "", "status": "sent", "attempts": 1}
+    _insert(conn, "outbox", **row | {"next_attempt_at": AT, "created_at": AT} | values)
+
+
+def _event(conn: sa.Connection, key: str, kind: str, data: str, when: str = AT) -> None:
+    row = {"idempotency_key": key, "type": kind, "contact_id": 1, "occurred_at": when}
+    _insert(conn, "events", **row, received_at=when, data=data, source="test", chain_depth=0)
+
+
 def test_messages_sent_before_0005_get_their_engagement_from_their_events(
     engine: sa.Engine,
 ) -> None:
     migrate.upgrade(engine, "0004")
-    at = "2026-01-05 08:00:00"
     with engine.begin() as conn:
-        run = conn.exec_driver_sql
-        run(
-            "INSERT INTO contacts (id, tags, attributes, created_at, updated_at) "
-            f"VALUES (1, '[]', '{{}}', '{at}', '{at}')"
-        )
-        run(
-            "INSERT INTO outbox (id, contact_id, channel, template, template_version, message_id,"
-            " subject, html, text, status, attempts, next_attempt_at, created_at, sent_at) "
-            f"VALUES (7, 1, 'email', 't', 1, '<m7@x>', '', '', '', 'sent', 1, '{at}', '{at}',"
-            f" '{at}')"
-        )
+        _contact(conn)
+        _message(conn, 7, sent_at=AT)
         happened = [
             ("email.opened", '{"outbox_id": 7, "machine": true}', "2026-01-05 08:00:01"),
             ("email.opened", '{"outbox_id": 7, "machine": false}', "2026-01-05 09:00:00"),
@@ -172,11 +188,7 @@ def test_messages_sent_before_0005_get_their_engagement_from_their_events(
             ("email.bounced", '{"outbox_id": 7, "bounce": "soft"}', "2026-01-05 10:00:00"),
         ]
         for n, (kind, data, when) in enumerate(happened):
-            run(
-                "INSERT INTO events (idempotency_key, type, contact_id, occurred_at, received_at,"
-                f" data, source, chain_depth) VALUES ('k{n}', '{kind}', 1, '{when}', '{when}',"
-                f" '{data}', 'test', 0)"
-            )
+            _event(conn, f"k{n}", kind, data, when)
     migrate.upgrade(engine)
     with engine.connect() as conn:
         row = conn.exec_driver_sql(
@@ -195,29 +207,15 @@ def test_identifiers_bodies_and_suppressions_stored_before_0007_are_sealed_and_i
     engine: sa.Engine,
 ) -> None:
     migrate.upgrade(engine, "0006")
-    at = "2026-01-05 08:00:00"
     with engine.begin() as conn:
-        run = conn.exec_driver_sql
-        run(
-            "INSERT INTO contacts (id, external_id, email, first_name, tags, attributes,"
-            f" created_at, updated_at) VALUES (1, 'MRN-1', 'ann@example.org', 'Ann', '[]', '{{}}',"
-            f" '{at}', '{at}')"
-        )
-        run(
-            "INSERT INTO outbox (id, contact_id, channel, template, template_version, message_id,"
-            " subject, html, text, status, attempts, next_attempt_at, created_at) "
-            f"VALUES (7, 1, 'email', 't', 1, '<m7@x>', 'Hello', '<p>Dear Ann</p>', 'Dear Ann',"
-            f" 'sent', 1, '{at}', '{at}')"
-        )
-        run(
-            "INSERT INTO suppressions (email, reason, source, created_at)"
-            f" VALUES ('ann@example.org', 'manual', 'test', '{at}')"
-        )
-        run(
-            "INSERT INTO webhook_calls (contact_id, workflow, step, url, secret_env, body, status,"
-            " attempts, next_attempt_at, created_at) VALUES (1, 'w', 's', 'https://crm.test',"
-            f" 'S', '{{\"contact\": {{\"first_name\": \"Ann\"}}}}', 'pending', 0, '{at}', '{at}')"
-        )
+        _contact(conn, external_id="MRN-1", email="ann@example.org", first_name="Ann")
+        _message(conn, 7, subject="Hello", html="<p>Dear Ann</p>", text="Dear Ann")
+        suppressed = {"email": "ann@example.org", "reason": "manual", "source": "test"}
+        _insert(conn, "suppressions", **suppressed, created_at=AT)
+        call = {"contact_id": 1, "workflow": "w", "step": "s", "url": "https://crm.test"}
+        call |= {"secret_env": "S", "body": '{"contact": {"first_name": "Ann"}}'}
+        call |= {"status": "pending", "attempts": 0, "next_attempt_at": AT, "created_at": AT}
+        _insert(conn, "webhook_calls", **call)
     migrate.upgrade(engine)
     with engine.connect() as conn:
         raw = [
@@ -249,20 +247,10 @@ def test_identifiers_bodies_and_suppressions_stored_before_0007_are_sealed_and_i
 
 def test_clicks_before_0010_are_counted_per_link_on_their_messages(engine: sa.Engine) -> None:
     migrate.upgrade(engine, "0009")
-    at = "2026-01-05 08:00:00"
     with engine.begin() as conn:
-        run = conn.exec_driver_sql
-        run(
-            "INSERT INTO contacts (id, tags, attributes, created_at, updated_at) "
-            f"VALUES (1, '[]', '{{}}', '{at}', '{at}')"
-        )
-        for message in (7, 8):
-            run(
-                "INSERT INTO outbox (id, contact_id, channel, template, template_version,"
-                " message_id, subject, html, text, status, attempts, next_attempt_at, created_at,"
-                f" clicked_at) VALUES ({message}, 1, 'email', 't', 1, '<m{message}@x>', '', '',"
-                f" '', 'sent', 1, '{at}', '{at}', {'NULL' if message == 8 else repr(at)})"
-            )
+        _contact(conn)
+        _message(conn, 7, clicked_at=AT)
+        _message(conn, 8)
         clicks = [
             '{"outbox_id": 7, "link": 0, "machine": false}',
             '{"outbox_id": 7, "link": 0, "machine": false}',
@@ -271,11 +259,7 @@ def test_clicks_before_0010_are_counted_per_link_on_their_messages(engine: sa.En
             '{"outbox_id": 7}',
         ]
         for n, data in enumerate(clicks):
-            run(
-                "INSERT INTO events (idempotency_key, type, contact_id, occurred_at, received_at,"
-                f" data, source, chain_depth) VALUES ('c{n}', 'email.clicked', 1, '{at}', '{at}',"
-                f" '{data}', 'test', 0)"
-            )
+            _event(conn, f"c{n}", "email.clicked", data)
     migrate.upgrade(engine)
     with engine.connect() as conn:
         found = dict(conn.execute(sa.select(outbox.c.id, outbox.c.link_clicks)).all())
