@@ -166,3 +166,22 @@ def test_rotation_reseals_everything_under_the_new_key_while_writes_go_on(
     use_keyring(restored_keyring)  # without k2 nothing opens: the keyring is what protects
     with journey.engine.connect() as conn, pytest.raises(Exception, match="'k2' is not in"):
         contact_records.read_contact(conn, people[0], contact_schema, **ADMIN)
+
+
+def test_a_field_declared_an_identifier_later_is_read_then_sealed_by_rotation(
+    journey: Harness, restored_keyring: Keyring
+) -> None:
+    journey.apply("fields:\n  card: {type: string, class: phi}\n  note: string\n")
+    ann = journey.contact(card="CARD-9", note="cp1:k1:looks-sealed-but-is-not")
+    journey.apply("fields:\n  card: {type: string, class: identifier}\n  note: string\n")
+    contact_schema = schema(journey)
+    with journey.engine.connect() as conn:
+        before = contact_records.read_contact(conn, ann, contact_schema, **ADMIN)
+    assert before["card"] == "CARD-9"  # stored in clear before: still readable
+    done = rotate_sealed_values(journey.engine)
+    assert done.resealed["contacts.attributes"] == 1  # the note is nobody's token
+    with journey.engine.connect() as conn:
+        after = contact_records.read_contact(conn, ann, contact_schema, **ADMIN)
+        stored = conn.execute(sa.select(contacts.c.attributes)).scalar_one()
+    assert (after["card"], after["note"]) == ("CARD-9", "cp1:k1:looks-sealed-but-is-not")
+    assert "CARD-9" not in str(stored)

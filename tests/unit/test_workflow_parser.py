@@ -275,6 +275,15 @@ def test_computed_fields_cannot_be_written_by_an_update() -> None:
     assert "cannot be set by a workflow" in message
 
 
+def test_identifiers_cannot_be_written_by_an_update() -> None:
+    doc = workflow_doc({"u": {"update": {"set": {"email": "x@y.z"}}, "next": "end"}, "end": END})
+
+    path, message = only_problem(doc)
+
+    assert path == ("steps", "u", "update", "set", "email")
+    assert message == "'email' is an identifier: workflows do not change it"
+
+
 def test_wait_until_a_field_that_is_not_a_date_is_reported_at_until() -> None:
     doc = workflow_doc({"w": {"wait": {"until": "contact.plan"}, "next": "end"}, "end": END})
 

@@ -22,6 +22,7 @@ from carepath.domain.durations import DurationError, parse_duration
 from carepath.domain.fields import (
     READ_ONLY_FIELDS,
     ContactSchema,
+    FieldClass,
     FieldSpec,
     coerce_value,
     parse_datetime,
@@ -418,6 +419,11 @@ def _check_writable(field: str, path: Path, ctx: _Ctx) -> FieldSpec | None:
         ctx.problems.add(path, f"unknown contact field {name!r}")
     elif name in READ_ONLY_FIELDS:
         ctx.problems.add(path, f"{name!r} cannot be set by a workflow")
+        return None
+    elif spec.klass is FieldClass.IDENTIFIER:
+        # Identifiers name the person and are sealed: they come from the person or the
+        # record system (API, imports, forms), never from a journey's constant.
+        ctx.problems.add(path, f"{name!r} is an identifier: workflows do not change it")
         return None
     return spec
 

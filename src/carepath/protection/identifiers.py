@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from carepath.domain.fields import INDEXED_FIELDS, index_column
-from carepath.protection.sealing import blind_index, seal, unseal
+from carepath.protection.sealing import blind_index, seal, sealed_key_id, unseal
 
 
 def identifier_index(name: str, value: object) -> str:
@@ -20,6 +20,10 @@ def with_indexes(values: Mapping[str, object]) -> dict[str, object]:
         value = values[name]
         found[index_column(name)] = None if value is None else identifier_index(name, value)
     return found
+
+
+def is_sealed(value: object) -> bool:
+    return isinstance(value, str) and sealed_key_id(value) is not None
 
 
 def seal_attribute(name: str, value: str) -> str:

@@ -33,6 +33,7 @@ from carepath.domain.scheduling import is_time_zone
 from carepath.errors import Forbidden, InvalidInput, NotFound, Problem
 from carepath.protection.identifiers import (
     identifier_index,
+    is_sealed,
     seal_attribute,
     unseal_attribute,
     with_indexes,
@@ -70,8 +71,9 @@ def contact_facts(
             continue  # unset: absent, as templates expect
         spec = schema.custom[name]
         try:
-            if spec.klass is FieldClass.IDENTIFIER:
+            if spec.klass is FieldClass.IDENTIFIER and is_sealed(value):
                 value = json.loads(unseal_attribute(name, value))
+            # else: stored before the field was an identifier, in clear until `keys rotate`
             facts[name] = coerce_value(spec, value)
         except ValueError:
             facts[name] = None

@@ -10,6 +10,7 @@ key are left alone, so a rotation that stops can simply be run again.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,8 +21,10 @@ from sqlalchemy import Engine, Table
 
 from carepath.db.schema import contacts, metadata
 from carepath.db.types import Sealed
+from carepath.domain.fields import FieldClass
 from carepath.protection.keyring import Keyring, active_keyring
 from carepath.protection.sealing import PREFIX, seal, sealed_key_id, unseal
+from carepath.services.catalog_store import build_current
 
 BATCH = 500
 ATTRIBUTE_PURPOSE = "contacts.attributes."  # custom identifier attributes, sealed one by one
@@ -46,6 +49,9 @@ def rotate_sealed_values(
 ) -> RotationDone:
     keyring = keyring or active_keyring()
     done = RotationDone()
+    with engine.connect() as conn:
+        schema = build_current(conn).catalog.schema
+    identifiers = sorted(n for n, s in schema.custom.items() if s.klass is FieldClass.IDENTIFIER)
     for table, names in sealed_columns():
         (key,) = table.primary_key.columns
         after: Any = None
@@ -59,7 +65,7 @@ def rotate_sealed_values(
                 rows = conn.execute(query.with_for_update()).all()
                 if not rows:
                     break
-                updates = _resealed_rows(table, names, rows, keyring, done)
+                updates = _resealed_rows(table, names, rows, keyring, done, identifiers=identifiers)
                 if updates:
                     _write(conn, table, updates)
                 after = rows[-1][0]
@@ -68,7 +74,13 @@ def rotate_sealed_values(
 
 
 def _resealed_rows(
-    table: Table, names: list[str], rows: Sequence[Any], keyring: Keyring, done: RotationDone
+    table: Table,
+    names: list[str],
+    rows: Sequence[Any],
+    keyring: Keyring,
+    done: RotationDone,
+    *,
+    identifiers: Sequence[str],
 ) -> list[dict[str, Any]]:
     updates = []
     for row in rows:
@@ -80,7 +92,7 @@ def _resealed_rows(
                 values[name] = seal(unseal(token, purpose, keyring), purpose, keyring)
                 done.resealed[f"{table.name}.{name}"] += 1
         if table is contacts:
-            attributes = _resealed_attributes(row.attributes or {}, keyring, done)
+            attributes = _resealed_attributes(row.attributes or {}, keyring, done, identifiers)
             if attributes is not None:
                 values["attributes"] = attributes
         if values:
@@ -89,17 +101,25 @@ def _resealed_rows(
 
 
 def _resealed_attributes(
-    attributes: dict[str, Any], keyring: Keyring, done: RotationDone
+    attributes: dict[str, Any], keyring: Keyring, done: RotationDone, identifiers: Sequence[str]
 ) -> dict[str, Any] | None:
+    """The custom identifier fields sealed under the current key: re-sealed, or sealed
+    for the first time when stored before the field was declared an identifier. Other
+    fields are never touched, whatever they look like."""
     changed = dict(attributes)
-    for name, value in attributes.items():
-        if not isinstance(value, str):
+    for name in identifiers:
+        value = attributes.get(name)
+        if value is None:
             continue
-        key_id = sealed_key_id(value)
-        if key_id is not None and key_id != keyring.current:
-            purpose = ATTRIBUTE_PURPOSE + name
+        purpose = ATTRIBUTE_PURPOSE + name
+        key_id = sealed_key_id(value) if isinstance(value, str) else None
+        if key_id is None:
+            changed[name] = seal(json.dumps(value), purpose, keyring)
+        elif key_id != keyring.current:
             changed[name] = seal(unseal(value, purpose, keyring), purpose, keyring)
-            done.resealed["contacts.attributes"] += 1
+        else:
+            continue
+        done.resealed["contacts.attributes"] += 1
     return changed if changed != attributes else None
 
 
