@@ -192,3 +192,18 @@ def test_a_masked_log_cannot_be_asked_for_one_contact_in_the_service_either(
         assert [r.contact_id for r in rows] == [None]
         with pytest.raises(Forbidden, match="without contact identities"):
             message_log(conn, LogFilter(contact_id=ann), who=role(Role.ANALYST), now=journey.now)
+
+
+def test_list_members_are_for_roles_that_see_everyone_and_joins_follow_the_queues(
+    journey: Harness, people: tuple[int, int], client: TestClient, key_for: KeyMaker
+) -> None:
+    ann, bob = people
+    journey.apply("list: diabetes-programme\ntitle: Diabetes programme\n")
+    jo = key_for(name="jo", role=Role.AGENT, queues=("intake",))
+    members = "/v1/lists/diabetes-programme/members"
+    assert client.post(members, json={"contact_ids": [ann]}, headers=jo).is_success
+    is_problem(client.post(members, json={"contact_ids": [bob]}, headers=jo), 403)
+    is_problem(client.delete(f"{members}/{bob}", headers=jo), 403)
+    is_problem(client.get(members, headers=jo), 403)  # who is on a list is PHI
+    admin = key_for(name="boss", role=Role.ADMIN)
+    assert client.get(members, headers=admin).json()["contact_ids"] == [ann]

@@ -10,7 +10,9 @@ from sqlalchemy.engine import Connection
 
 from carepath.db.dialect import id_in, insert_ignoring_conflicts
 from carepath.db.schema import contacts, list_members, lists
+from carepath.domain.access import Principal
 from carepath.errors import InvalidInput, NotFound, Problem
+from carepath.services.access import authorize, require_all_contacts
 from carepath.services.events import NewEvent, store_events
 
 
@@ -29,7 +31,11 @@ def list_summaries(conn: Connection) -> list[dict[str, object]]:
     return [{"name": n, "title": t, "members": int(c)} for n, t, c in conn.execute(query)]
 
 
-def list_member_ids(conn: Connection, name: str, *, after: int, limit: int) -> list[int]:
+def list_member_ids(
+    conn: Connection, name: str, *, after: int, limit: int, who: Principal, now: datetime
+) -> list[int]:
+    """Members by contact id: who is on a list can be PHI, so for roles that see everyone."""
+    require_all_contacts(conn, who, now=now)
     _check_list(conn, name)
     query = (
         sa.select(list_members.c.contact_id)
@@ -41,11 +47,18 @@ def list_member_ids(conn: Connection, name: str, *, after: int, limit: int) -> l
 
 
 def join_list(
-    conn: Connection, name: str, contact_ids: Sequence[int], *, now: datetime, source: str
+    conn: Connection,
+    name: str,
+    contact_ids: Sequence[int],
+    *,
+    now: datetime,
+    source: str,
+    who: Principal,
 ) -> int:
     """Add contacts to a list; returns how many were not in it yet."""
     _check_list(conn, name)
     wanted = sorted(set(contact_ids))
+    authorize(conn, who, "contacts:write", now=now, contact_ids=wanted)
     known = set(
         conn.execute(
             sa.select(contacts.c.id).where(
@@ -62,9 +75,12 @@ def join_list(
     return len(joined)
 
 
-def leave_list(conn: Connection, name: str, contact_id: int, *, now: datetime, source: str) -> bool:
+def leave_list(
+    conn: Connection, name: str, contact_id: int, *, now: datetime, source: str, who: Principal
+) -> bool:
     """Take a contact off a list; False if it was not on it."""
     _check_list(conn, name)
+    authorize(conn, who, "contacts:write", now=now, contact_ids=[contact_id])
     removed = conn.execute(
         list_members.delete().where(
             list_members.c.list_name == name, list_members.c.contact_id == contact_id

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from carepath.db.connection import read_only
-from carepath.entrypoints.api.auth import ContactsReader, ContactsWriter
+from carepath.entrypoints.api.auth import ContactsReader, ContactsWriter, audit_read_or_change
 from carepath.entrypoints.api.params import MAX_ID, ContactId, Id
 from carepath.services.list_memberships import (
     join_list,
@@ -50,12 +50,15 @@ def get_lists(request: Request, _: ContactsReader) -> list[ListOut]:
 def get_members(
     request: Request,
     name: str,
-    _: ContactsReader,
+    key: ContactsReader,
     after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> MembersPage:
-    with read_only(request.app.state.api.engine) as conn:
-        ids = list_member_ids(conn, name, after=after, limit=limit)
+    state = request.app.state.api
+    with read_only(state.engine) as conn:
+        now = state.clock.now(conn)
+        ids = list_member_ids(conn, name, after=after, limit=limit, who=key.principal, now=now)
+    audit_read_or_change(request, key, "list.members", ids, name)
     return MembersPage(contact_ids=ids, next_after=ids[-1] if len(ids) == limit else None)
 
 
@@ -63,9 +66,9 @@ def get_members(
 def post_members(request: Request, name: str, body: MembersIn, key: ContactsWriter) -> JoinedOut:
     state = request.app.state.api
     with state.engine.begin() as conn:
-        joined = join_list(
-            conn, name, body.contact_ids, now=state.clock.now(conn), source=f"api:{key.name}"
-        )
+        now, source = state.clock.now(conn), f"api:{key.name}"
+        joined = join_list(conn, name, body.contact_ids, now=now, source=source, who=key.principal)
+    audit_read_or_change(request, key, "list.join", body.contact_ids, name)
     return JoinedOut(joined=joined)
 
 
@@ -79,5 +82,7 @@ def delete_member(
 ) -> Response:
     state = request.app.state.api
     with state.engine.begin() as conn:
-        leave_list(conn, name, contact_id, now=state.clock.now(conn), source=f"api:{key.name}")
+        now, source = state.clock.now(conn), f"api:{key.name}"
+        leave_list(conn, name, contact_id, now=now, source=source, who=key.principal)
+    audit_read_or_change(request, key, "list.leave", [contact_id], name)
     return Response(status_code=204)
