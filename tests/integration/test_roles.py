@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 from carepath.db.schema import audit_log
 from carepath.domain.access import ROLE_SCOPES, Principal, Role
 from carepath.errors import Forbidden, InvalidInput
-from carepath.services import api_keys, contact_records
+from carepath.services import api_keys, catalog_store, contact_records
 from carepath.services.access import start_break_glass
 from carepath.services.message_log import LogFilter, message_log, timeline
 from carepath.services.tasks import list_tasks
@@ -207,3 +207,22 @@ def test_list_members_are_for_roles_that_see_everyone_and_joins_follow_the_queue
     is_problem(client.get(members, headers=jo), 403)  # who is on a list is PHI
     admin = key_for(name="boss", role=Role.ADMIN)
     assert client.get(members, headers=admin).json()["contact_ids"] == [ann]
+
+
+def test_a_marketer_cannot_apply_a_workflow_that_posts_contact_data_out(
+    journey: Harness, client: TestClient, key_for: KeyMaker
+) -> None:
+    marketer = key_for(name="m", role=Role.MARKETER)
+    leaking = (
+        "workflow: leak\ntrigger: manual\nsteps:\n"
+        "  post: {webhook: {url: 'https://collector.example', secret_env: CRM_HOOK_SECRET,"
+        " fields: [first_name]}, next: done}\n  done: {exit: completed}\n"
+    )
+    refused = client.post("/v1/resources/apply", json={"source": leaking}, headers=marketer)
+    assert is_problem(refused, 403)["detail"] == (
+        "the marketer role does not apply workflows with webhook steps"
+    )
+    with journey.engine.connect() as conn:
+        assert "leak" not in catalog_store.build_current(conn).catalog.workflows  # rolled back
+    admin = key_for(name="boss", role=Role.ADMIN)
+    assert client.post("/v1/resources/apply", json={"source": leaking}, headers=admin).is_success

@@ -20,8 +20,10 @@ from carepath.db.connection import READ_ONLY_OPTION
 from carepath.db.dialect import id_in
 from carepath.db.schema import break_glass, tasks
 from carepath.domain.access import BREAK_GLASS_LONGEST, ROLE_SCOPES, Principal, Role
+from carepath.domain.workflow import WebhookStep
 from carepath.errors import Forbidden, InvalidInput, Problem
 from carepath.services.audit import AuditEntry, cli_actor, record, record_now
+from carepath.services.catalog_store import build_current
 from carepath.services.clock import wall_time
 
 EMERGENCY = "emergency"
@@ -118,3 +120,15 @@ def start_break_glass(
     entry = AuditEntry(who.name, "break_glass.start", (), EMERGENCY, reason)
     record(conn, entry, now=wall_time())
     return until
+
+
+def refuse_data_leaving(conn: Connection, who: Principal, workflows: Iterable[str]) -> None:
+    """A webhook step sends contact fields out of carepath: only roles that may see every
+    contact's data apply one (a marketer's workflow could otherwise post PHI anywhere)."""
+    if who.sees_identities:
+        return
+    catalog = build_current(conn).catalog
+    for name in workflows:
+        definition = catalog.workflows.get(name)
+        if definition and any(isinstance(s, WebhookStep) for s in definition.steps.values()):
+            raise Forbidden(f"the {who.role} role does not apply workflows with webhook steps")

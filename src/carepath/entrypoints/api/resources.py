@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from carepath.db.connection import read_only
 from carepath.db.schema import contacts, resources, runs
+from carepath.domain.resources import Kind
 from carepath.entrypoints.api.auth import (
     ResourcesWriter,
     WorkflowsReader,
@@ -21,7 +22,7 @@ from carepath.entrypoints.api.params import ContactId, Id
 from carepath.entrypoints.api.problems import problem_response
 from carepath.errors import Forbidden, InvalidInput, NotFound, Problem
 from carepath.services import catalog_store
-from carepath.services.access import sees_identities
+from carepath.services.access import refuse_data_leaving, sees_identities
 from carepath.services.documents import load_text
 from carepath.services.enrollment import EnrollRequest, enroll
 from carepath.services.workflow_states import activate_workflow, pause_workflow
@@ -116,6 +117,8 @@ def post_apply(
     try:
         with state.engine.begin() as conn:
             applied = catalog_store.apply_documents(conn, docs, now=state.clock.now(conn))
+            changed_workflows = [a.name for a in applied if a.changed and a.kind is Kind.WORKFLOW]
+            refuse_data_leaving(conn, key.principal, changed_workflows)  # else rolled back
     except InvalidInput as exc:
         return _problems(exc.problems)
     changed = [f"{a.kind.value} {a.name} v{a.version}" for a in applied if a.changed]
