@@ -49,27 +49,38 @@ def authorize(
     held = scope in who.scopes
     if held and not (ids and who.limited_to_queues and _outside_queues(conn, who, ids)):
         return
-    reason = break_glass_reason(conn, who, now=now) if scope == READ else None
+    reason = break_glass_reason(conn, who) if scope == READ else None
     if reason is None:
         if not held:
             raise Forbidden(f"the {who.role} role does not allow {scope}")
         raise Forbidden("an agent sees only the contacts of open tasks in its queues")
-    entry = AuditEntry(who.name, "break_glass.read", tuple(ids), EMERGENCY, reason)
+    record_break_glass(conn, who, ids, reason)
+
+
+def record_break_glass(
+    conn: Connection, who: Principal, contact_ids: Iterable[int], reason: str
+) -> None:
+    """Audit a read made under emergency access (whose, why)."""
+    entry = AuditEntry(who.name, "break_glass.read", tuple(contact_ids), EMERGENCY, reason)
     if conn.get_execution_options().get(READ_ONLY_OPTION):
         record_now(conn.engine, entry)  # a read-only connection never commits
     else:
         record(conn, entry, now=wall_time())  # audit times are real times
 
 
-def sees_identities(conn: Connection, who: Principal, *, now: datetime) -> bool:
-    """Whether report rows name contacts for `who` (else they are masked)."""
-    return who.sees_identities or break_glass_reason(conn, who, now=now) is not None
+def identities_reason(conn: Connection, who: Principal) -> tuple[bool, str | None]:
+    """Whether report rows name contacts for `who` (else they are masked), and the
+    break-glass reason when that is why (the caller audits what it then shows)."""
+    if who.sees_identities:
+        return True, None
+    reason = break_glass_reason(conn, who)
+    return reason is not None, reason
 
 
 def require_all_contacts(conn: Connection, who: Principal, *, now: datetime) -> None:
     """Refuse listings of everyone to principals limited to some contacts or to aggregates."""
     authorize(conn, who, READ, now=now)
-    if who.limited_to_queues or not sees_identities(conn, who, now=now):
+    if who.limited_to_queues or not identities_reason(conn, who)[0]:
         raise Forbidden(f"the {who.role} role does not list contacts")
 
 
@@ -86,21 +97,20 @@ def _outside_queues(conn: Connection, who: Principal, ids: list[int]) -> bool:
     return bool(set(ids) - set(served.scalars()))
 
 
-def break_glass_reason(conn: Connection, who: Principal, *, now: datetime) -> str | None:
-    """The reason of `who`'s open emergency access, or None."""
+def break_glass_reason(conn: Connection, who: Principal) -> str | None:
+    """The reason of `who`'s open emergency access, or None (wall-clock time: a simulated
+    business clock neither stretches nor cuts it)."""
     if who.role in (Role.ADMIN, Role.INTEGRATION):
         return None  # they have nothing to break into
     return conn.execute(
         sa.select(break_glass.c.reason)
-        .where(break_glass.c.principal == who.name, break_glass.c.expires_at > now)
+        .where(break_glass.c.principal == who.name, break_glass.c.expires_at > wall_time())
         .order_by(break_glass.c.expires_at.desc())
         .limit(1)
     ).scalar()
 
 
-def start_break_glass(
-    conn: Connection, who: Principal, *, reason: str, minutes: int, now: datetime
-) -> datetime:
+def start_break_glass(conn: Connection, who: Principal, *, reason: str, minutes: int) -> datetime:
     """Open emergency access for `who` until the returned time; audited with the reason."""
     reason = reason.strip()
     problems = []
@@ -111,6 +121,7 @@ def start_break_glass(
         problems.append(Problem("minutes", f"between 1 and {longest}"))
     if problems:
         raise InvalidInput(problems)
+    now = wall_time()
     until = now + timedelta(minutes=minutes)
     conn.execute(
         break_glass.insert().values(

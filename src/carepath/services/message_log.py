@@ -20,7 +20,7 @@ from carepath.db.schema import events, outbox, run_steps, runs
 from carepath.domain.access import SYSTEM, Principal
 from carepath.domain.fields import parse_datetime
 from carepath.errors import Forbidden
-from carepath.services.access import authorize, sees_identities
+from carepath.services.access import authorize, identities_reason, record_break_glass
 from carepath.services.reports import in_period
 
 # Event data keys the engine writes itself: names and ids, safe to show.
@@ -68,7 +68,8 @@ def message_log(
     contact's messages is refused.
     """
     authorize(conn, who, "reports:read", now=now)
-    masked = not sees_identities(conn, who, now=now)
+    shown, emergency = identities_reason(conn, who)
+    masked = not shown
     if masked and which.contact_id is not None:
         raise Forbidden(f"the {who.role} role sees reports without contact identities")
     query = (
@@ -90,12 +91,16 @@ def message_log(
         .limit(limit)
     )
     hidden = {"contact_id": None} if masked else {}
-    return [
+    found = [
         LoggedMessage(
             **{**r._asdict(), "opened": bool(r.opened), "clicked": bool(r.clicked), **hidden}
         )
         for r in conn.execute(query)
     ]
+    if emergency is not None:
+        shown_ids = {m.contact_id for m in found if m.contact_id is not None}
+        record_break_glass(conn, who, shown_ids, emergency)
+    return found
 
 
 def whole_log(

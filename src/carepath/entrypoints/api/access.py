@@ -32,7 +32,5 @@ class BreakGlassOut(BaseModel):
 def post_break_glass(request: Request, body: BreakGlassIn, key: AnyKey) -> BreakGlassOut:
     state = request.app.state.api
     with state.engine.begin() as conn:
-        until = start_break_glass(
-            conn, key.principal, reason=body.reason, minutes=body.minutes, now=state.clock.now(conn)
-        )
+        until = start_break_glass(conn, key.principal, reason=body.reason, minutes=body.minutes)
     return BreakGlassOut(until=until)

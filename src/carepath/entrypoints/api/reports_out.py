@@ -95,6 +95,9 @@ def get_messages(
     with read_only(state.engine) as conn:
         now = state.clock.now(conn)
         page = message_log(conn, which, who=key.principal, now=now, after=after, limit=limit)
+    named = sorted({m.contact_id for m in page if m.contact_id is not None})
+    if named:
+        audit_read_or_change(request, key, "messages.read", named)
     next_after = page[-1].id if len(page) == limit else None
     return MessagePage(messages=[asdict(m) for m in page], next_after=next_after)
 

@@ -22,7 +22,7 @@ from carepath.entrypoints.api.params import ContactId, Id
 from carepath.entrypoints.api.problems import problem_response
 from carepath.errors import Forbidden, InvalidInput, NotFound, Problem
 from carepath.services import catalog_store
-from carepath.services.access import refuse_data_leaving, sees_identities
+from carepath.services.access import identities_reason, record_break_glass, refuse_data_leaving
 from carepath.services.documents import load_text
 from carepath.services.enrollment import EnrollRequest, enroll
 from carepath.services.workflow_states import activate_workflow, pause_workflow
@@ -241,8 +241,11 @@ def get_runs(
 ) -> list[RunOut]:
     state = request.app.state.api
     with read_only(state.engine) as conn:
-        if not sees_identities(conn, key.principal, now=state.clock.now(conn)):
+        shown, emergency = identities_reason(conn, key.principal)
+        if not shown:
             raise Forbidden(f"the {key.role} role sees workflows without contact identities")
+        if emergency is not None:
+            record_break_glass(conn, key.principal, [contact_id], emergency)
         exists = conn.execute(sa.select(contacts.c.id).where(contacts.c.id == contact_id)).first()
         if exists is None:
             raise NotFound("no contact with that id")
