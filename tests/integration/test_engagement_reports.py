@@ -123,6 +123,17 @@ def test_engagement_per_step_counts_people_and_machines_apart(
     ]
 
 
+def test_clicks_naming_no_real_link_count_as_an_unknown_link(
+    journey: Harness, scenario: dict[str, list[Any]]
+) -> None:
+    message = next(m for m in scenario["b"] if m.status == "sent")
+    for link in (-1, 10**15, True, "0", None):  # what an events:write client could send
+        happen(journey, message, "email.clicked", link=link, machine=False)
+    with read_only(journey.engine) as conn:
+        links = [(x.step, x.link, x.clicked, x.clicks) for x in link_clicks(conn, "tips")]
+    assert ("b", None, 1, 5) in links
+
+
 def test_split_paths_side_by_side_with_a_two_proportion_test(
     journey: Harness, scenario: dict[str, list[Any]]
 ) -> None:

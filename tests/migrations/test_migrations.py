@@ -257,10 +257,11 @@ def test_clicks_before_0010_are_counted_per_link_on_their_messages(engine: sa.En
             '{"outbox_id": 7, "link": 1, "machine": false}',
             '{"outbox_id": 7, "link": 1, "machine": true}',
             '{"outbox_id": 7}',
+            '{"outbox_id": 7, "link": -1, "machine": false}',
         ]
         for n, data in enumerate(clicks):
             _event(conn, f"c{n}", "email.clicked", data)
     migrate.upgrade(engine)
     with engine.connect() as conn:
         found = dict(conn.execute(sa.select(outbox.c.id, outbox.c.link_clicks)).all())
-    assert found == {7: {"0": 2, "1": 1, "?": 1}, 8: None}
+    assert found == {7: {"0": 2, "1": 1, "?": 2}, 8: None}

@@ -20,6 +20,7 @@ from carepath.db.dialect import id_in
 from carepath.db.schema import outbox
 
 UNKNOWN_LINK = "?"  # a click event that does not say which link
+MAX_LINKS = 1000  # links of one message that are counted one by one
 FIRST_MOMENT = {
     ("email.opened", False): "opened_at",
     ("email.opened", True): "machine_opened_at",
@@ -63,8 +64,7 @@ def record_on_messages(conn: Connection, stored: Sequence[StoredEvent]) -> None:
             seen = firsts.setdefault(column, {})
             seen[outbox_id] = min(seen.get(outbox_id, event.occurred_at), event.occurred_at)
         if event.type == "email.clicked" and not machine:
-            link = event.data.get("link")
-            clicks[outbox_id, str(link) if isinstance(link, int) else UNKNOWN_LINK] += 1
+            clicks[outbox_id, _link_key(event.data.get("link"))] += 1
     for column, moments in firsts.items():
         _first_moments(conn, column, moments)
     for (outbox_id, link), count in clicks.items():
@@ -80,6 +80,14 @@ def record_on_messages(conn: Connection, stored: Sequence[StoredEvent]) -> None:
             conn.execute(
                 outbox.update().where(id_in(conn, outbox.c.id, ids)).values(bounce=keep_hard)
             )
+
+
+def _link_key(link: object) -> str:
+    """A link's place in its message as a key; anything else (a click event from
+    elsewhere may say anything) counts as an unknown link."""
+    if isinstance(link, int) and not isinstance(link, bool) and 0 <= link < MAX_LINKS:
+        return str(link)
+    return UNKNOWN_LINK
 
 
 def _counted(conn: Connection, link: str, count: int) -> Any:

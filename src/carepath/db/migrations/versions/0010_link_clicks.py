@@ -23,7 +23,9 @@ _PG_BACKFILL = """
 UPDATE outbox SET link_clicks = counted.links
 FROM (
   SELECT outbox_id, jsonb_object_agg(link, clicks) AS links FROM (
-    SELECT (data ->> 'outbox_id')::bigint AS outbox_id, coalesce(data ->> 'link', '?') AS link,
+    SELECT (data ->> 'outbox_id')::bigint AS outbox_id,
+           CASE WHEN jsonb_typeof(data -> 'link') = 'number' AND data ->> 'link' ~ '^[0-9]{1,3}$'
+                THEN data ->> 'link' ELSE '?' END AS link,
            count(*) AS clicks
     FROM events
     WHERE type = 'email.clicked' AND coalesce(data ->> 'machine', 'false') <> 'true'
@@ -36,7 +38,10 @@ WHERE outbox.id = counted.outbox_id
 _SQLITE_BACKFILL = """
 UPDATE outbox SET link_clicks = (
   SELECT json_group_object(link, clicks) FROM (
-    SELECT coalesce(CAST(json_extract(data, '$.link') AS TEXT), '?') AS link, count(*) AS clicks
+    SELECT CASE WHEN json_type(data, '$.link') = 'integer'
+                 AND json_extract(data, '$.link') BETWEEN 0 AND 999
+                THEN CAST(json_extract(data, '$.link') AS TEXT) ELSE '?' END AS link,
+           count(*) AS clicks
     FROM events
     WHERE type = 'email.clicked' AND json_extract(data, '$.outbox_id') = outbox.id
       AND coalesce(json_type(data, '$.machine'), 'false') <> 'true'
