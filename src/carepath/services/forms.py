@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy.engine import Connection
 
 from carepath.domain.access import SYSTEM
-from carepath.domain.fields import ContactSchema
+from carepath.domain.fields import ContactSchema, FieldClass
 from carepath.domain.forms import SUBMITTED, FormDef, check_answers, score_answers
 from carepath.services.contact_records import save_contact
 from carepath.services.events import NewEvent, store_events
@@ -44,7 +44,15 @@ def submit_form(
     record = {f.contact: answers[f.name] for f in form.fields if f.contact and f.name in answers}
     saved = save_contact(conn, record, schema, now=now, who=SYSTEM)  # the public, via a form
     digest = hashlib.sha256(f"{form.name}:{token}".encode()).hexdigest()[:32]
-    data = {"form": form.name, "answers": answers, "score": score}
+    # Answers that are identifiers live on the contact, sealed; the event keeps the rest.
+    sealed = {f.name for f in form.fields if f.contact and _is_identifier(schema, f.contact)}
+    kept = {name: value for name, value in answers.items() if name not in sealed}
+    data = {"form": form.name, "answers": kept, "score": score}
     event = NewEvent(SUBMITTED, saved.id, now, f"form:{digest}", data, f"form:{form.name}")
     store_events(conn, [event], now=now)
     return Submission(saved.id, score, {})
+
+
+def _is_identifier(schema: ContactSchema, field: str) -> bool:
+    spec = schema.get(field)
+    return spec is not None and spec.klass is FieldClass.IDENTIFIER
