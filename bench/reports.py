@@ -219,7 +219,7 @@ def _move_latest_day(engine: Any) -> int:
     with engine.begin() as conn:
         return int(
             conn.exec_driver_sql(
-                "UPDATE runs SET updated_at = updated_at WHERE started_at >= "
+                "UPDATE runs SET updated_at = updated_at + interval '1 second' WHERE started_at >= "
                 "(SELECT date_trunc('day', max(started_at)) FROM runs)"
             ).rowcount
         )

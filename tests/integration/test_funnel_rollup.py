@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from carepath.db.schema import funnel_changes, funnel_rollup
+from carepath.db.schema import funnel_changes, funnel_rollup, runs
 from carepath.services.funnel_rollup import current_totals, refresh_funnels
 from carepath.services.funnel_totals import RunFilter, StepTotals, step_totals
 from tests.integration.harness import Harness
@@ -98,3 +98,18 @@ def test_two_workers_refreshing_at_once_never_collide(journey: Harness) -> None:
     with journey.engine.connect() as conn:
         expected = summary(step_totals(conn, "w", RunFilter()))
         assert summary(current_totals(conn, "w", RunFilter())) == expected
+
+
+def test_only_a_change_of_a_runs_state_notes_its_day(journey: Harness) -> None:
+    journey.apply(JOURNEY)
+    journey.enroll("w", journey.contact())
+    journey.work()
+    refresh_funnels(journey.engine)
+    assert noted(journey) == 0
+    with journey.engine.begin() as conn:  # a lease claim and release: no state changes
+        conn.execute(runs.update().values(lease_owner="w1", lease_until=journey.now))
+        conn.execute(runs.update().values(lease_owner=None, lease_until=None))
+    assert noted(journey) == 0
+    with journey.engine.begin() as conn:
+        conn.execute(runs.update().values(status="exited", ended_at=journey.now))
+    assert noted(journey) == 1

@@ -27,19 +27,34 @@ down_revision: str | Sequence[str] | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_PG_FUNCTION = """
-CREATE FUNCTION carepath_note_funnel_changes() RETURNS trigger LANGUAGE plpgsql AS $$
+_PG_FUNCTIONS = {
+    "insert": """
+CREATE FUNCTION carepath_note_funnel_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   INSERT INTO funnel_changes (workflow, workflow_version, day)
   SELECT DISTINCT workflow, workflow_version, (started_at AT TIME ZONE 'UTC')::date
-  FROM moved_runs;
+  FROM new_runs;
   RETURN NULL;
 END $$
-"""
+""",
+    # Only runs whose state changed: lease claims and releases change none of it.
+    "update": """
+CREATE FUNCTION carepath_note_funnel_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO funnel_changes (workflow, workflow_version, day)
+  SELECT DISTINCT n.workflow, n.workflow_version, (n.started_at AT TIME ZONE 'UTC')::date
+  FROM new_runs n JOIN old_runs o ON o.id = n.id
+  WHERE (n.status, n.current_step, n.wake_at, n.waiting_for, n.ended_at, n.updated_at)
+        IS DISTINCT FROM
+        (o.status, o.current_step, o.wake_at, o.waiting_for, o.ended_at, o.updated_at);
+  RETURN NULL;
+END $$
+""",
+}
 _PG_TRIGGER = """
 CREATE TRIGGER runs_note_funnel_{name} AFTER {event} ON runs
-REFERENCING NEW TABLE AS moved_runs
-FOR EACH STATEMENT EXECUTE FUNCTION carepath_note_funnel_changes()
+REFERENCING {tables}
+FOR EACH STATEMENT EXECUTE FUNCTION carepath_note_funnel_{name}()
 """
 _SQLITE_TRIGGER = """
 CREATE TRIGGER runs_note_funnel_{name} AFTER {event} ON runs
@@ -53,10 +68,10 @@ BEGIN
   );
 END
 """
-# On SQLite, a trigger per row: only writes of a run's state, which changes whenever its
-# history does, fire it; leases (claims and releases, half of all the writes to runs)
-# do not. PostgreSQL's statement triggers cost little, and with a transition table
-# take no column list.
+# A run's state changes whenever its history does; leases (claims and releases, half
+# of all the writes to runs) change none of it. On SQLite, a trigger per row that only
+# writes of the state fire; on PostgreSQL, a trigger per statement (transition tables
+# take no column list) that compares the rows before and after.
 _STATE = "status, current_step, wake_at, waiting_for, ended_at, updated_at"
 _EVENTS = ("insert", "update")
 
@@ -99,11 +114,13 @@ def upgrade() -> None:
         "INSERT INTO funnel_changes (workflow, workflow_version, day) "
         f"SELECT DISTINCT workflow, workflow_version, {day} FROM runs"
     )
-    if postgres:
-        op.execute(_PG_FUNCTION)
     for name in _EVENTS:
         if postgres:
-            op.execute(_PG_TRIGGER.format(name=name, event=name.upper()))
+            tables = "NEW TABLE AS new_runs"
+            if name == "update":
+                tables = "OLD TABLE AS old_runs " + tables
+            op.execute(_PG_FUNCTIONS[name])
+            op.execute(_PG_TRIGGER.format(name=name, event=name.upper(), tables=tables))
         else:
             event = "INSERT" if name == "insert" else f"UPDATE OF {_STATE}"
             op.execute(_SQLITE_TRIGGER.format(name=name, event=event))
@@ -113,8 +130,8 @@ def downgrade() -> None:
     postgres = op.get_bind().dialect.name == "postgresql"
     for event in _EVENTS:
         op.execute(f"DROP TRIGGER runs_note_funnel_{event}" + (" ON runs" if postgres else ""))
-    if postgres:
-        op.execute("DROP FUNCTION carepath_note_funnel_changes()")
+        if postgres:
+            op.execute(f"DROP FUNCTION carepath_note_funnel_{event}()")
     op.drop_index("ix_runs_workflow_workflow_version_started_at", table_name="runs")
     op.drop_index("ix_funnel_changes_workflow_workflow_version_day", table_name="funnel_changes")
     op.drop_table("funnel_changes")
