@@ -359,3 +359,26 @@ def test_validate_warns_about_phi_outside_a_templates_allow_list_and_still_passe
     assert err.splitlines() == [
         f"{file}:3: warning: shows PHI outside its allow-list (phi): last_name"
     ]
+
+
+def test_a_lost_keyring_is_not_replaced_by_a_new_one_that_could_not_read_the_data(
+    tmp_path: Path,
+) -> None:
+    env = {"COLUMNS": "200", "CAREPATH_KEYRING": "", "CAREPATH_KEYRING_FILE": ""}
+
+    def run(*args: str) -> tuple[int, str, str]:
+        result = runner.invoke(app, list(args), env=env)
+        return result.exit_code, result.stdout, result.stderr
+
+    db = ("--db", str(tmp_path / "e.db"))
+    keyring = tmp_path / "e.db.keyring"
+    (tmp_path / "people.csv").write_text("external_id,email\nMRN-1,a@example.org\n")
+    assert run("init", *db)[0] == 0
+    assert keyring.stat().st_mode & 0o777 == 0o600  # made beside the new database
+    assert run("contacts", "import", str(tmp_path / "people.csv"), *db)[0] == 0
+    keyring.unlink()
+    assert run("init", *db)[0] == 0
+    assert not keyring.exists()
+    code, _, err = run("runs", "show", "ext:MRN-1", *db)
+    assert code == 2
+    assert "no keyring" in err
