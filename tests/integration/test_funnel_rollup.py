@@ -113,3 +113,19 @@ def test_only_a_change_of_a_runs_state_notes_its_day(journey: Harness) -> None:
     with journey.engine.begin() as conn:
         conn.execute(runs.update().values(status="exited", ended_at=journey.now))
     assert noted(journey) == 1
+
+
+def test_a_refresh_stops_after_its_time_budget_but_always_counts_one_day(
+    journey: Harness,
+) -> None:
+    journey.apply(JOURNEY)
+    for _ in range(3):
+        journey.enroll("w", journey.contact())
+        journey.advance("1d")
+    with journey.engine.connect() as conn:
+        count = sa.select(sa.func.count(sa.distinct(funnel_changes.c.day)))
+        days = int(conn.execute(count).scalar_one())
+    assert days >= 2
+    assert refresh_funnels(journey.engine, budget=0.0) == 1
+    assert refresh_funnels(journey.engine) == days - 1
+    assert noted(journey) == 0

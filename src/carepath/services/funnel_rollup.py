@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,12 +25,18 @@ from carepath.db.dialect import dialect_insert
 from carepath.db.schema import funnel_changes, funnel_rollup
 from carepath.services.funnel_totals import RunFilter, StepTotals, step_totals
 
-REFRESH_BATCH = 20  # days counted again per call
+REFRESH_BATCH = 20  # days counted again per call, at most
+REFRESH_BUDGET_SECONDS = 2.0  # and no more days once this much time is spent: a worker
+# catching up after a bulk load goes on with its other work in between
 DAY = timedelta(days=1)
 
 
-def refresh_funnels(engine: Engine, *, limit: int = REFRESH_BATCH) -> int:
-    """Count again the days whose runs moved (at most `limit`); how many were."""
+def refresh_funnels(
+    engine: Engine, *, limit: int = REFRESH_BATCH, budget: float | None = None
+) -> int:
+    """Count again the days whose runs moved (at most `limit`, and no more once `budget`
+    seconds are spent); how many were."""
+    started = monotonic()
     with engine.begin() as conn:
         moved = conn.execute(
             sa.select(
@@ -39,10 +46,14 @@ def refresh_funnels(engine: Engine, *, limit: int = REFRESH_BATCH) -> int:
             .order_by(funnel_changes.c.day)
             .limit(limit)
         ).all()
+    counted = 0
     for workflow, version, day in moved:
+        if budget is not None and counted and monotonic() - started > budget:
+            break
         with engine.begin() as conn:
             _count_day(conn, workflow, version, day)
-    return len(moved)
+        counted += 1
+    return counted
 
 
 def _count_day(conn: Connection, workflow: str, version: int, day: date) -> None:

@@ -27,7 +27,7 @@ from carepath.services.context import EngineContext
 from carepath.services.date_scans import scan_due_at, scans_due_before
 from carepath.services.date_triggers import scan_date_triggers
 from carepath.services.event_processing import process_events
-from carepath.services.funnel_rollup import refresh_funnels
+from carepath.services.funnel_rollup import REFRESH_BUDGET_SECONDS, refresh_funnels
 from carepath.services.leases import due_for_attempt
 from carepath.services.outbox import deliver_outbox
 from carepath.services.runner import advance_due_runs
@@ -175,7 +175,7 @@ def run_one_round(ctx: EngineContext, *, now: datetime, due: DueWork | None = No
             ctx.engine, ctx.cache, now=now, max_chain_depth=ctx.limits.max_chain_depth
         )
     if due.runs and _funnel_refresh_due(ctx):
-        refresh_funnels(ctx.engine)
+        refresh_funnels(ctx.engine, budget=REFRESH_BUDGET_SECONDS)
     if due.segments:
         done.segment_checks = update_segments(
             ctx.engine,
