@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from carepath.domain.catalog import Document, build_catalog
+from carepath.domain.fields import ContactSchema, FieldClass, FieldSpec, FieldType
 from carepath.domain.problems import Problems
 from carepath.domain.workflow import (
     EventTrigger,
@@ -282,6 +283,18 @@ def test_identifiers_cannot_be_written_by_an_update() -> None:
 
     assert path == ("steps", "u", "update", "set", "email")
     assert message == "'email' is an identifier: workflows do not change it"
+
+
+def test_a_date_trigger_on_a_sealed_identifier_is_refused() -> None:
+    sealed = FieldSpec("admitted_on", FieldType.DATE, FieldClass.IDENTIFIER)
+    schema = ContactSchema({**SCHEMA.custom, "admitted_on": sealed})
+    doc = workflow_doc({"end": END}, trigger={"date": "contact.admitted_on"})
+    problems = Problems()
+
+    assert parse_workflow(doc, schema, problems) is None
+    assert [(p.path, p.message) for p in problems.items] == [
+        (("trigger", "date"), "admitted_on is an identifier, sealed: no date trigger")
+    ]
 
 
 def test_wait_until_a_field_that_is_not_a_date_is_reported_at_until() -> None:

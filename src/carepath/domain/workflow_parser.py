@@ -238,6 +238,9 @@ def _date_trigger(raw: Mapping[str, object], ctx: _Ctx) -> DateTrigger | None:
     if spec is None or spec.type not in ("date", "datetime") or name == "age":
         ctx.problems.add((*path, "date"), "date names a date field of the contact: contact.NAME")
         return None
+    if spec.klass is FieldClass.IDENTIFIER:  # dates are found by range in SQL
+        ctx.problems.add((*path, "date"), f"{name} is an identifier, sealed: no date trigger")
+        return None
     offset = ctx.duration(raw.get("offset", "0s"), (*path, "offset"), negative=True)
     at = _time_of_day(raw.get("at"), (*path, "at"), ctx)
     every = raw.get("every")
