@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from carepath.channels.reports import Finding, ReportError, ReportFinding, read_report
 from carepath.db.schema import contacts, outbox
 from carepath.errors import InvalidInput, Problem
-from carepath.protection.identifiers import identifier_index
+from carepath.services.contacts import contact_with
 from carepath.services.events import NewEvent, store_events
 from carepath.services.suppressions import suppress
 
@@ -123,5 +123,4 @@ def _outbox_row(conn: sa.Connection, message_id: str | None) -> Any:
 def _contact_of(conn: sa.Connection, address: str | None) -> int | None:
     if not address:
         return None
-    index = identifier_index("email", address.strip().lower())
-    return conn.execute(sa.select(contacts.c.id).where(contacts.c.email_index == index)).scalar()
+    return contact_with(conn, "email", address.strip().lower())

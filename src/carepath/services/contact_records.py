@@ -30,16 +30,16 @@ from carepath.domain.fields import (
     COLUMN_FIELDS,
     READ_ONLY_FIELDS,
     ContactSchema,
-    index_column,
     json_value,
 )
 from carepath.errors import InvalidInput, NotFound, Problem
-from carepath.protection.identifiers import identifier_index, with_indexes
+from carepath.protection.identifiers import with_indexes
 from carepath.services.access import READ, WRITE, authorize, require_all_contacts
 from carepath.services.contacts import (
     check_record,
     coerce_field,
     contact_facts,
+    contact_with,
     to_storage,
     upsert_contacts,
 )
@@ -69,9 +69,8 @@ def save_contact(
         raise InvalidInput([Problem.at_field(e) for e in errors])
     created, _ = upsert_contacts(conn, [values], schema, now=now)
     name = "external_id" if values.get("external_id") else "email"
-    column = contacts.c[index_column(name)]
-    found = sa.select(contacts.c.id).where(column == identifier_index(name, values[name]))
-    contact_id = int(conn.execute(found).scalar_one())
+    contact_id = contact_with(conn, name, values[name])
+    assert contact_id is not None  # just inserted or updated
     authorize(conn, who, WRITE, now=now, contact_ids=[contact_id])  # an agent: its contacts
     return SavedContact(contact_id, bool(created))
 

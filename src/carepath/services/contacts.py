@@ -279,18 +279,24 @@ def _match_existing(conn: Connection, records: Sequence[Mapping[str, object]]) -
 
 def find_contact(conn: Connection, reference: str) -> int:
     """A contact id from `id`, `external_id` or `email` (as `123`, `ext:MRN-1`, `a@b.c`)."""
-    column, value = reference_column(reference)
-    found = conn.execute(sa.select(contacts.c.id).where(column == value)).scalar()
+    if reference.isdigit():
+        query = sa.select(contacts.c.id).where(contacts.c.id == int(reference))
+        found = conn.execute(query).scalar()
+    elif "@" in reference:
+        found = contact_with(conn, "email", reference.strip().lower())
+    else:
+        found = contact_with(conn, "external_id", reference.removeprefix("ext:"))
     if found is None:
         raise NotFound("no contact matches that reference")
     return int(found)
 
 
-def reference_column(reference: str) -> tuple[sa.ColumnElement[Any], object]:
-    if reference.isdigit():
-        return contacts.c.id, int(reference)
-    if "@" in reference:
-        return contacts.c.email_index, identifier_index("email", reference.strip().lower())
-    return contacts.c.external_id_index, identifier_index(
-        "external_id", reference.removeprefix("ext:")
-    )
+def contact_with(conn: Connection, name: str, value: object) -> int | None:
+    """The contact whose indexed identifier `name` (email, external_id, phone) is `value`,
+    found through its blind index; None if there is none."""
+    if value is None or value == "":
+        return None
+    column = contacts.c[index_column(name)]
+    found = conn.execute(sa.select(contacts.c.id).where(column == identifier_index(name, value)))
+    contact_id = found.scalar()
+    return None if contact_id is None else int(contact_id)

@@ -18,10 +18,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from carepath.db.schema import contacts, outbox, tasks
+from carepath.db.schema import outbox, tasks
 from carepath.domain.access import SYSTEM
-from carepath.protection.identifiers import identifier_index
 from carepath.services.consents import ConsentChange, ConsentKind, set_consent
+from carepath.services.contacts import contact_with
 from carepath.services.events import ingest_events
 from carepath.services.tasks import complete_task
 
@@ -197,11 +197,7 @@ class Population:
                 continue
             contact = payload.get("contact")
             external_id = contact.get("external_id") if isinstance(contact, Mapping) else None
-            found = conn.execute(
-                sa.select(contacts.c.id).where(
-                    contacts.c.external_id_index == identifier_index("external_id", external_id)
-                )
-            ).scalar()
+            found = contact_with(conn, "external_id", external_id)
             if found is not None:
                 source = f"{data.get('form')} form"
                 change = ConsentChange(ConsentKind.MARKETING, True, source)
