@@ -30,6 +30,7 @@ from carepath.entrypoints.audit_commands import audit_app
 from carepath.entrypoints.cli_support import (
     DbOption,
     audit_cli,
+    audit_cli_change,
     errors_to_exit,
     fail,
     opened_engine,
@@ -49,7 +50,6 @@ from carepath.entrypoints.server_commands import keys_app, serve, workflows_app
 from carepath.entrypoints.worker import StopFlag, run_worker
 from carepath.errors import ConfigurationError, Problem
 from carepath.services import (
-    audit,
     bounces,
     catalog_store,
     contacts,
@@ -59,7 +59,6 @@ from carepath.services import (
     unsubscribes,
 )
 from carepath.services.access import cli_principal
-from carepath.services.audit import AuditEntry, cli_actor
 from carepath.services.clock import simulated_now, wall_time
 from carepath.services.context import EngineContext
 from carepath.services.documents import load_paths
@@ -201,7 +200,7 @@ def apply(
         changed = [f"{a.kind.value} {a.name} v{a.version}" for a in applied if a.changed]
         if changed:
             detail = ", ".join(changed)
-            audit.record(conn, AuditEntry(cli_actor(), "resources.apply", detail=detail), now=now)
+            audit_cli_change(conn, "resources.apply", detail)
     warn(warnings)
     table = Table("kind", "name", "version", "status")
     for item in applied:
@@ -236,8 +235,7 @@ def contacts_import(
         now = ctx.clock.now(conn)
         result = contacts.import_contacts(conn, file, schema_, now=now, who=cli_principal())
         detail = f"{result.created} created, {result.updated} updated"
-        entry = AuditEntry(cli_actor(), "contacts.import", detail=detail)
-        audit.record(conn, entry, now=wall_time())
+        audit_cli_change(conn, "contacts.import", detail)
     out.print(f"{result.created} created, {result.updated} updated")
 
 
@@ -438,8 +436,7 @@ def tasks_complete(
     with errors_to_exit(), engine_context(db, with_smtp=False) as ctx, ctx.engine.begin() as conn:
         now = ctx.clock.now(conn)
         tasks.complete_task(conn, task_id, outcome=outcome, now=now, who=cli_principal())
-        entry = AuditEntry(cli_actor(), "task.complete", detail=f"task {task_id}: {outcome}")
-        audit.record(conn, entry, now=wall_time())
+        audit_cli_change(conn, "task.complete", f"task {task_id}: {outcome}")
     out.print(f"task {task_id} completed: {outcome}")
 
 

@@ -9,12 +9,13 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from carepath.config import Settings
 from carepath.errors import CarepathError, InvalidInput, Problem
 from carepath.services import audit
 from carepath.services.audit import AuditEntry, cli_actor
+from carepath.services.clock import wall_time
 from carepath.services.setup import open_database
 
 out = Console(highlight=False)
@@ -74,3 +75,8 @@ def audit_cli(
 ) -> None:
     """Append to the audit log what this command read or changed (its own transaction)."""
     audit.record_now(engine, AuditEntry(cli_actor(), action, tuple(contact_ids), detail=detail))
+
+
+def audit_cli_change(conn: Connection, action: str, detail: str | None = None) -> None:
+    """Append to the audit log, in the transaction of the change it records (both or neither)."""
+    audit.record(conn, AuditEntry(cli_actor(), action, detail=detail), now=wall_time())

@@ -16,6 +16,7 @@ from carepath.domain.access import SCOPES, Role
 from carepath.entrypoints.cli_support import (
     DbOption,
     audit_cli,
+    audit_cli_change,
     errors_to_exit,
     fail,
     opened_engine,
@@ -32,8 +33,7 @@ from carepath.protection.keyring import (
     without_key,
     write_keyring_file,
 )
-from carepath.services import api_keys, audit
-from carepath.services.audit import AuditEntry, cli_actor
+from carepath.services import api_keys
 from carepath.services.clock import wall_time
 from carepath.services.key_rotation import BATCH, key_usage, rotate_sealed_values
 from carepath.services.workflow_states import activate_workflow, pause_workflow
@@ -67,9 +67,7 @@ def keys_create(
             now=wall_time(),
         )
         detail = f"{name} ({role}): {', '.join(sorted(issued.key.scopes))}"
-        audit.record(
-            conn, AuditEntry(cli_actor(), "api_key.create", detail=detail), now=wall_time()
-        )
+        audit_cli_change(conn, "api_key.create", detail)
     out.print(issued.secret, soft_wrap=True)
     typer.echo(f"key {name}: {', '.join(sorted(issued.key.scopes))} (shown once)", err=True)
 
@@ -170,7 +168,7 @@ def keys_revoke(
     """Revoke a key: refused everywhere within the API's key cache time (30 s)."""
     with errors_to_exit(), opened_engine(db) as engine, engine.begin() as conn:
         api_keys.revoke_key(conn, name, now=wall_time())
-        audit.record(conn, AuditEntry(cli_actor(), "api_key.revoke", detail=name), now=wall_time())
+        audit_cli_change(conn, "api_key.revoke", name)
     out.print(f"revoked {name}")
 
 
@@ -215,7 +213,7 @@ def workflows_pause(
     """No new enrollments; the workflow's runs wait where they are until it is activated."""
     with errors_to_exit(), opened_engine(db) as engine, engine.begin() as conn:
         changed = pause_workflow(conn, name, now=wall_time())
-        audit.record(conn, AuditEntry(cli_actor(), "workflow.pause", detail=name), now=wall_time())
+        audit_cli_change(conn, "workflow.pause", name)
     out.print(f"paused {name}" if changed else f"{name} was paused already")
 
 
@@ -226,6 +224,5 @@ def workflows_activate(
     """The workflow enrolls again and its runs go on."""
     with errors_to_exit(), opened_engine(db) as engine, engine.begin() as conn:
         changed = activate_workflow(conn, name)
-        entry = AuditEntry(cli_actor(), "workflow.activate", detail=name)
-        audit.record(conn, entry, now=wall_time())
+        audit_cli_change(conn, "workflow.activate", name)
     out.print(f"activated {name}" if changed else f"{name} was not paused")
