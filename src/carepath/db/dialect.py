@@ -120,7 +120,12 @@ def text_in(
     """`col` is one of `values` (text), as one parameter whatever their number (see `id_in`)."""
     listed = [str(v) for v in values]
     if conn.dialect.name == "postgresql":
-        return col == any_(bindparam(None, listed, type_=postgresql.ARRAY(String)))
+        # = ANY(ARRAY(SELECT unnest(…))): given the array itself, PostgreSQL 15 plans a
+        # sequential scan of the table from about a thousand text values on (16 ms at
+        # 100k contacts, growing with the table); through a subquery it cannot see the
+        # array's length and keeps to the index (3 ms).
+        array = bindparam(None, listed, type_=postgresql.ARRAY(String))
+        return col == any_(func.array(select(func.unnest(array)).scalar_subquery()))
     each: Any = select(column("value")).select_from(func.json_each(json.dumps(listed)))
     return col.in_(each.scalar_subquery())
 

@@ -10,7 +10,6 @@ equal values give equal indexes, and nothing about the value can be read back.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import re
 import secrets
@@ -76,4 +75,4 @@ def sealed_key_id(token: str) -> str | None:
 def blind_index(value: str, purpose: str, keyring: Keyring | None = None) -> str:
     keyring = keyring or active_keyring()
     message = purpose.encode() + b"\x00" + value.encode()
-    return hmac.new(keyring.index_key, message, hashlib.sha256).hexdigest()
+    return hmac.digest(keyring.index_key, message, "sha256").hex()

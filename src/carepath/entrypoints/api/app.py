@@ -32,6 +32,7 @@ from carepath.entrypoints.api import (
     tasks,
 )
 from carepath.entrypoints.api.auth import KeyRing
+from carepath.entrypoints.api.coalescing import Coalescer
 from carepath.entrypoints.api.problems import (
     PROBLEM_RESPONSES,
     install_problem_handlers,
@@ -40,6 +41,7 @@ from carepath.entrypoints.api.problems import (
 from carepath.entrypoints.tracking_app import tracking_app
 from carepath.services.catalog_store import CatalogCache
 from carepath.services.clock import Clock, DatabaseClock
+from carepath.services.events import ItemOutcome
 from carepath.services.setup import open_database
 
 
@@ -48,6 +50,8 @@ class ApiState:
     engine: Engine
     clock: Clock
     links: LinkSigner | None
+    # POST /v1/events with one event: stored together with concurrent ones
+    single_events: Coalescer[tuple[str, object], ItemOutcome]
     cache: CatalogCache = field(default_factory=CatalogCache)
     max_chain_depth: int = 5
     secret: bytes | None = None  # CAREPATH_SECRET_KEY: signs the forms' CSRF tokens
@@ -69,10 +73,12 @@ def create_app(
         # Problem responses replace FastAPI's default error bodies.
         responses=PROBLEM_RESPONSES,
     )
+    clock = clock or DatabaseClock()
     app.state.api = ApiState(
         engine,
-        clock or DatabaseClock(),
+        clock,
         links,
+        events.single_events_coalescer(engine, clock),
         max_chain_depth=max_chain_depth,
         secret=secret.encode() if secret else None,
     )

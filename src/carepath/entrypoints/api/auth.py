@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from carepath.db.connection import read_only
 from carepath.services.api_keys import ApiKey, authenticate
@@ -45,12 +46,17 @@ class KeyRing:
     _buckets: dict[int, _Bucket] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def remembered(self, presented: str) -> tuple[bool, ApiKey | None]:
+        """(True, the key or None) if verified within the cache period, else (False, None)."""
+        cached = self._cache.get(_digest(presented))
+        if cached is not None and cached[1] > time.monotonic():
+            return True, cached[0]
+        return False, None
+
     def verify(self, presented: str) -> ApiKey | None:
-        digest = hashlib.sha256(presented.encode("utf-8", "replace")).hexdigest()
-        now = time.monotonic()
-        cached = self._cache.get(digest)
-        if cached is not None and cached[1] > now:
-            return cached[0]
+        known, key = self.remembered(presented)
+        if known:
+            return key
         with read_only(self.engine) as conn:
             key = authenticate(conn, presented)
         if key is not None:  # a use of the key, audited once per cache period and process
@@ -58,7 +64,7 @@ class KeyRing:
         with self._lock:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
-            self._cache[digest] = (key, now + KEY_CACHE_SECONDS)
+            self._cache[_digest(presented)] = (key, time.monotonic() + KEY_CACHE_SECONDS)
         return key
 
     def take(self, key: ApiKey) -> float | None:
@@ -76,6 +82,10 @@ class KeyRing:
             return (1 - bucket.tokens) / self.rate_per_second
 
 
+def _digest(presented: str) -> str:
+    return hashlib.sha256(presented.encode("utf-8", "replace")).hexdigest()
+
+
 def _presented(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
@@ -84,14 +94,16 @@ def _presented(request: Request) -> str | None:
     return credentials.strip()
 
 
-def require(scope: str | None) -> Callable[[Request], ApiKey]:
+def require(scope: str | None) -> Callable[[Request], Awaitable[ApiKey]]:
     """A dependency: the calling key, which must hold `scope` (None: any valid key);
     401, 403 or 429 otherwise."""
 
-    def dependency(request: Request) -> ApiKey:
+    async def dependency(request: Request) -> ApiKey:
         ring: KeyRing = request.app.state.keys
         presented = _presented(request)
-        key = ring.verify(presented) if presented else None
+        known, key = ring.remembered(presented) if presented else (True, None)
+        if not known and presented:  # the database is asked in a worker thread
+            key = await run_in_threadpool(ring.verify, presented)
         if key is None:
             raise HTTPException(401, "a valid API key is required", headers=_CHALLENGE)
         if scope is not None and scope not in key.scopes:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from carepath.entrypoints.api.auth import EventsWriter
+from carepath.entrypoints.api.coalescing import Coalescer
 from carepath.entrypoints.api.problems import field_errors, problem_response
 from carepath.errors import Problem
+from carepath.services.clock import Clock
 from carepath.services.events import ItemOutcome, accept_events
 
 MAX_BATCH = 1000
@@ -89,48 +94,69 @@ class BatchResult(BaseModel):
         "requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}
     },
 )
-def post_events(
+async def post_events(
     request: Request,
     body: Annotated[dict[str, Any], Body()],
     key: EventsWriter,
 ) -> JSONResponse:
     state = request.app.state.api
+    source = f"api:{key.name}"
     batch = set(body) == {"events"}
-    items: list[Any] = body["events"] if batch else [body]
-    if batch and not isinstance(items, list):
-        return _invalid([{"pointer": "#/events", "detail": "must be an array of events"}])
-    if batch and not 1 <= len(items) <= MAX_BATCH:
-        detail = f"a batch holds 1 to {MAX_BATCH} events"
-        return _invalid([{"pointer": "#/events", "detail": detail}])
-    with state.engine.begin() as conn:
-        outcomes = accept_events(
-            conn,
-            [("", item) for item in items],
-            now=state.clock.now(conn),
-            source=f"api:{key.name}",
-        )
-    if not batch:
-        (only,) = outcomes
+    if not batch:  # stored together with the single events of concurrent requests
+        only: ItemOutcome = await state.single_events.submit((source, body))
         if only.event_id is None:
             return _invalid(_item_errors(only, prefix=()))
         return JSONResponse({"event_id": only.event_id}, status_code=202)
-    result = batch_result(outcomes)
-    return JSONResponse(result.model_dump(exclude_none=True), status_code=202)
+    items: list[Any] = body["events"]
+    if not isinstance(items, list):
+        return _invalid([{"pointer": "#/events", "detail": "must be an array of events"}])
+    if not 1 <= len(items) <= MAX_BATCH:
+        detail = f"a batch holds 1 to {MAX_BATCH} events"
+        return _invalid([{"pointer": "#/events", "detail": detail}])
+    sourced = [(source, item) for item in items]
+    outcomes = await run_in_threadpool(store_sourced_events, state.engine, state.clock, sourced)
+    return JSONResponse(batch_result(outcomes), status_code=202)
 
 
-def batch_result(outcomes: list[ItemOutcome]) -> BatchResult:
-    return BatchResult(
-        accepted=sum(1 for o in outcomes if o.event_id is not None),
-        rejected=sum(1 for o in outcomes if o.event_id is None),
-        items=[_batch_item(o) for o in outcomes],
-    )
+def single_events_coalescer(
+    engine: Engine, clock: Clock
+) -> Coalescer[tuple[str, object], ItemOutcome]:
+    """Where single-event requests wait to be stored together (one per app and process)."""
+    return Coalescer(lambda group: store_sourced_events(engine, clock, group), max_group=MAX_BATCH)
 
 
-def _batch_item(outcome: ItemOutcome) -> BatchItem:
+def store_sourced_events(
+    engine: Engine, clock: Clock, items: Sequence[tuple[str, object]]
+) -> list[ItemOutcome]:
+    """Store (source, raw event) items in one transaction; one outcome per item, in order."""
+    by_source: dict[str, list[int]] = {}
+    for position, (source, _) in enumerate(items):
+        by_source.setdefault(source, []).append(position)
+    placed: dict[int, ItemOutcome] = {}
+    with engine.begin() as conn:
+        now = clock.now(conn)
+        for source, positions in by_source.items():
+            raw = [("", items[p][1]) for p in positions]
+            for position, outcome in zip(
+                positions, accept_events(conn, raw, now=now, source=source), strict=True
+            ):
+                placed[position] = outcome
+    return [placed[p] for p in range(len(items))]
+
+
+def batch_result(outcomes: list[ItemOutcome]) -> dict[str, object]:
+    """The answer to a batch, shaped as `BatchResult` (built as plain dicts: a thousand
+    models per batch cost more than storing the events)."""
+    items = [_batch_item(o) for o in outcomes]
+    accepted = sum(1 for o in outcomes if o.event_id is not None)
+    return {"accepted": accepted, "rejected": len(outcomes) - accepted, "items": items}
+
+
+def _batch_item(outcome: ItemOutcome) -> dict[str, object]:
     if outcome.event_id is not None:
-        return BatchItem(index=outcome.index, status="accepted", event_id=outcome.event_id)
+        return {"index": outcome.index, "status": "accepted", "event_id": outcome.event_id}
     errors = _item_errors(outcome, prefix=("events", outcome.index))
-    return BatchItem(index=outcome.index, status="rejected", errors=errors)
+    return {"index": outcome.index, "status": "rejected", "errors": errors}
 
 
 def _item_errors(outcome: ItemOutcome, *, prefix: tuple[str | int, ...]) -> list[dict[str, str]]:

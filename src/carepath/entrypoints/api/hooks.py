@@ -72,5 +72,4 @@ def _receive(request: Request, name: str, body: bytes, signature: str | None) ->
         outcomes = accept_events(
             conn, [("", e) for e in events], now=state.clock.now(conn), source=f"hook:{name}"
         )
-    result = batch_result(outcomes)
-    return JSONResponse(result.model_dump(exclude_none=True), status_code=202)
+    return JSONResponse(batch_result(outcomes), status_code=202)

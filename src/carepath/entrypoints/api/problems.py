@@ -11,6 +11,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
+from itertools import accumulate
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -142,32 +143,20 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 MAX_JSON_DEPTH = 32
-# What moves the depth of a JSON text: brackets, and the quotes and escapes of strings.
-_JSON_STRUCTURE = re.compile(rb'[\[\]{}"\\]')
+# A JSON string, escapes included (the unrolled form: linear, no backtracking).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
 def json_depth(body: bytes) -> int:
-    """How deeply a JSON text nests (brackets inside strings do not count)."""
-    depth = deepest = 0
-    in_string = False
-    escaped_at = -1  # the position a backslash escapes
-    for match in _JSON_STRUCTURE.finditer(body):
-        char, at = match.group(), match.start()
-        if in_string:
-            if char == b"\\":
-                if at != escaped_at:
-                    escaped_at = at + 1
-            elif char == b'"' and at != escaped_at:
-                in_string = False
-            continue
-        if char == b'"':
-            in_string = True
-        elif char in (b"[", b"{"):
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in (b"]", b"}"):
-            depth -= 1
-    return deepest
+    """How deeply a JSON text nests (brackets inside strings do not count).
+
+    Strings are cut out and everything but brackets dropped by the regex and
+    bytes machinery, so a batch of a thousand events costs no Python loop.
+    """
+    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
 
 
 class RefuseHostileRequests:

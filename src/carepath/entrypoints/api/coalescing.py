@@ -1,0 +1,85 @@
+"""Items from concurrent requests, stored together: one transaction for what arrived meanwhile.
+
+While groups are being stored (in worker threads, the database calls being
+synchronous; a few at a time, so that one group's round trips to the
+database overlap another's), the items that arrive wait and go together into
+the next group. A lone item is stored at once, so grouping adds no delay to a
+quiet server; under load, one commit serves many requests instead of one each. Every
+request is answered only after the transaction holding its item committed.
+
+If storing a group fails, each of its items is stored again on its own, so
+one item that breaks a statement cannot fail the requests it happened to
+share a group with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+Item = TypeVar("Item")
+Outcome = TypeVar("Outcome")
+
+
+class Coalescer(Generic[Item, Outcome]):
+    """`submit` an item, get its outcome; `store` takes a group and returns one outcome per item.
+
+    One per process and event loop; at most `concurrency` groups are stored at once.
+    """
+
+    def __init__(
+        self,
+        store: Callable[[Sequence[Item]], Sequence[Outcome]],
+        *,
+        max_group: int = 1000,
+        concurrency: int = 2,
+    ) -> None:
+        self._store = store
+        self._max_group = max_group
+        self._concurrency = concurrency
+        self._waiting: list[tuple[Item, asyncio.Future[Outcome]]] = []
+        self._storing: set[asyncio.Task[None]] = set()
+
+    async def submit(self, item: Item) -> Outcome:
+        answer: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, answer))
+        if len(self._storing) < self._concurrency:
+            task = asyncio.create_task(self._store_waiting())
+            self._storing.add(task)
+        return await answer
+
+    async def _store_waiting(self) -> None:
+        try:
+            while self._waiting:
+                group = self._waiting[: self._max_group]
+                del self._waiting[: self._max_group]
+                await self._store_group(group)
+        finally:
+            self._storing.discard(asyncio.current_task())
+
+    async def _store_group(self, group: list[tuple[Item, asyncio.Future[Outcome]]]) -> None:
+        try:
+            outcomes = await run_in_threadpool(self._store, [item for item, _ in group])
+        except Exception as exc:  # noqa: BLE001 - handed to the requests that wait for it
+            if len(group) == 1:
+                _settle(group[0][1], exc)
+                return
+            for one in group:  # alone, so that only the item at fault fails
+                await self._store_group([one])
+            return
+        if len(outcomes) != len(group):
+            error = RuntimeError("a stored group must give one outcome per item")
+            for _, answer in group:
+                _settle(answer, error)
+            return
+        for (_, answer), outcome in zip(group, outcomes, strict=True):
+            if not answer.done():  # its request may have been cancelled meanwhile
+                answer.set_result(outcome)
+
+
+def _settle(answer: asyncio.Future[Outcome], error: BaseException) -> None:
+    if not answer.done():
+        answer.set_exception(error)
