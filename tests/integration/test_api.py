@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
@@ -238,3 +240,30 @@ def test_json_nested_deeper_than_the_limit_is_refused_not_a_server_error(
         headers={**key_for("events:write", name="b"), "content-type": "application/json"},
     )
     assert accepted.status_code != 400  # brackets inside text are not nesting
+
+
+def test_concurrent_single_events_each_get_their_own_answer(
+    journey: Harness, key_for: KeyMaker
+) -> None:
+    # Requests arriving together are stored in one transaction: each still gets its own
+    # answer, a retry the id of its first copy, a bad reference its own 422.
+    headers = key_for("events:write")
+    ids = [journey.contact(first_name=f"P{n}", external_id=f"MRN-{n}") for n in range(12)]
+    bodies = [
+        {"type": "visit.done", "contact": {"external_id": f"MRN-{n}"}, "idempotency_key": f"v{n}"}
+        for n in range(12)
+    ]
+    bodies += [bodies[0], {"type": "visit.done", "contact": {"external_id": "MRN-404"}}]
+    with (
+        TestClient(create_app(journey.engine), raise_server_exceptions=False) as client,
+        ThreadPoolExecutor(len(bodies)) as pool,
+    ):
+        answers = list(
+            pool.map(lambda body: client.post("/v1/events", json=body, headers=headers), bodies)
+        )
+    assert [a.status_code for a in answers] == [202] * 13 + [422]
+    event_ids = [a.json()["event_id"] for a in answers[:13]]
+    assert event_ids[12] == event_ids[0]
+    stored = {e.id: e.contact_id for e in journey.events("visit.done")}
+    assert [stored[i] for i in event_ids[:12]] == ids
+    assert len(stored) == 12

@@ -127,3 +127,22 @@ def test_a_store_answering_the_wrong_number_of_items_fails_the_requests() -> Non
     outcomes = asyncio.run(scenario())
     assert [str(o) for o in outcomes] == ["a stored group must give one outcome per item"] * 2
     assert all(isinstance(o, RuntimeError) for o in outcomes)
+
+
+def test_each_event_loop_has_its_own_groups() -> None:
+    store = Recorder()
+    coalescer = Coalescer(store)
+    answers: dict[str, str] = {}
+
+    def one_loop(name: str) -> None:
+        async def scenario() -> None:
+            answers[name] = "".join(await asyncio.gather(*(coalescer.submit(x) for x in name)))
+
+        asyncio.run(scenario())
+
+    threads = [threading.Thread(target=one_loop, args=(name,)) for name in ("abc", "xyz")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert answers == {"abc": "ABC", "xyz": "XYZ"}

@@ -15,7 +15,9 @@ share a group with.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from starlette.concurrency import run_in_threadpool
@@ -27,7 +29,8 @@ Outcome = TypeVar("Outcome")
 class Coalescer(Generic[Item, Outcome]):
     """`submit` an item, get its outcome; `store` takes a group and returns one outcome per item.
 
-    One per process and event loop; at most `concurrency` groups are stored at once.
+    One per app; at most `concurrency` groups are stored at once per event loop
+    (a server runs one loop per process; a test client may run several).
     """
 
     def __init__(
@@ -40,25 +43,29 @@ class Coalescer(Generic[Item, Outcome]):
         self._store = store
         self._max_group = max_group
         self._concurrency = concurrency
-        self._waiting: list[tuple[Item, asyncio.Future[Outcome]]] = []
-        self._storing: set[asyncio.Task[None]] = set()
+        self._lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Lane[Item, Outcome]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def submit(self, item: Item) -> Outcome:
-        answer: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, answer))
-        if len(self._storing) < self._concurrency:
-            task = asyncio.create_task(self._store_waiting())
-            self._storing.add(task)
+        loop = asyncio.get_running_loop()
+        lane = self._lanes.get(loop)
+        if lane is None:
+            lane = self._lanes[loop] = _Lane()
+        answer: asyncio.Future[Outcome] = loop.create_future()
+        lane.waiting.append((item, answer))
+        if len(lane.storing) < self._concurrency:
+            lane.storing.add(asyncio.create_task(self._store_waiting(lane)))
         return await answer
 
-    async def _store_waiting(self) -> None:
+    async def _store_waiting(self, lane: _Lane[Item, Outcome]) -> None:
         try:
-            while self._waiting:
-                group = self._waiting[: self._max_group]
-                del self._waiting[: self._max_group]
+            while lane.waiting:
+                group = lane.waiting[: self._max_group]
+                del lane.waiting[: self._max_group]
                 await self._store_group(group)
         finally:
-            self._storing.discard(asyncio.current_task())
+            lane.storing.discard(asyncio.current_task())
 
     async def _store_group(self, group: list[tuple[Item, asyncio.Future[Outcome]]]) -> None:
         try:
@@ -78,6 +85,14 @@ class Coalescer(Generic[Item, Outcome]):
         for (_, answer), outcome in zip(group, outcomes, strict=True):
             if not answer.done():  # its request may have been cancelled meanwhile
                 answer.set_result(outcome)
+
+
+@dataclass
+class _Lane(Generic[Item, Outcome]):
+    """The items waiting in one event loop, and the tasks storing them."""
+
+    waiting: list[tuple[Item, asyncio.Future[Outcome]]] = field(default_factory=list)
+    storing: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 def _settle(answer: asyncio.Future[Outcome], error: BaseException) -> None:
