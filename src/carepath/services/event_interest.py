@@ -53,6 +53,11 @@ def refresh_event_interest(conn: Connection) -> None:
 def event_interest(conn: Connection) -> frozenset[str] | None:
     """The listened types, or None when never computed (then every event is processed)."""
     value = conn.execute(sa.select(settings.c.value).where(settings.c.key == INTEREST_KEY)).scalar()
+    return interest_from(value)
+
+
+def interest_from(value: object) -> frozenset[str] | None:
+    """The listened types from the stored setting."""
     return frozenset(value) if isinstance(value, list) else None
 
 

@@ -19,7 +19,8 @@ from carepath.domain.conditions import EVENT_TYPE_CHARS
 from carepath.domain.fields import index_column, parse_datetime
 from carepath.errors import InvalidInput, Problem
 from carepath.protection.identifiers import identifier_index
-from carepath.services.event_interest import arrives_processed, event_interest
+from carepath.services.event_interest import arrives_processed
+from carepath.services.event_routing import event_routing
 from carepath.services.message_events import record_on_messages
 from carepath.services.segment_checks import mark_for_events
 
@@ -221,7 +222,7 @@ def store_events_keyed(
     """As `store_events`; returns idempotency key -> id of each event that was new."""
     if not new:
         return {}
-    interest = event_interest(conn)
+    routing = event_routing(conn)
     rows = [
         {
             "idempotency_key": e.idempotency_key,
@@ -232,14 +233,14 @@ def store_events_keyed(
             "data": dict(e.data),
             "source": e.source,
             "chain_depth": e.chain_depth,
-            "processed_at": now if arrives_processed(interest, e.type) else None,
+            "processed_at": now if arrives_processed(routing.interest, e.type) else None,
         }
         for e in new
     ]
     inserted = insert_ignoring_conflicts(conn, events, rows, returning=("idempotency_key", "id"))
     stored = {row.idempotency_key: row.id for row in inserted}
     fresh = [e for e in new if e.idempotency_key in stored]
-    mark_for_events(conn, [(e.type, e.contact_id) for e in fresh], now=now)
+    mark_for_events(conn, [(e.type, e.contact_id) for e in fresh], now=now, inputs=routing.segments)
     record_on_messages(conn, fresh)
     return stored
 

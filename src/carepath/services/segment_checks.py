@@ -63,6 +63,11 @@ def store_inputs(conn: Connection, inputs: SegmentInputs) -> None:
 
 def read_inputs(conn: Connection) -> SegmentInputs:
     value = conn.execute(sa.select(settings.c.value).where(settings.c.key == INPUTS_KEY)).scalar()
+    return inputs_from(value)
+
+
+def inputs_from(value: object) -> SegmentInputs:
+    """The segment inputs from the stored setting."""
     if not isinstance(value, dict) or not value.get("any"):
         return NO_SEGMENTS
     return SegmentInputs(True, frozenset(value.get("events") or ()))
@@ -87,13 +92,18 @@ def mark_contacts_where(conn: Connection, which: sa.ColumnElement[bool], *, now:
 
 
 def mark_for_events(
-    conn: Connection, typed_contacts: Iterable[tuple[str, int]], *, now: datetime
+    conn: Connection,
+    typed_contacts: Iterable[tuple[str, int]],
+    *,
+    now: datetime,
+    inputs: SegmentInputs | None = None,
 ) -> None:
-    """Queue the contacts of new events whose types some segment reads."""
+    """Queue the contacts of new events whose types some segment reads (`inputs`, when
+    the caller has read them already)."""
     pairs = list(typed_contacts)
     if not pairs:
         return
-    inputs = read_inputs(conn)
+    inputs = inputs or read_inputs(conn)
     wanted = sorted({c for kind, c in pairs if kind in inputs.event_types})
     if wanted:
         _queue(conn, wanted, now=now)

@@ -42,8 +42,9 @@ from carepath.domain.resources import Kind, SegmentDef
 from carepath.errors import NotFound
 from carepath.services.access import require_all_contacts
 from carepath.services.catalog_store import CatalogCache, CurrentCatalog
-from carepath.services.event_interest import arrives_processed, event_interest
-from carepath.services.segment_checks import mark_contacts, read_inputs
+from carepath.services.event_interest import arrives_processed
+from carepath.services.event_routing import event_routing
+from carepath.services.segment_checks import mark_contacts
 
 ENTERED = "segment.entered"
 LEFT = "segment.left"
@@ -185,8 +186,8 @@ def _record_moves(
     conn: Connection, name: str, entered: Sequence[int], left: Sequence[int], *, now: datetime
 ) -> None:
     """One INSERT … SELECT per kind of move, from the ids alone (no row travels twice)."""
-    interest = event_interest(conn)
-    inputs = read_inputs(conn)
+    routing = event_routing(conn)
+    interest, inputs = routing.interest, routing.segments
     stamp = sa.literal(now, events.c.occurred_at.type)
     build = sa.func.jsonb_build_object if conn.dialect.name == "postgresql" else sa.func.json_object
     for kind, word, ids in ((ENTERED, "entered", entered), (LEFT, "left", left)):
