@@ -85,6 +85,7 @@ def test_sigkill_at_any_moment_delivers_every_message_exactly_once(
         "CAREPATH_DATABASE_URL": journey.engine.url.render_as_string(hide_password=False),
         "CAREPATH_SMTP_URL": peer.url(tls="none", pool=str(POOL)),
         "CAREPATH_BATCH_SIZE": str(BATCH),
+        "CAREPATH_SEND_BATCH_SIZE": str(BATCH),
         "CAREPATH_LEASE_SECONDS": str(LEASE_SECONDS),
         "CAREPATH_POLL_SECONDS": "0.05",
     }

@@ -128,6 +128,7 @@ def engine_context(db: str | None, *, with_smtp: bool = True) -> Iterator[Engine
                 ),
                 lease=timedelta(seconds=settings.lease_seconds),
                 batch_size=settings.batch_size,
+                send_batch_size=settings.send_batch_size,
                 mail_from=settings.mail_from,
                 retry_for=retry_for,
                 links=links,

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from carepath.domain.fields import INDEXED_FIELDS, index_column
-from carepath.protection.sealing import blind_index, seal, sealed_key_id, unseal
+from carepath.protection.sealing import blind_index, blind_indexes, seal, sealed_key_id, unseal
 
 
 def identifier_index(name: str, value: object) -> str:
     """The blind index of an identifier's value, as stored beside it and used in lookups."""
     return blind_index(str(value), f"contacts.{name}")
+
+
+def identifier_indexes(name: str, values: Sequence[str]) -> list[str]:
+    """`identifier_index` of each value, in order."""
+    return blind_indexes(values, f"contacts.{name}")
 
 
 def with_indexes(values: Mapping[str, object]) -> dict[str, object]:

@@ -13,6 +13,7 @@ import base64
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from functools import lru_cache
 
 from cryptography.exceptions import InvalidTag
@@ -73,6 +74,11 @@ def sealed_key_id(token: str) -> str | None:
 
 
 def blind_index(value: str, purpose: str, keyring: Keyring | None = None) -> str:
-    keyring = keyring or active_keyring()
-    message = purpose.encode() + b"\x00" + value.encode()
-    return hmac.digest(keyring.index_key, message, "sha256").hex()
+    return blind_indexes([value], purpose, keyring)[0]
+
+
+def blind_indexes(values: Iterable[str], purpose: str, keyring: Keyring | None = None) -> list[str]:
+    """The blind index of each value, in order (the keyring looked up once for all)."""
+    key = (keyring or active_keyring()).index_key
+    prefix = purpose.encode() + b"\x00"
+    return [hmac.digest(key, prefix + value.encode(), "sha256").hex() for value in values]

@@ -70,7 +70,7 @@ def deliver_outbox(ctx: EngineContext, *, now: datetime, limit: int | None = Non
         return DeliveryStats(0, 0)
     with ctx.engine.begin() as conn:
         recovered = _recover_interrupted(conn, now=now)
-        rows = _claim(conn, ctx, now=now, limit=limit or ctx.batch_size)
+        rows = _claim(conn, ctx, now=now, limit=limit or ctx.send_batch_size)
     if not rows:
         return DeliveryStats(recovered, 0)
     reachable = [
