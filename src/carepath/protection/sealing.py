@@ -79,6 +79,10 @@ def blind_index(value: str, purpose: str, keyring: Keyring | None = None) -> str
 
 def blind_indexes(values: Iterable[str], purpose: str, keyring: Keyring | None = None) -> list[str]:
     """The blind index of each value, in order (the keyring looked up once for all)."""
-    key = (keyring or active_keyring()).index_key
-    prefix = purpose.encode() + b"\x00"
-    return [hmac.digest(key, prefix + value.encode(), "sha256").hex() for value in values]
+    keyed = hmac.new((keyring or active_keyring()).index_key, purpose.encode() + b"\x00", "sha256")
+    found = []
+    for value in values:  # a copy of the keyed state: no key set-up per value
+        each = keyed.copy()
+        each.update(value.encode())
+        found.append(each.hexdigest())
+    return found
