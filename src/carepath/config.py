@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(default=None, repr=False)
     unsubscribe_mailto: str | None = None
     batch_size: int = Field(default=500, ge=1, le=10_000)
-    send_batch_size: int = Field(default=1000, ge=1, le=10_000)
+    send_batch_size: int = Field(default=500, ge=1, le=10_000)
     lease_seconds: int = Field(default=300, ge=5)
     poll_seconds: float = Field(default=1.0, gt=0)
     max_step_visits: int = Field(default=50, ge=1)

@@ -10,7 +10,9 @@ from starlette.testclient import TestClient
 
 from carepath.db.schema import api_keys, events
 from carepath.entrypoints.api.app import create_app
+from carepath.entrypoints.api.events import store_single_events, store_sourced_events
 from carepath.services.api_keys import revoke_key
+from carepath.services.clock import DatabaseClock
 from tests.integration.api_support import LINKS, KeyMaker, is_problem
 from tests.integration.harness import Harness
 
@@ -267,3 +269,34 @@ def test_concurrent_single_events_each_get_their_own_answer(
     stored = {e.id: e.contact_id for e in journey.events("visit.done")}
     assert [stored[i] for i in event_ids[:12]] == ids
     assert len(stored) == 12
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"type": "x.y", "contact": {"id": 1}, "data": {"dose": NaN}}',
+        b'{"type": "x.y", "contact": {"external_id": "\\udc00"}}',
+    ],
+)
+def test_json_no_database_can_hold_is_a_400_problem(
+    client: TestClient, key_for: KeyMaker, body: bytes
+) -> None:
+    headers = {**key_for("events:write"), "content-type": "application/json"}
+    answer = client.post("/v1/events", content=body, headers=headers)
+    assert is_problem(answer, 400)["detail"].startswith("JSON")  # type: ignore[union-attr]
+
+
+def test_twin_events_without_key_or_time_stay_two_when_their_requests_are_grouped(
+    journey: Harness,
+) -> None:
+    # Sent one after the other, each would get its own time and so its own derived key.
+    journey.contact(first_name="Ann", external_id="MRN-1")
+    dose = {"type": "dose.taken", "contact": {"external_id": "MRN-1"}, "data": {"mg": 5}}
+    clock = DatabaseClock()
+    grouped = store_single_events(journey.engine, clock, [("api:a", dose), ("api:b", dose)])
+    first, second = (o.event_id for o in grouped)
+    assert None not in (first, second)
+    assert first != second
+    # Within one batch, the same content is the same event, as it always was.
+    batch = store_sourced_events(journey.engine, clock, [("api:a", dose), ("api:a", dose)])
+    assert batch[0].event_id == batch[1].event_id is not None

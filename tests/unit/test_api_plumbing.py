@@ -7,11 +7,12 @@ import json
 import threading
 from collections.abc import Sequence
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from carepath.entrypoints.api.coalescing import Coalescer
-from carepath.entrypoints.api.problems import json_depth
+from carepath.entrypoints.api.problems import json_depth, json_problem
 
 # Text full of what a careless scanner would take for structure.
 tricky_text = st.text(alphabet='[]{}"\\abc \n\u00e9', max_size=12)
@@ -114,7 +115,7 @@ def test_an_item_that_breaks_its_group_fails_alone() -> None:
     good, failed, other = asyncio.run(scenario())
     assert (good, other) == ("A", "C")
     assert isinstance(failed, ValueError)
-    assert store.groups == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]
+    assert store.groups == [["a", "bad", "c"], ["a"], ["bad", "c"], ["bad"], ["c"]]
 
 
 def test_a_store_answering_the_wrong_number_of_items_fails_the_requests() -> None:
@@ -146,3 +147,65 @@ def test_each_event_loop_has_its_own_groups() -> None:
     for thread in threads:
         thread.join(10)
     assert answers == {"abc": "ABC", "xyz": "XYZ"}
+
+
+def test_an_unterminated_string_costs_one_pass_not_one_per_quote() -> None:
+    # Each quote of this text would start another scan to its end if strings had to close.
+    hostile = b'"' + b'\\"' * 300_000
+    assert json_depth(hostile) == 0
+    assert json_problem(hostile) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b'{"data": {"x": NaN}}', "JSON may not hold NaN or Infinity"),
+        (b'{"data": [-Infinity]}', "JSON may not hold NaN or Infinity"),
+        (b'{"data": "\\ud800"}', "JSON text may not hold an unpaired surrogate escape"),
+        (b'{"data": "NaN and Infinity, in text"}', None),
+        (b'{"data": "\\ud83d\\ude00"}', None),  # a pair: one character
+        (b'{"data": "\\\\ud800"}', None),  # an escaped backslash, then text
+        (b"[" * 33 + b"]" * 33, "JSON may nest at most 32 levels deep"),
+    ],
+)
+def test_json_problem_names_what_json_must_not_hold(body: bytes, problem: str | None) -> None:
+    assert json_problem(body) == problem
+
+
+class Stopping(BaseException):
+    """Like KeyboardInterrupt or a cancellation: not an error a request caused."""
+
+
+def test_requests_are_answered_even_when_storing_is_interrupted() -> None:
+    def store(group: Sequence[str]) -> list[str]:
+        raise Stopping
+
+    coalescer: Coalescer[str, str] = Coalescer(store, concurrency=1)
+
+    async def scenario() -> list[object]:
+        waiting = [asyncio.ensure_future(coalescer.submit(x)) for x in "abc"]
+        return list(await asyncio.gather(*waiting, return_exceptions=True))
+
+    outcomes = asyncio.run(scenario())  # the storing task re-raises it, after answering all
+    assert len(outcomes) == 3
+    assert all(isinstance(o, Stopping) for o in outcomes)
+
+
+def test_an_error_no_item_caused_fails_the_group_without_retries() -> None:
+    calls: list[list[str]] = []
+
+    def store(group: Sequence[str]) -> list[str]:
+        calls.append(list(group))
+        raise ConnectionError("the database went away")
+
+    coalescer: Coalescer[str, str] = Coalescer(
+        store, concurrency=1, splittable=lambda error: not isinstance(error, ConnectionError)
+    )
+
+    async def scenario() -> list[object]:
+        waiting = [asyncio.ensure_future(coalescer.submit(x)) for x in "abcd"]
+        return list(await asyncio.gather(*waiting, return_exceptions=True))
+
+    outcomes = asyncio.run(scenario())
+    assert all(isinstance(o, ConnectionError) for o in outcomes)
+    assert calls == [["a", "b", "c", "d"]]

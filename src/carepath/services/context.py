@@ -32,9 +32,9 @@ class EngineContext:
     worker_id: str = field(default_factory=new_worker_id)
     lease: timedelta = timedelta(minutes=5)
     batch_size: int = 500
-    # Messages claimed for sending at once: the pooled connections idle while a batch's
-    # last messages finish and the next is claimed, so sends come in larger batches.
-    send_batch_size: int = 1000
+    # Messages claimed for sending at once. Each is leased for `lease` meanwhile, so a
+    # batch must be sent well within it, even through a slow relay.
+    send_batch_size: int = 500
     mail_from: str = "carepath <no-reply@carepath.invalid>"
     retry_for: timedelta = timedelta(days=3)  # how long failed deliveries are retried
     links: LinkSigner | None = None  # signed unsubscribe links, when a public URL is set

@@ -67,7 +67,7 @@ def record_on_messages(conn: Connection, stored: Sequence[StoredEvent]) -> None:
             clicks[outbox_id, _link_key(event.data.get("link"))] += 1
     for column, moments in firsts.items():
         _first_moments(conn, column, moments)
-    for (outbox_id, link), count in clicks.items():
+    for (outbox_id, link), count in sorted(clicks.items()):  # one lock order for every writer
         conn.execute(
             outbox.update()
             .where(outbox.c.id == outbox_id)

@@ -103,7 +103,7 @@ def mark_for_events(
     pairs = list(typed_contacts)
     if not pairs:
         return
-    inputs = inputs or read_inputs(conn)
+    inputs = inputs if inputs is not None else read_inputs(conn)
     wanted = sorted({c for kind, c in pairs if kind in inputs.event_types})
     if wanted:
         _queue(conn, wanted, now=now)

@@ -7,9 +7,10 @@ the next group. A lone item is stored at once, so grouping adds no delay to a
 quiet server; under load, one commit serves many requests instead of one each. Every
 request is answered only after the transaction holding its item committed.
 
-If storing a group fails, each of its items is stored again on its own, so
-one item that breaks a statement cannot fail the requests it happened to
-share a group with.
+If storing a group fails with an error that one item may have caused (not a
+lost connection or a timeout: `splittable`), the group is halved and each half
+stored again, down to the item at fault, so that it cannot fail the requests
+it happened to share a group with. Other errors fail the whole group at once.
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ class Coalescer(Generic[Item, Outcome]):
         *,
         max_group: int = 1000,
         concurrency: int = 2,
+        splittable: Callable[[Exception], bool] = lambda _: True,
     ) -> None:
         self._store = store
         self._max_group = max_group
         self._concurrency = concurrency
+        self._splittable = splittable
         self._lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Lane[Item, Outcome]] = (
             weakref.WeakKeyDictionary()
         )
@@ -63,19 +66,30 @@ class Coalescer(Generic[Item, Outcome]):
             while lane.waiting:
                 group = lane.waiting[: self._max_group]
                 del lane.waiting[: self._max_group]
-                await self._store_group(group)
+                try:
+                    await self._store_group(group)
+                except BaseException as exc:  # cancelled, or the process stopping
+                    for _, answer in group:
+                        _settle(answer, exc)
+                    raise
         finally:
             lane.storing.discard(asyncio.current_task())
+            if lane.waiting and not lane.storing:  # left behind by a task that did not finish
+                stranded, lane.waiting[:] = list(lane.waiting), []
+                for _, answer in stranded:
+                    _settle(answer, RuntimeError("storing stopped before this item"))
 
     async def _store_group(self, group: list[tuple[Item, asyncio.Future[Outcome]]]) -> None:
         try:
             outcomes = await run_in_threadpool(self._store, [item for item, _ in group])
         except Exception as exc:  # noqa: BLE001 - handed to the requests that wait for it
-            if len(group) == 1:
-                _settle(group[0][1], exc)
+            if len(group) == 1 or not self._splittable(exc):
+                for _, answer in group:
+                    _settle(answer, exc)
                 return
-            for one in group:  # alone, so that only the item at fault fails
-                await self._store_group([one])
+            half = len(group) // 2  # halves: an item at fault costs a few groups, not one each
+            await self._store_group(group[:half])
+            await self._store_group(group[half:])
             return
         if len(outcomes) != len(group):
             error = RuntimeError("a stored group must give one outcome per item")

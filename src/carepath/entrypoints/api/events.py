@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -16,7 +19,7 @@ from carepath.entrypoints.api.coalescing import Coalescer
 from carepath.entrypoints.api.problems import field_errors, problem_response
 from carepath.errors import Problem
 from carepath.services.clock import Clock
-from carepath.services.events import ItemOutcome, accept_events
+from carepath.services.events import ItemOutcome, accept_events, derived_key
 
 MAX_BATCH = 1000
 
@@ -122,26 +125,73 @@ def single_events_coalescer(
     engine: Engine, clock: Clock
 ) -> Coalescer[tuple[str, object], ItemOutcome]:
     """Where single-event requests wait to be stored together (one per app and process)."""
-    return Coalescer(lambda group: store_sourced_events(engine, clock, group), max_group=MAX_BATCH)
+    return Coalescer(
+        lambda group: store_single_events(engine, clock, group),
+        max_group=MAX_BATCH,
+        splittable=may_be_one_items_fault,
+    )
+
+
+def may_be_one_items_fault(error: Exception) -> bool:
+    """Whether one event of a group may have caused `error` (a value a statement refused),
+    as opposed to the database being unreachable, busy or slow: then every item fails."""
+    if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError):
+        return False
+    return not (isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated)
 
 
 def store_sourced_events(
     engine: Engine, clock: Clock, items: Sequence[tuple[str, object]]
 ) -> list[ItemOutcome]:
     """Store (source, raw event) items in one transaction; one outcome per item, in order."""
+    return _store_together(engine, clock, items, separate_twins=False)
+
+
+def store_single_events(
+    engine: Engine, clock: Clock, items: Sequence[tuple[str, object]]
+) -> list[ItemOutcome]:
+    """As `store_sourced_events`, for the events of separate requests stored together.
+
+    An event that names neither an idempotency key nor a time gets a key
+    derived from its content and the time it is stored. Had two such twins come
+    in separate transactions, their times, and so their keys, would differ: two
+    requests, two events. Stored together, each later twin is timed a
+    microsecond after the one before it, to the same effect.
+    """
+    return _store_together(engine, clock, items, separate_twins=True)
+
+
+def _store_together(
+    engine: Engine, clock: Clock, items: Sequence[tuple[str, object]], *, separate_twins: bool
+) -> list[ItemOutcome]:
     by_source: dict[str, list[int]] = {}
     for position, (source, _) in enumerate(items):
         by_source.setdefault(source, []).append(position)
     placed: dict[int, ItemOutcome] = {}
     with engine.begin() as conn:
         now = clock.now(conn)
+        raw_items = _timed_twins(items, now) if separate_twins else [raw for _, raw in items]
         for source, positions in by_source.items():
-            raw = [("", items[p][1]) for p in positions]
-            for position, outcome in zip(
-                positions, accept_events(conn, raw, now=now, source=source), strict=True
-            ):
-                placed[position] = outcome
+            raw = [("", raw_items[p]) for p in positions]
+            outcomes = accept_events(conn, raw, now=now, source=source)
+            placed.update(zip(positions, outcomes, strict=True))
     return [placed[p] for p in range(len(items))]
+
+
+def _timed_twins(items: Sequence[tuple[str, object]], now: datetime) -> list[object]:
+    seen: Counter[str] = Counter()
+    timed: list[object] = []
+    for _, raw in items:
+        if isinstance(raw, Mapping) and not raw.get("idempotency_key") and "occurred_at" not in raw:
+            content = derived_key(raw)
+            earlier = seen[content]
+            seen[content] += 1
+            if earlier:
+                later = now + timedelta(microseconds=earlier)
+                timed.append({**raw, "occurred_at": later.isoformat()})
+                continue
+        timed.append(raw)
+    return timed
 
 
 def batch_result(outcomes: list[ItemOutcome]) -> dict[str, object]:

@@ -7,6 +7,7 @@ exception becomes a bare 500.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -143,24 +144,57 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 MAX_JSON_DEPTH = 32
-# A JSON string, escapes included (the unrolled form: linear, no backtracking).
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A JSON string, escapes included, in the unrolled form (no backtracking). An
+# unterminated string runs to the end of the text: with a required closing
+# quote, every later quote would start another scan to the end (quadratic).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 _DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_CONSTANTS = re.compile(rb"NaN|Infinity")  # Python's parser takes them, JSON and PostgreSQL do not
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def json_depth(body: bytes) -> int:
-    """How deeply a JSON text nests (brackets inside strings do not count).
+    """How deeply a JSON text nests (brackets inside strings do not count)."""
+    return _depth(_JSON_STRING.sub(b"", body))
 
-    Strings are cut out and everything but brackets dropped by the regex and
-    bytes machinery, so a batch of a thousand events costs no Python loop.
-    """
-    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+
+def _depth(outside_strings: bytes) -> int:
+    # Everything but brackets dropped by bytes machinery: no Python loop over the text.
+    brackets = outside_strings.translate(None, _NOT_BRACKETS)
     return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
 
 
+def json_problem(body: bytes) -> str | None:
+    """Why a JSON text must be refused before it is parsed, or None.
+
+    Too deep (the parser would exhaust its recursion); NaN or Infinity
+    (Python's parser accepts them, JSON and PostgreSQL do not); an unpaired
+    surrogate escape (no UTF-8 text can hold it). Malformed JSON is left to
+    the parser to report.
+    """
+    outside = _JSON_STRING.sub(b"", body)
+    if _depth(outside) > MAX_JSON_DEPTH:
+        return f"JSON may nest at most {MAX_JSON_DEPTH} levels deep"
+    if _CONSTANTS.search(outside):
+        return "JSON may not hold NaN or Infinity"
+    if _SURROGATE_ESCAPE.search(body) and _unpaired_surrogate(body):
+        return "JSON text may not hold an unpaired surrogate escape"
+    return None
+
+
+def _unpaired_surrogate(body: bytes) -> bool:
+    try:
+        json.dumps(json.loads(body), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except ValueError:  # not JSON at all: the route's parser says so
+        return False
+    return False
+
+
 class RefuseHostileRequests:
-    """Refused before any route reads them: NUL characters, and JSON nested too deeply.
+    """Refused before any route reads them: NUL characters, and JSON `json_problem` refuses.
 
     PostgreSQL text cannot hold a NUL, so it would otherwise fail deep in a
     query; a deep JSON text would exhaust the parser's recursion. Bodies are
@@ -195,8 +229,7 @@ class RefuseHostileRequests:
         if b"\x00" in body or b"\\u0000" in body:
             await self._refuse(scope, receive, send)
             return
-        if _is_json(scope) and json_depth(body) > MAX_JSON_DEPTH:
-            detail = f"JSON may nest at most {MAX_JSON_DEPTH} levels deep"
+        if _is_json(scope) and (detail := json_problem(body)) is not None:
             await problem_response(400, detail=detail)(scope, receive, send)
             return
         delivered = False
