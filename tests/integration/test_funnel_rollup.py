@@ -6,9 +6,11 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from carepath.db.schema import funnel_changes, funnel_rollup, runs
+from carepath.services import funnel_rollup as funnel_rollup_module
 from carepath.services.funnel_rollup import current_totals, refresh_funnels
 from carepath.services.funnel_totals import RunFilter, StepTotals, step_totals
 from tests.integration.harness import Harness
@@ -129,3 +131,25 @@ def test_a_refresh_stops_after_its_time_budget_but_always_counts_one_day(
     assert refresh_funnels(journey.engine, budget=0.0) == 1
     assert refresh_funnels(journey.engine) == days - 1
     assert noted(journey) == 0
+
+
+def test_a_day_whose_count_fails_or_runs_too_long_stays_noted_and_the_worker_goes_on(
+    journey: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journey.apply(JOURNEY)
+    journey.enroll("w", journey.contact())
+    journey.advance("1d")
+    with journey.engine.begin() as conn:
+        note = {"workflow": "w", "workflow_version": 1, "day": journey.now.date()}
+        conn.execute(funnel_changes.insert().values(note))
+    postgres = journey.engine.dialect.name == "postgresql"
+
+    def stuck_count(conn: sa.Connection, *_: object) -> None:
+        conn.execute(sa.delete(funnel_changes))
+        # PostgreSQL: a plan gone wrong, stopped by the time limit; SQLite: a failing read.
+        conn.execute(sa.text("SELECT pg_sleep(5)" if postgres else "SELECT * FROM gone"))
+
+    monkeypatch.setattr(funnel_rollup_module, "DAY_COUNT_TIMEOUT_MS", 50)
+    monkeypatch.setattr(funnel_rollup_module, "_count_day", stuck_count)
+    assert refresh_funnels(journey.engine) == 0
+    assert noted(journey) == 1  # rolled back: the day is counted again later

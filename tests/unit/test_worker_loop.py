@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from carepath.entrypoints import worker
+from carepath.services import work
 from carepath.services.work import WorkDone
 
 
@@ -42,3 +43,19 @@ def test_a_failing_round_is_logged_by_class_and_retried(
     assert pauses[:2] == [1.0, 2.0]  # doubling from the poll interval
     assert "round failed (OSError, 2 in a row)" in caplog.text
     assert "ann@example.test" not in caplog.text
+
+
+def test_the_funnel_is_counted_again_at_a_tenth_of_the_pace_while_the_worker_is_busy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(work.time, "monotonic", lambda: clock[0])
+    ctx: Any = type("Ctx", (), {"funnel_refresh_seconds": 60.0, "funnel_refreshed_at": None})()
+    assert work._funnel_refresh_due(ctx, busy=True)  # the first round always counts
+    clock[0] += 61
+    assert not work._funnel_refresh_due(ctx, busy=True)
+    assert work._funnel_refresh_due(ctx, busy=False)
+    clock[0] += 599
+    assert not work._funnel_refresh_due(ctx, busy=True)
+    clock[0] += 2
+    assert work._funnel_refresh_due(ctx, busy=True)

@@ -12,6 +12,7 @@ refresh, not of the whole history.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from time import monotonic
@@ -28,7 +29,13 @@ from carepath.services.funnel_totals import RunFilter, StepTotals, step_totals
 REFRESH_BATCH = 20  # days counted again per call, at most
 REFRESH_BUDGET_SECONDS = 2.0  # and no more days once this much time is spent: a worker
 # catching up after a bulk load goes on with its other work in between
+# One day's count may take no longer (PostgreSQL): a plan gone wrong on statistics
+# that lag behind a table's growth must not hold a worker's deliveries for minutes.
+# The day stays noted, and reports count it from the history meanwhile.
+DAY_COUNT_TIMEOUT_MS = 20_000
 DAY = timedelta(days=1)
+
+log = logging.getLogger(__name__)
 
 
 def refresh_funnels(
@@ -50,8 +57,14 @@ def refresh_funnels(
     for workflow, version, day in moved:
         if budget is not None and counted and monotonic() - started > budget:
             break
-        with engine.begin() as conn:
-            _count_day(conn, workflow, version, day)
+        try:
+            with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {DAY_COUNT_TIMEOUT_MS}")
+                _count_day(conn, workflow, version, day)
+        except sa.exc.OperationalError as exc:  # the timeout, or the database busy or gone
+            log.warning("counting a day of the funnel again failed (%s)", type(exc.orig).__name__)
+            break
         counted += 1
     return counted
 

@@ -155,6 +155,9 @@ def due_work(ctx: EngineContext, *, now: datetime) -> DueWork:
     )
 
 
+BUSY_REFRESH_SLOWDOWN = 10
+
+
 def run_one_round(ctx: EngineContext, *, now: datetime, due: DueWork | None = None) -> WorkDone:
     """One batch of each kind of work that is due: events, runs, outbox."""
     due = due or DueWork(True, True, True, webhooks=True, segments=True, date_scans=True)
@@ -174,7 +177,8 @@ def run_one_round(ctx: EngineContext, *, now: datetime, due: DueWork | None = No
         done.date_scans = scan_date_triggers(
             ctx.engine, ctx.cache, now=now, max_chain_depth=ctx.limits.max_chain_depth
         )
-    if due.runs and _funnel_refresh_due(ctx):
+    busy = bool(done.events or done.runs or done.sent or done.failed_sends or done.webhooks)
+    if _funnel_refresh_due(ctx, busy=busy):
         refresh_funnels(ctx.engine, budget=REFRESH_BUDGET_SECONDS)
     if due.segments:
         done.segment_checks = update_segments(
@@ -187,10 +191,13 @@ def run_one_round(ctx: EngineContext, *, now: datetime, due: DueWork | None = No
     return done
 
 
-def _funnel_refresh_due(ctx: EngineContext) -> bool:
+def _funnel_refresh_due(ctx: EngineContext, *, busy: bool) -> bool:
+    """Counting the funnel again is upkeep: in rounds that found little to do, and at
+    a tenth of the pace while the worker is busy with journeys and deliveries."""
     at = time.monotonic()
     last = ctx.funnel_refreshed_at
-    if last is not None and at - last < ctx.funnel_refresh_seconds:
+    pause = ctx.funnel_refresh_seconds * (BUSY_REFRESH_SLOWDOWN if busy else 1)
+    if last is not None and at - last < pause:
         return False
     ctx.funnel_refreshed_at = at
     return True
