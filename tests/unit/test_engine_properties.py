@@ -403,11 +403,12 @@ def test_driving_a_run_by_its_wake_times_always_reaches_an_end(scenario: Scenari
 
 
 def test_generated_workflows_cover_waits_loops_and_every_step_kind() -> None:
-    """Guard for the generator itself: the properties above see varied workflows."""
+    """Guard for the generator itself: the properties above see varied workflows (the same
+    examples every run: a guard that failed by chance would only be noise)."""
     seen_kinds: set[str] = set()
     loops_through_waits = 0
 
-    @settings(max_examples=300, deadline=None, database=None)
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True)
     @given(workflows())
     def collect(workflow: Workflow) -> None:
         nonlocal loops_through_waits
