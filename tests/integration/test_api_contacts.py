@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from carepath.db.schema import contacts, events, outbox, runs
+from carepath.entrypoints.api import problems
 from tests.integration.api_support import KeyMaker, is_problem
 from tests.integration.harness import Harness
 
@@ -167,3 +171,32 @@ def test_a_jsonl_import_updates_by_identifier_and_other_types_are_refused(
     assert name == "Anne"
     xml = writer | {"content-type": "application/xml"}
     is_problem(client.post("/v1/contacts/import", content="<a/>", headers=xml), 415)
+
+
+def test_contact_files_stream_past_the_body_limit_and_unstorable_lines_are_named(
+    journey: Harness, client: TestClient, key_for: KeyMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(problems, "MAX_BODY_BYTES", 200)
+    writer = key_for("contacts:write")
+    rows = "".join(f"MRN-{n},p{n}@example.test\n" for n in range(40))  # well over 200 bytes
+    csv_headers = writer | {"content-type": "text/csv"}
+    done = client.post(
+        "/v1/contacts/import", content="external_id,email\n" + rows, headers=csv_headers
+    )
+    assert done.json() == {"created": 40, "updated": 0}
+    with_nul = "external_id,email\nMRN-90,a@example.test\nMRN-91\x00,b@example.test\n"
+    body = is_problem(
+        client.post("/v1/contacts/import", content=with_nul, headers=csv_headers), 422
+    )
+    assert body["errors"] == [
+        {"location": "upload.csv:3", "detail": "values may not contain NUL characters"}
+    ]
+    jsonl = writer | {"content-type": "application/x-ndjson"}
+    nan = '{"external_id": "MRN-92", "score": NaN}\n'
+    body = is_problem(client.post("/v1/contacts/import", content=nan, headers=jsonl), 422)
+    assert body["errors"][0]["location"] == "upload.jsonl:1"
+    # Any other body is read whole before a route sees it, so it is limited.
+    events = key_for("events:write", name="bridge") | {"content-type": "application/json"}
+    big = json.dumps({"type": "x.y", "contact": {"id": 1}, "data": {"note": "x" * 300}})
+    answer = client.post("/v1/events", content=big, headers=events)
+    assert is_problem(answer, 413)["detail"] == "a request body is at most 200 bytes"

@@ -135,6 +135,36 @@ class ImportResult:
 
 def read_records(path: Path) -> Iterator[tuple[int, Mapping[str, object]]]:
     """(line number, record) pairs from a .csv or .jsonl file."""
+    for number, record in _raw_records(path):
+        if (problem := _unstorable(record)) is not None:
+            raise InvalidInput([Problem(f"{path.name}:{number}", problem)])
+        yield number, record
+
+
+def _unstorable(record: Mapping[str, object]) -> str | None:
+    """What no database text can hold: NUL characters, NaN, unpaired surrogates."""
+    try:
+        json.dumps(record, ensure_ascii=False, allow_nan=False, default=str).encode("utf-8")
+    except ValueError:  # NaN or Infinity, or a surrogate (UnicodeEncodeError)
+        return "values may not be NaN, Infinity or unpaired surrogates"
+    if any("\x00" in text for text in _texts(record)):
+        return "values may not contain NUL characters"
+    return None
+
+
+def _texts(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield str(key)
+            yield from _texts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
+
+
+def _raw_records(path: Path) -> Iterator[tuple[int, Mapping[str, object]]]:
     if path.suffix == ".csv":
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)

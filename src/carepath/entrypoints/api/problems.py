@@ -144,6 +144,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 MAX_JSON_DEPTH = 32
+MAX_BODY_BYTES = 16 * 2**20  # a batch of 1,000 events is well under 1 MiB
+# Contact files: streamed to disk by the import, which checks each line itself.
+STREAMED_TYPES = frozenset({b"text/csv", b"application/x-ndjson", b"application/jsonl"})
 # A JSON string, escapes included, in the unrolled form (no backtracking). An
 # unterminated string runs to the end of the text: with a required closing
 # quote, every later quote would start another scan to the end (quadratic).
@@ -198,8 +201,10 @@ class RefuseHostileRequests:
 
     PostgreSQL text cannot hold a NUL, so it would otherwise fail deep in a
     query; a deep JSON text would exhaust the parser's recursion. Bodies are
-    read whole here (their size is bounded by the routes' own limits on what
-    they accept) and handed on unchanged.
+    read whole here, up to `MAX_BODY_BYTES` (more is a 413, before any key is
+    checked), and handed on unchanged. Contact files (CSV, JSON lines) pass
+    through as they stream: the import writes them to disk under its own
+    limit and checks every line itself.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -213,10 +218,11 @@ class RefuseHostileRequests:
         if b"%00" in query or "\x00" in scope.get("path", ""):
             await self._refuse(scope, receive, send)
             return
-        if scope.get("method") not in ("POST", "PUT", "PATCH"):
+        if scope.get("method") not in ("POST", "PUT", "PATCH") or _is_streamed(scope):
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
+        size = 0
         more = True
         while more:
             message = await receive()
@@ -224,6 +230,11 @@ class RefuseHostileRequests:
                 await self.app(scope, receive, send)  # the client went away: let it end
                 return
             chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > MAX_BODY_BYTES:
+                limit = f"a request body is at most {MAX_BODY_BYTES:,} bytes"
+                await problem_response(413, detail=limit)(scope, receive, send)
+                return
             more = message.get("more_body", False)
         body = b"".join(chunks)
         if b"\x00" in body or b"\\u0000" in body:
@@ -249,12 +260,20 @@ class RefuseHostileRequests:
         await problem_response(400, detail=detail)(scope, receive, send)
 
 
-def _is_json(scope: Scope) -> bool:
+def _content_type(scope: Scope) -> bytes:
     for name, value in scope.get("headers", ()):
         if name == b"content-type":
-            kind = bytes(value).split(b";")[0].strip().lower()
-            return kind == b"application/json" or kind.endswith(b"+json")
-    return False
+            return bytes(value).split(b";")[0].strip().lower()
+    return b""
+
+
+def _is_json(scope: Scope) -> bool:
+    kind = _content_type(scope)
+    return kind == b"application/json" or kind.endswith(b"+json")
+
+
+def _is_streamed(scope: Scope) -> bool:
+    return _content_type(scope) in STREAMED_TYPES
 
 
 class ContainErrors:
