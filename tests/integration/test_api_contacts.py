@@ -200,3 +200,7 @@ def test_contact_files_stream_past_the_body_limit_and_unstorable_lines_are_named
     big = json.dumps({"type": "x.y", "contact": {"id": 1}, "data": {"note": "x" * 300}})
     answer = client.post("/v1/events", content=big, headers=events)
     assert is_problem(answer, 413)["detail"] == "a request body is at most 200 bytes"
+    # Only the import streams: a contact file's type elsewhere is read and checked.
+    as_csv = events | {"content-type": "text/csv"}
+    answer = client.post("/v1/events", content="a,b\nx\x00,y\n", headers=as_csv)
+    assert is_problem(answer, 400)["detail"] == "the request may not contain NUL characters"

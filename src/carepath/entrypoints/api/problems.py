@@ -146,6 +146,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 MAX_JSON_DEPTH = 32
 MAX_BODY_BYTES = 16 * 2**20  # a batch of 1,000 events is well under 1 MiB
 # Contact files: streamed to disk by the import, which checks each line itself.
+STREAMED_PATH = "/v1/contacts/import"
 STREAMED_TYPES = frozenset({b"text/csv", b"application/x-ndjson", b"application/jsonl"})
 # A JSON string, escapes included, in the unrolled form (no backtracking). An
 # unterminated string runs to the end of the text: with a required closing
@@ -273,7 +274,7 @@ def _is_json(scope: Scope) -> bool:
 
 
 def _is_streamed(scope: Scope) -> bool:
-    return _content_type(scope) in STREAMED_TYPES
+    return scope.get("path") == STREAMED_PATH and _content_type(scope) in STREAMED_TYPES
 
 
 class ContainErrors:
