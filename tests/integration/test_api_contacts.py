@@ -191,10 +191,6 @@ def test_contact_files_stream_past_the_body_limit_and_unstorable_lines_are_named
     assert body["errors"] == [
         {"location": "upload.csv:3", "detail": "values may not contain NUL characters"}
     ]
-    jsonl = writer | {"content-type": "application/x-ndjson"}
-    nan = '{"external_id": "MRN-92", "score": NaN}\n'
-    body = is_problem(client.post("/v1/contacts/import", content=nan, headers=jsonl), 422)
-    assert body["errors"][0]["location"] == "upload.jsonl:1"
     # Any other body is read whole before a route sees it, so it is limited.
     events = key_for("events:write", name="bridge") | {"content-type": "application/json"}
     big = json.dumps({"type": "x.y", "contact": {"id": 1}, "data": {"note": "x" * 300}})
@@ -204,3 +200,43 @@ def test_contact_files_stream_past_the_body_limit_and_unstorable_lines_are_named
     as_csv = events | {"content-type": "text/csv"}
     answer = client.post("/v1/events", content="a,b\nx\x00,y\n", headers=as_csv)
     assert is_problem(answer, 400)["detail"] == "the request may not contain NUL characters"
+
+
+@pytest.mark.parametrize(
+    ("line", "detail"),
+    [
+        ('{"external_id": "MRN-1", "bmi": NaN}', "NaN is not a JSON number"),
+        ('{"external_id": "MRN-1", "bmi": 1e999}', "bmi: expected a number"),  # infinite
+        ('{"external_id": "MRN-1\\ud800"}', "values may not hold unpaired surrogates"),
+        (
+            '{"external_id": "MRN-1", "x": ' + "[" * 5000 + "]" * 5000 + "}",
+            "JSON nested too deeply",
+        ),
+    ],
+)
+def test_a_contact_line_no_database_can_hold_is_named_with_its_reason(
+    journey: Harness, client: TestClient, key_for: KeyMaker, line: str, detail: str
+) -> None:
+    journey.apply(FIELDS)
+    headers = key_for("contacts:write") | {"content-type": "application/x-ndjson"}
+    body = is_problem(client.post("/v1/contacts/import", content=line, headers=headers), 422)
+    assert body["errors"] == [{"location": "upload.jsonl:1", "detail": detail}]
+
+
+def test_a_csv_with_a_byte_order_mark_imports_and_a_headerless_one_shows_no_values(
+    journey: Harness, client: TestClient, key_for: KeyMaker
+) -> None:
+    journey.apply(FIELDS)
+    headers = key_for("contacts:write") | {"content-type": "text/csv"}
+    marked = "\ufeffexternal_id,bmi\nMRN-1,31\n".encode()
+    assert client.post("/v1/contacts/import", content=marked, headers=headers).json() == {
+        "created": 1,
+        "updated": 0,
+    }
+    headerless = "MRN-2,ann.smith@example.test,44\nMRN-3,bo@example.test,40\n"
+    answer = client.post("/v1/contacts/import", content=headerless, headers=headers)
+    assert "ann.smith" not in answer.text
+    assert "MRN-2" not in answer.text
+    assert is_problem(answer, 422)["errors"][0]["detail"] == (
+        "a column named by no field: unknown field"
+    )

@@ -124,3 +124,17 @@ def test_source_documents_are_validated(journey: Harness) -> None:
     with pytest.raises(Exception, match="payload path") as caught:
         journey.apply(bad)
     assert "environment variable" in str(caught.value)
+
+
+def test_a_signed_body_is_checked_as_json_whatever_its_content_type(
+    scheduler: Harness, client: TestClient
+) -> None:
+    body = b'{"id": "A-9", "patient": "MRN-1", "starts": NaN}'
+    header = sign(SECRET.encode(), int(time.time()), body)
+    answer = client.post(
+        "/v1/hooks/scheduler",
+        content=body,
+        headers={"x-carepath-signature": header, "content-type": "text/plain"},
+    )
+    assert is_problem(answer, 400)["detail"] == "JSON may not hold NaN or Infinity"
+    assert scheduler.events("appointment.scheduled") == []

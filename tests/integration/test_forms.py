@@ -151,3 +151,12 @@ def test_form_documents_are_validated(journey: Harness) -> None:
     text = str(caught.value)
     assert "a required field must go to contact email or external_id" in text
     assert "one of text, email, number, yes_no, choice, date" in text
+
+
+def test_an_answer_with_an_encoded_nul_is_refused_and_nothing_is_saved(
+    journey: Harness, browser: TestClient
+) -> None:
+    token = _open(browser)
+    sent = browser.post("/f/bariatric-hra", data=_answers(token, first_name="P\x00at"))
+    assert sent.status_code == 400
+    assert journey.events("form.submitted") == []

@@ -153,3 +153,31 @@ def test_a_day_whose_count_fails_or_runs_too_long_stays_noted_and_the_worker_goe
     monkeypatch.setattr(funnel_rollup_module, "_count_day", stuck_count)
     assert refresh_funnels(journey.engine) == 0
     assert noted(journey) == 1  # rolled back: the day is counted again later
+
+
+def test_a_day_that_cannot_be_counted_holds_back_no_other_day(
+    journey: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journey.apply(JOURNEY)
+    stuck, fine = journey.now.date(), (journey.now + timedelta(days=1)).date()
+    with journey.engine.begin() as conn:
+        for day in (stuck, fine):  # the stuck day comes first
+            conn.execute(funnel_changes.insert().values(workflow="w", workflow_version=1, day=day))
+    postgres = journey.engine.dialect.name == "postgresql"
+    counted_days: list[object] = []
+    real_count = funnel_rollup_module._count_day
+
+    def count(conn: sa.Connection, workflow: str, version: int, day: object) -> None:
+        if day == stuck:
+            conn.execute(sa.text("SELECT pg_sleep(5)" if postgres else "SELECT * FROM gone"))
+        counted_days.append(day)
+        real_count(conn, workflow, version, day)
+
+    monkeypatch.setattr(funnel_rollup_module, "DAY_COUNT_TIMEOUT_MS", 50)
+    monkeypatch.setattr(funnel_rollup_module, "_count_day", count)
+    monkeypatch.setattr(funnel_rollup_module, "_failed_days", {})
+    assert refresh_funnels(journey.engine) == 1
+    assert counted_days == [fine]
+    assert noted(journey) == 1  # the stuck day, left for later
+    assert refresh_funnels(journey.engine) == 0  # and not tried again at once
+    assert counted_days == [fine]

@@ -6,6 +6,7 @@ Each field has a type (how values compare) and a class: `phi` (default),
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -181,11 +182,16 @@ def _coerce(spec: FieldSpec, value: object) -> object:
 
 
 def _coerce_number(value: object) -> int | float:
+    number: int | float
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return float(value) if "." in value else int(value)
-    raise ValueError(f"expected a {FieldType.NUMBER}")
+        number = value
+    elif isinstance(value, str):
+        number = float(value) if "." in value or "e" in value.lower() else int(value)
+    else:
+        raise ValueError(f"expected a {FieldType.NUMBER}")
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ValueError(f"expected a finite {FieldType.NUMBER}")
+    return number
 
 
 def _coerce_bool(value: object) -> bool:

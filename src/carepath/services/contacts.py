@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -127,6 +128,9 @@ def with_email(conn: Connection, ids: Iterable[int]) -> set[int]:
 # ------------------------------------------------------------------ import
 
 
+_FIELD_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
+
+
 @dataclass(frozen=True)
 class ImportResult:
     created: int
@@ -142,13 +146,16 @@ def read_records(path: Path) -> Iterator[tuple[int, Mapping[str, object]]]:
 
 
 def _unstorable(record: Mapping[str, object]) -> str | None:
-    """What no database text can hold: NUL characters, NaN, unpaired surrogates."""
-    try:
-        json.dumps(record, ensure_ascii=False, allow_nan=False, default=str).encode("utf-8")
-    except ValueError:  # NaN or Infinity, or a surrogate (UnicodeEncodeError)
-        return "values may not be NaN, Infinity or unpaired surrogates"
-    if any("\x00" in text for text in _texts(record)):
+    """What no database text can hold: NUL characters, unpaired surrogates (NaN and
+    Infinity are refused as the JSON is parsed)."""
+    texts = list(_texts(record))
+    if any("\x00" in text for text in texts):
         return "values may not contain NUL characters"
+    try:
+        for text in texts:
+            text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "values may not hold unpaired surrogates"
     return None
 
 
@@ -164,9 +171,14 @@ def _texts(value: object) -> Iterator[str]:
             yield from _texts(item)
 
 
+def _no_constants(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _raw_records(path: Path) -> Iterator[tuple[int, Mapping[str, object]]]:
     if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
+        # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark before the header.
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             for record in reader:
                 yield reader.line_num, {k: v for k, v in record.items() if v not in ("", None)}
@@ -178,11 +190,16 @@ def _raw_records(path: Path) -> Iterator[tuple[int, Mapping[str, object]]]:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line, parse_constant=_no_constants)
             except json.JSONDecodeError as exc:
                 raise InvalidInput(
                     [Problem(f"{path.name}:{number}", f"invalid JSON: {exc.msg}")]
                 ) from None
+            except ValueError as exc:  # NaN or Infinity
+                raise InvalidInput([Problem(f"{path.name}:{number}", str(exc))]) from None
+            except RecursionError:
+                problem = Problem(f"{path.name}:{number}", "JSON nested too deeply")
+                raise InvalidInput([problem]) from None
             if not isinstance(record, dict):
                 raise InvalidInput([Problem(f"{path.name}:{number}", "each line is a JSON object")])
             yield number, record
@@ -197,7 +214,10 @@ def check_record(
     for name, raw in record.items():
         spec = schema.get(name)
         if spec is None:
-            errors.append(f"{name}: unknown field")
+            # Echoed only when shaped like a field name: a file without its header
+            # line would otherwise put a patient's values into the error.
+            shown = name if _FIELD_NAME.fullmatch(str(name)) else "a column named by no field"
+            errors.append(f"{shown}: unknown field")
             continue
         if name in READ_ONLY_FIELDS and name != "tags":
             errors.append(f"{name}: cannot be imported")

@@ -33,7 +33,13 @@ REFRESH_BUDGET_SECONDS = 2.0  # and no more days once this much time is spent: a
 # that lag behind a table's growth must not hold a worker's deliveries for minutes.
 # The day stays noted, and reports count it from the history meanwhile.
 DAY_COUNT_TIMEOUT_MS = 20_000
+# Another worker counting the same day holds its notes: skip it rather than queue.
+NOTES_LOCK_TIMEOUT_MS = 2_000
+# A day whose count failed is left alone this long (in this process), so that it
+# cannot hold back the days after it on every refresh.
+FAILED_DAY_PAUSE_SECONDS = 3600.0
 DAY = timedelta(days=1)
+_failed_days: dict[tuple[str, int, date], float] = {}  # -> monotonic time to retry at
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +63,21 @@ def refresh_funnels(
     for workflow, version, day in moved:
         if budget is not None and counted and monotonic() - started > budget:
             break
+        if _failed_days.get((workflow, version, day), 0.0) > monotonic():
+            continue
         try:
             with engine.begin() as conn:
                 if conn.dialect.name == "postgresql":
                     conn.exec_driver_sql(f"SET LOCAL statement_timeout = {DAY_COUNT_TIMEOUT_MS}")
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {NOTES_LOCK_TIMEOUT_MS}")
                 _count_day(conn, workflow, version, day)
-        except sa.exc.OperationalError as exc:  # the timeout, or the database busy or gone
+        except sa.exc.OperationalError as exc:  # a time limit, or the database busy or gone
             log.warning("counting a day of the funnel again failed (%s)", type(exc.orig).__name__)
-            break
+            if exc.connection_invalidated:
+                break
+            _failed_days[(workflow, version, day)] = monotonic() + FAILED_DAY_PAUSE_SECONDS
+            continue
+        _failed_days.pop((workflow, version, day), None)
         counted += 1
     return counted
 

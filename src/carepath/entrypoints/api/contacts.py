@@ -109,7 +109,9 @@ async def post_import(request: Request, key: ContactsWriter) -> ImportOut | JSON
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > MAX_IMPORT_BYTES:
-                    return problem_response(413, detail="an import is at most 100 MB")
+                    too_large = "an import is at most 100 MB"
+                    closing = {"Connection": "close"}  # rather than read the rest of it
+                    return problem_response(413, detail=too_large, headers=closing)
                 handle.write(chunk)
         return await run_in_threadpool(_import_file, request, path, key)
 

@@ -99,6 +99,8 @@ def _take_answers(request: Request, name: str, body: bytes) -> HTMLResponse:
         submitted = dict(parse_qsl(body.decode("utf-8", "replace"), max_num_fields=200))
     except ValueError:  # more fields than any form has
         return _page("Too long", "<p>The answers are too long.</p>", status=413)
+    if any("\x00" in k or "\x00" in v for k, v in submitted.items()):  # %00 in the body
+        return _page("Not accepted", "<p>The answers hold characters not allowed.</p>", status=400)
     token = submitted.pop("csrf_token", "")
     cookie = request.cookies.get(_cookie(name), "")
     if (

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from carepath.domain.sources import map_payload
 from carepath.entrypoints.api.events import batch_result
-from carepath.entrypoints.api.problems import problem_response
+from carepath.entrypoints.api.problems import json_problem, problem_response
 from carepath.errors import ConfigurationError
 from carepath.services.clock import wall_time
 from carepath.services.events import accept_events
@@ -60,6 +60,9 @@ def _receive(request: Request, name: str, body: bytes, signature: str | None) ->
             digest = check_signature(secret, signature, body, wall=wall)
         except SignatureError as exc:
             return problem_response(401, detail=str(exc), kind=exc.code)
+        # Checked here whatever the content type said (the middleware checks JSON only).
+        if (problem := json_problem(body)) is not None:
+            return problem_response(400, detail=problem)
         try:
             payload = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError):

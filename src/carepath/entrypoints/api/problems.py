@@ -222,6 +222,9 @@ class RefuseHostileRequests:
         if scope.get("method") not in ("POST", "PUT", "PATCH") or _is_streamed(scope):
             await self.app(scope, receive, send)
             return
+        if _declared_length(scope) > MAX_BODY_BYTES:
+            await self._too_large(scope, receive, send)
+            return
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -233,8 +236,7 @@ class RefuseHostileRequests:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > MAX_BODY_BYTES:
-                limit = f"a request body is at most {MAX_BODY_BYTES:,} bytes"
-                await problem_response(413, detail=limit)(scope, receive, send)
+                await self._too_large(scope, receive, send)
                 return
             more = message.get("more_body", False)
         body = b"".join(chunks)
@@ -256,9 +258,24 @@ class RefuseHostileRequests:
         await self.app(scope, replay, send)
 
     @staticmethod
+    async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
+        # The connection closes: the server would otherwise read the rest of the
+        # upload to keep the connection alive.
+        limit = f"a request body is at most {MAX_BODY_BYTES:,} bytes"
+        answer = problem_response(413, detail=limit, headers={"Connection": "close"})
+        await answer(scope, receive, send)
+
+    @staticmethod
     async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
         detail = "the request may not contain NUL characters"
         await problem_response(400, detail=detail)(scope, receive, send)
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            return int(value) if bytes(value).isdigit() else 0
+    return 0
 
 
 def _content_type(scope: Scope) -> bytes:
