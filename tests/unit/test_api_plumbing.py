@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from carepath.entrypoints.api import problems
 from carepath.entrypoints.api.coalescing import Coalescer
 from carepath.entrypoints.api.problems import json_depth, json_problem
 
@@ -209,3 +210,12 @@ def test_an_error_no_item_caused_fails_the_group_without_retries() -> None:
     outcomes = asyncio.run(scenario())
     assert all(isinstance(o, ConnectionError) for o in outcomes)
     assert calls == [["a", "b", "c", "d"]]
+
+
+def test_only_the_contacts_import_streams_its_file_even_under_a_prefix() -> None:
+    csv_type = [(b"content-type", b"text/csv; charset=utf-8")]
+    scope = {"path": "/care/v1/contacts/import", "root_path": "/care", "headers": csv_type}
+    assert problems._is_streamed(scope)
+    assert problems._is_streamed({**scope, "path": "/v1/contacts/import", "root_path": ""})
+    assert not problems._is_streamed({**scope, "path": "/care/v1/events"})
+    assert not problems._is_streamed({**scope, "headers": [(b"content-type", b"application/json")]})

@@ -291,7 +291,10 @@ def _is_json(scope: Scope) -> bool:
 
 
 def _is_streamed(scope: Scope) -> bool:
-    return scope.get("path") == STREAMED_PATH and _content_type(scope) in STREAMED_TYPES
+    path, root = str(scope.get("path", "")), str(scope.get("root_path", ""))
+    if root and path.startswith(root):  # served under a prefix (`--root-path`)
+        path = path[len(root) :]
+    return path == STREAMED_PATH and _content_type(scope) in STREAMED_TYPES
 
 
 class ContainErrors:
