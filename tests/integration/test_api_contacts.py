@@ -184,12 +184,17 @@ def test_contact_files_stream_past_the_body_limit_and_unstorable_lines_are_named
         "/v1/contacts/import", content="external_id,email\n" + rows, headers=csv_headers
     )
     assert done.json() == {"created": 40, "updated": 0}
-    with_nul = "external_id,email\nMRN-90,a@example.test\nMRN-91\x00,b@example.test\n"
+    with_nul = (
+        "external_id,email\nMRN-90,a@example.test\nMRN-91\x00,b@example.test\n"
+        "MRN-92,not-an-address\nMRN-93,c@exa\x00mple.test\n"
+    )
     body = is_problem(
         client.post("/v1/contacts/import", content=with_nul, headers=csv_headers), 422
     )
-    assert body["errors"] == [
-        {"location": "upload.csv:3", "detail": "values may not contain NUL characters"}
+    assert body["errors"] == [  # every line's problem, in order
+        {"location": "upload.csv:3", "detail": "values may not contain NUL characters"},
+        {"location": "upload.csv:4", "detail": "email: not an email address"},
+        {"location": "upload.csv:5", "detail": "values may not contain NUL characters"},
     ]
     # Any other body is read whole before a route sees it, so it is limited.
     events = key_for("events:write", name="bridge") | {"content-type": "application/json"}

@@ -137,14 +137,6 @@ class ImportResult:
     updated: int
 
 
-def read_records(path: Path) -> Iterator[tuple[int, Mapping[str, object]]]:
-    """(line number, record) pairs from a .csv or .jsonl file."""
-    for number, record in _raw_records(path):
-        if (problem := _unstorable(record)) is not None:
-            raise InvalidInput([Problem(f"{path.name}:{number}", problem)])
-        yield number, record
-
-
 def _unstorable(record: Mapping[str, object]) -> str | None:
     """What no database text can hold: NUL characters, unpaired surrogates (NaN and
     Infinity are refused as the JSON is parsed)."""
@@ -175,7 +167,8 @@ def _no_constants(name: str) -> object:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _raw_records(path: Path) -> Iterator[tuple[int, Mapping[str, object]]]:
+def read_records(path: Path) -> Iterator[tuple[int, Mapping[str, object]]]:
+    """(line number, record) pairs from a .csv or .jsonl file."""
     if path.suffix == ".csv":
         # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark before the header.
         with path.open(newline="", encoding="utf-8-sig") as handle:
@@ -254,6 +247,9 @@ def import_contacts(
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     for line, record in read_records(path):
+        if (unstorable := _unstorable(record)) is not None:
+            problems.append(Problem(f"{path.name}:{line}", unstorable))
+            continue
         values, errors = check_record(record, schema)
         key = str(values.get("external_id") or values.get("email"))
         if key in seen:
