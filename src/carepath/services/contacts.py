@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +27,7 @@ from carepath.domain.fields import (
     FieldType,
     coerce_value,
     index_column,
+    is_field_name,
     json_value,
 )
 from carepath.domain.scheduling import is_time_zone
@@ -128,9 +128,6 @@ def with_email(conn: Connection, ids: Iterable[int]) -> set[int]:
 # ------------------------------------------------------------------ import
 
 
-_FIELD_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
-
-
 @dataclass(frozen=True)
 class ImportResult:
     created: int
@@ -209,7 +206,7 @@ def check_record(
         if spec is None:
             # Echoed only when shaped like a field name: a file without its header
             # line would otherwise put a patient's values into the error.
-            shown = name if _FIELD_NAME.fullmatch(str(name)) else "a column named by no field"
+            shown = name if is_field_name(str(name)) else "a column named by no field"
             errors.append(f"{shown}: unknown field")
             continue
         if name in READ_ONLY_FIELDS and name != "tags":

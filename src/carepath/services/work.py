@@ -177,8 +177,7 @@ def run_one_round(ctx: EngineContext, *, now: datetime, due: DueWork | None = No
         done.date_scans = scan_date_triggers(
             ctx.engine, ctx.cache, now=now, max_chain_depth=ctx.limits.max_chain_depth
         )
-    busy = bool(done.events or done.runs or done.sent or done.failed_sends or done.webhooks)
-    if _funnel_refresh_due(ctx, busy=busy):
+    if _funnel_refresh_due(ctx, busy=done.anything):
         refresh_funnels(ctx.engine, budget=REFRESH_BUDGET_SECONDS)
     if due.segments:
         done.segment_checks = update_segments(

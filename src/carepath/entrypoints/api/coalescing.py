@@ -69,32 +69,27 @@ class Coalescer(Generic[Item, Outcome]):
                 try:
                     await self._store_group(group)
                 except BaseException as exc:  # cancelled, or the process stopping
-                    for _, answer in group:
-                        _settle(answer, exc)
+                    _fail(group, exc)
                     raise
         finally:
             lane.storing.discard(asyncio.current_task())
             if lane.waiting and not lane.storing:  # left behind by a task that did not finish
                 stranded, lane.waiting[:] = list(lane.waiting), []
-                for _, answer in stranded:
-                    _settle(answer, RuntimeError("storing stopped before this item"))
+                _fail(stranded, RuntimeError("storing stopped before this item"))
 
     async def _store_group(self, group: list[tuple[Item, asyncio.Future[Outcome]]]) -> None:
         try:
             outcomes = await run_in_threadpool(self._store, [item for item, _ in group])
         except Exception as exc:  # noqa: BLE001 - handed to the requests that wait for it
             if len(group) == 1 or not self._splittable(exc):
-                for _, answer in group:
-                    _settle(answer, exc)
+                _fail(group, exc)
                 return
             half = len(group) // 2  # halves: an item at fault costs a few groups, not one each
             await self._store_group(group[:half])
             await self._store_group(group[half:])
             return
         if len(outcomes) != len(group):
-            error = RuntimeError("a stored group must give one outcome per item")
-            for _, answer in group:
-                _settle(answer, error)
+            _fail(group, RuntimeError("a stored group must give one outcome per item"))
             return
         for (_, answer), outcome in zip(group, outcomes, strict=True):
             if not answer.done():  # its request may have been cancelled meanwhile
@@ -109,6 +104,8 @@ class _Lane(Generic[Item, Outcome]):
     storing: set[asyncio.Task[None]] = field(default_factory=set)
 
 
-def _settle(answer: asyncio.Future[Outcome], error: BaseException) -> None:
-    if not answer.done():
-        answer.set_exception(error)
+def _fail(group: list[tuple[Item, asyncio.Future[Outcome]]], error: BaseException) -> None:
+    """Answer every request of `group` that still waits with `error`."""
+    for _, answer in group:
+        if not answer.done():
+            answer.set_exception(error)
