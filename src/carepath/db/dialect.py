@@ -29,10 +29,27 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.types import TypeEngine
 
 from carepath.db.types import Sealed
+
+
+def execute_in_index_order(conn: Connection, statement: Any) -> list[Row[Any]]:
+    """Execute a claim (`ORDER BY … LIMIT … FOR UPDATE SKIP LOCKED`) reading its index in order.
+
+    PostgreSQL: while the statistics still describe the table before a burst of
+    new rows (autovacuum analyzes it only later), the planner reckons a handful
+    of due rows and reads and sorts all of them instead, every claim: 130 ms per
+    claim of 500 with 100,000 messages due. Sorting is switched off for this one
+    statement; the index gives the order and the scan stops at the limit.
+    """
+    if conn.dialect.name != "postgresql":
+        return list(conn.execute(statement))
+    conn.exec_driver_sql("SET LOCAL enable_sort = off")
+    rows = list(conn.execute(statement))
+    conn.exec_driver_sql("SET LOCAL enable_sort = on")  # (a failure rolls the setting back)
+    return rows
 
 
 def dialect_insert(conn: Connection, table: Table) -> Any:

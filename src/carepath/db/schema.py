@@ -247,9 +247,10 @@ outbox = Table(
         postgresql_where=text("link_clicks IS NOT NULL"),
         sqlite_where=text("link_clicks IS NOT NULL"),
     ),
-    Index(
+    Index(  # in the claim's order (services/leases.py), so a claim reads only what it takes
         "ix_outbox_pending",
         "next_attempt_at",
+        "id",
         postgresql_where=text("status = 'pending'"),
         sqlite_where=text("status = 'pending'"),
     ),
@@ -338,6 +339,7 @@ webhook_calls = Table(
     Index(
         "ix_webhook_calls_due",
         "next_attempt_at",
+        "id",
         postgresql_where=text("status = 'pending'"),
         sqlite_where=text("status = 'pending'"),
     ),

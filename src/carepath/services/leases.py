@@ -14,6 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
+from carepath.db.dialect import execute_in_index_order
+
 
 def due_for_attempt(table: sa.Table, now: Any, wall: Any) -> sa.ColumnElement[bool]:
     """Pending, its attempt due at business time `now`, no lease live at wall time `wall`."""
@@ -44,11 +46,10 @@ def lease_due(
         .with_for_update(skip_locked=True)
     )
     columns = list(returning.c) if isinstance(returning, sa.Table) else [returning]
-    return list(
-        conn.execute(
-            table.update()
-            .where(table.c.id.in_(due.scalar_subquery()))
-            .values(lease_owner=owner, lease_until=wall + lease)
-            .returning(*columns)
-        )
+    return execute_in_index_order(
+        conn,
+        table.update()
+        .where(table.c.id.in_(due.scalar_subquery()))
+        .values(lease_owner=owner, lease_until=wall + lease)
+        .returning(*columns),
     )

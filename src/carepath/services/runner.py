@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from carepath.db.dialect import id_in
+from carepath.db.dialect import execute_in_index_order, id_in
 from carepath.db.schema import LIVE_RUN, contacts, runs
 from carepath.domain.conditions import Facts
 from carepath.domain.engine import advance_run
@@ -73,13 +73,13 @@ def claim_due_runs(
         chosen = runs.c.id == sa.any_(sa.func.array(due.scalar_subquery()))
     else:
         chosen = runs.c.id.in_(due.scalar_subquery())
-    claimed = conn.execute(
+    return execute_in_index_order(
+        conn,
         runs.update()
         .where(chosen)
         .values(lease_owner=ctx.worker_id, lease_until=wall + ctx.lease)
-        .returning(runs.c.id, runs.c.contact_id, runs.c.resource_id)
+        .returning(runs.c.id, runs.c.contact_id, runs.c.resource_id),
     )
-    return list(claimed)
 
 
 def advance_due_runs(
