@@ -27,6 +27,7 @@ What happens to a message (its `status`):
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from sqlalchemy.pool import PoolProxiedConnection
 
 from carepath.channels.email import DeliveryOutcome, DeliveryResult, OutgoingEmail
 from carepath.db.connection import read_only
@@ -154,14 +156,17 @@ class _SendingRecords:
     autocommit mode, so that the sender's other connections go on while one
     is written, and without waiting for the WAL flush: the record guards
     against the worker dying, not the database, and a commit not yet flushed
-    survives any client crash. On SQLite a commit is a local file write.
+    survives any client crash. On SQLite a commit is a local file write, made
+    on the pool's driver connection with the statement written out: through
+    SQLAlchemy, building the statement and its transaction cost several times
+    the write itself, a third of all delivery time.
     """
 
     def __init__(self, ctx: EngineContext) -> None:
         self._ctx = ctx
         self._postgres = ctx.engine.dialect.name == "postgresql"
         self._pg: psycopg.AsyncConnection[Any] | None = None
-        self._sqlite: sa.Connection | None = None
+        self._sqlite: PoolProxiedConnection | None = None
 
     async def record(self, outbox_ids: Sequence[int]) -> None:
         if not outbox_ids:
@@ -172,14 +177,18 @@ class _SendingRecords:
             await pg.execute(_SENDING_SQL, {"ids": ids, "owner": self._ctx.worker_id})
             return
         if self._sqlite is None:
-            self._sqlite = self._ctx.engine.connect()
-        conn = self._sqlite
-        with conn.begin():
-            conn.execute(
-                outbox.update()
-                .where(id_in(conn, outbox.c.id, ids), outbox.c.lease_owner == self._ctx.worker_id)
-                .values(status="sending")
-            )
+            self._sqlite = self._ctx.engine.raw_connection()
+        cursor = self._sqlite.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE")  # the engine's connections run in autocommit
+            try:
+                cursor.execute(_SQLITE_SENDING_SQL, (json.dumps(ids), self._ctx.worker_id))
+                cursor.execute("COMMIT")
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+        finally:
+            cursor.close()
 
     async def _connect_postgres(self) -> psycopg.AsyncConnection[Any]:
         # The engine's own connection arguments, so that the URL is read one way only.
@@ -203,6 +212,10 @@ class _SendingRecords:
 _SENDING_SQL = (
     "UPDATE outbox SET status = 'sending' "
     "WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(owner)s"
+)
+_SQLITE_SENDING_SQL = (
+    "UPDATE outbox SET status = 'sending' "
+    "WHERE id IN (SELECT value FROM json_each(?)) AND lease_owner = ?"
 )
 
 
