@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import carepath.protection.keyring as keyring_module
 from carepath.errors import ConfigurationError
 from carepath.protection.keyring import (
     generate_keyring,
@@ -99,3 +100,26 @@ def test_sealed_values_are_cut_out_of_text_leaving_what_is_in_clear() -> None:
     token = seal("Ann", "contacts.first_name", KEYRING)
     text = f'{{"first_name": "{token}", "plan": "gold"}}'
     assert without_sealed_values(text) == '{"first_name": "", "plan": "gold"}'
+
+
+def test_a_keyring_file_is_looked_at_again_after_a_second_or_when_this_process_writes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "carepath.keyring"
+    first = generate_keyring()
+    write_keyring_file(path, first)
+    monkeypatch.delenv(keyring_module.KEYRING_ENV, raising=False)
+    monkeypatch.setenv(keyring_module.KEYRING_FILE_ENV, str(path))
+    clock = [1000.0]
+    monkeypatch.setattr(keyring_module.time, "monotonic", lambda: clock[0])
+    assert keyring_module.active_keyring() == first
+    # Another process writes a new keyring: seen once the memo is a second old.
+    second = with_new_key(first)
+    path.write_text(keyring_text(second))
+    assert keyring_module.active_keyring() == first
+    clock[0] += keyring_module.FILE_RECHECK_SECONDS
+    assert keyring_module.active_keyring() == second
+    # Written by this process: seen at once.
+    third = with_new_key(second)
+    write_keyring_file(path, third)
+    assert keyring_module.active_keyring() == third

@@ -26,6 +26,7 @@ import os
 import re
 import secrets
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,15 +138,31 @@ def write_keyring_file(path: Path, keyring: Keyring) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    _sources.file_lookup = None
 
 
 # ------------------------------------------------------------ the process's keyring
+
+
+# A keyring file is looked at again (resolved and its time stamp read) at most this
+# often: every sealed value written or read asks for the keyring, and those system
+# calls cost more than opening the value. Writing a keyring file, or choosing
+# another source, in this process forgets the last look at once.
+FILE_RECHECK_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class _FileLookup:
+    source: tuple[str | None, Path | None]  # what named the file
+    at: float  # time.monotonic() of the lookup
+    keyring: Keyring
 
 
 @dataclass
 class _Sources:
     chosen: Keyring | None = None  # set by the process itself
     beside_database: Path | None = None  # the embedded database's keyring file
+    file_lookup: _FileLookup | None = None  # the last keyring read from a file, and when
 
 
 _sources = _Sources()
@@ -154,6 +171,7 @@ _sources = _Sources()
 def use_keyring(keyring: Keyring | None) -> None:
     """Set (or with None, clear) the keyring this process uses before any other source."""
     _sources.chosen = keyring
+    _sources.file_lookup = None
 
 
 def use_keyring_beside(database_file: Path, *, create: bool) -> None:
@@ -163,6 +181,7 @@ def use_keyring_beside(database_file: Path, *, create: bool) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_keyring_file(path, generate_keyring())
     _sources.beside_database = path
+    _sources.file_lookup = None
 
 
 def _configured_elsewhere() -> bool:
@@ -191,9 +210,16 @@ def active_keyring() -> Keyring:
         return _sources.chosen
     if text := os.environ.get(KEYRING_ENV):
         return _parsed(text)
+    source = (os.environ.get(KEYRING_FILE_ENV), _sources.beside_database)
+    now = time.monotonic()
+    last = _sources.file_lookup
+    if last is not None and last.source == source and now - last.at < FILE_RECHECK_SECONDS:
+        return last.keyring
     _, path = keyring_source()
     assert path is not None
-    return _read_cached(path)
+    keyring = _read_cached(path)
+    _sources.file_lookup = _FileLookup(source, now, keyring)
+    return keyring
 
 
 _cache: dict[object, Keyring] = {}
