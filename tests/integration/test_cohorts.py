@@ -96,7 +96,7 @@ COMPARED: dict[str, tuple[sa.Table, str, str]] = {
     # table: (columns, order); ids are comparable, each database starting empty
     "runs": (
         runs,
-        "id contact_id status current_step wake_at visits reason ended_at revision lease_owner",
+        "id contact_id status current_step wake_at visits reason ended_at revision",
         "id",
     ),
     "history": (

@@ -108,9 +108,8 @@ def test_only_a_change_of_a_runs_state_notes_its_day(journey: Harness) -> None:
     journey.work()
     refresh_funnels(journey.engine)
     assert noted(journey) == 0
-    with journey.engine.begin() as conn:  # a lease claim and release: no state changes
-        conn.execute(runs.update().values(lease_owner="w1", lease_until=journey.now))
-        conn.execute(runs.update().values(lease_owner=None, lease_until=None))
+    with journey.engine.begin() as conn:  # a write that leaves the state as it was
+        conn.execute(runs.update().values(reason="noted by an operator"))
     assert noted(journey) == 0
     with journey.engine.begin() as conn:
         conn.execute(runs.update().values(status="exited", ended_at=journey.now))

@@ -1,4 +1,4 @@
-"""Workers: leases taken over after a crash, concurrent workers, runs moved under a worker."""
+"""Workers: a crashed worker's batch taken over, concurrent workers, events meeting a batch."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import time
 from collections import Counter
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from carepath.channels.email import MemorySender
-from carepath.db.schema import outbox, run_steps
+from carepath.db.schema import contacts, outbox, run_steps
 from carepath.services.context import EngineContext
-from carepath.services.runner import advance_claimed, advance_due_runs, claim_due_runs
+from carepath.services.event_processing import process_events
+from carepath.services.runner import advance_due_runs, advance_locked, lock_due_runs
 from carepath.services.work import drain
 from tests.integration.harness import Harness
 
@@ -42,6 +44,10 @@ FLOW_WITH_EXIT = FLOW.replace(
 )
 
 
+# SQLite has one writer at a time: a batch and event processing cannot overlap there.
+ONE_WRITER_AT_A_TIME_ON_SQLITE = pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+
+
 def _worker(
     journey: Harness, *, lease: timedelta = timedelta(minutes=5), batch: int = 500
 ) -> EngineContext:
@@ -56,68 +62,71 @@ def _step_counts(journey: Harness) -> Counter[tuple[int, str]]:
     return Counter((r.run_id, r.step) for r in rows)
 
 
-def test_killed_workers_lease_is_taken_over_after_it_expires(journey: Harness) -> None:
+def test_a_killed_workers_batch_is_taken_over_at_once(journey: Harness) -> None:
     journey.apply(FLOW)
     ids = [journey.contact() for _ in range(5)]
     journey.enroll("w", *ids)
     now = journey.now
-    doomed = _worker(journey, lease=timedelta(milliseconds=300))
-    with journey.engine.begin() as conn:
-        claimed = claim_due_runs(conn, doomed, now=now, limit=100)
-    assert len(claimed) == 5
-    # The worker dies here, before writing anything.
+    doomed = journey.engine.connect()
+    doomed.begin()
+    assert len(lock_due_runs(doomed, now=now, limit=100)) == 5
     survivor = _worker(journey)
-    assert advance_due_runs(survivor, now=now).runs == 0  # leases still live
-    time.sleep(0.4)
+    if journey.engine.dialect.name == "postgresql":  # (SQLite: one writer, the survivor waits)
+        assert advance_due_runs(survivor, now=now).runs == 0  # held: skipped, not waited for
+    # The worker dies here, before writing anything: its connection goes, its
+    # transaction with it, and nothing of the batch is left held or half-written.
+    doomed.invalidate()
+    doomed.close()
     assert advance_due_runs(survivor, now=now).runs == 5
     assert all(r.status == "waiting" for r in journey.runs())
-    # The dead worker's late write is refused: it no longer owns the runs.
-    with journey.engine.begin() as conn:
-        assert advance_claimed(conn, doomed, claimed, now=now).runs == 0
     assert max(_step_counts(journey).values()) == 1
 
 
-def test_a_claimed_run_an_event_moved_goes_on_from_where_the_event_left_it(
+@ONE_WRITER_AT_A_TIME_ON_SQLITE
+def test_a_run_whose_contact_an_event_is_being_processed_for_waits_for_the_next_batch(
     journey: Harness,
 ) -> None:
     journey.apply(FLOW)
-    ann = journey.contact()
-    journey.enroll("w", ann)
-    journey.work()
-    journey.advance("2h")
+    ann, bob = journey.contact(), journey.contact()
+    journey.enroll("w", ann, bob)
     worker = _worker(journey)
-    later = journey.now + timedelta(days=2)
-    with journey.engine.begin() as conn:  # claims the run for its timeout
-        claimed = claim_due_runs(conn, worker, now=later, limit=10)
-    assert len(claimed) == 1
-    journey.event("visit.completed", ann)
-    journey.work()  # the event moves the run past the wait (still leased, so not further)
-    # The worker reads the run as the event left it, not as it claimed it: no timeout.
-    with journey.engine.begin() as conn:
-        assert advance_claimed(conn, worker, claimed, now=later).runs == 1
-    run = journey.run(ann)
-    assert run.status == "completed"
-    assert run.lease_owner is None
-    assert journey.path(run.id) == ["greet", "tag", "await", "thank", "done"]
-    assert journey.steps(run.id)[2].outcome == "event"
+    with journey.engine.begin() as holding:  # as event processing holds its contacts
+        holding.execute(
+            sa.select(contacts.c.id).where(contacts.c.id == ann).with_for_update()
+        ).all()
+        assert advance_due_runs(worker, now=journey.now).runs == 1  # Bob's: Ann's is skipped
+    assert journey.run(ann).status == "active"
+    assert advance_due_runs(worker, now=journey.now).runs == 1
+    assert [journey.run(c).status for c in (ann, bob)] == ["waiting", "waiting"]
 
 
-def test_a_claimed_run_an_event_ended_is_left_alone_and_released(journey: Harness) -> None:
+@ONE_WRITER_AT_A_TIME_ON_SQLITE
+def test_an_event_processed_while_a_batch_holds_its_run_applies_after_the_batch(
+    journey: Harness,
+) -> None:
     journey.apply(FLOW_WITH_EXIT)
     ann = journey.contact()
     journey.enroll("w", ann)
     journey.work()
-    worker = _worker(journey)
-    later = journey.now + timedelta(days=2)
-    with journey.engine.begin() as conn:
-        claimed = claim_due_runs(conn, worker, now=later, limit=10)
     journey.event("opted.out", ann)
-    journey.work()
+    later = journey.now + timedelta(days=2)
+    worker = _worker(journey)
+    processed: list[int] = []
     with journey.engine.begin() as conn:
-        assert advance_claimed(conn, worker, claimed, now=later).runs == 0
+        due = lock_due_runs(conn, now=later, limit=10)
+        assert len(due) == 1
+        # Event processing starts meanwhile: it locks Ann first, then waits for her run.
+        processing = threading.Thread(
+            target=lambda: processed.append(process_events(journey.ctx, now=later))
+        )
+        processing.start()
+        time.sleep(0.5)
+        assert processing.is_alive()  # waiting for the batch, not deciding on a stale run
+        assert advance_locked(conn, worker, due, now=later).runs == 0  # Ann is held: skipped
+    processing.join(10)
+    assert processed == [1]
     run = journey.run(ann)
     assert run.status == "exited"
-    assert run.lease_owner is None
     assert journey.path(run.id) == ["greet", "tag", "await"]
 
 
@@ -148,7 +157,7 @@ def test_two_concurrent_workers_never_execute_a_step_twice(journey: Harness) -> 
     for contact_id in ids:
         journey.event("visit.completed", contact_id)
     race()
-    # Whatever a worker left mid-way (an event landed between claim and write)
+    # Whatever a worker skipped (its contact held by the other's event processing)
     # is picked up by a final pass.
     drain(workers[0], now=now)
     assert Counter(r.status for r in journey.runs()) == {"completed": 300}

@@ -140,8 +140,6 @@ runs = Table(
     Column("trigger_event_id", Id),
     Column("event_id", Id),
     Column("revision", Integer, nullable=False, default=0),
-    Column("lease_owner", String(64)),
-    Column("lease_until", UtcDateTime),
     Column("reason", Text),
     Column("started_at", UtcDateTime, nullable=False),
     Column("ended_at", UtcDateTime),

@@ -4,7 +4,8 @@ A round that fails (the database restarting, a network blip) is logged by
 the exception's class only (its message may carry values) and retried after
 a pause that doubles up to a minute; the first good round resets it. A
 failed round leaves nothing half-written: each batch is one transaction,
-and whatever it had leased is leased again once the lease runs out.
+its runs are due again at once, and messages it had leased are sent once
+their lease runs out.
 """
 
 from __future__ import annotations

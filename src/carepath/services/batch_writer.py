@@ -311,7 +311,7 @@ class BatchWriter:
 
     def flush(self) -> None:
         conn = self.conn
-        write_run_updates(conn, self.run_updates, release_lease=True)
+        write_run_updates(conn, self.run_updates)
         close_open_steps(conn, self.closes, now=self.now)
         if self.step_rows:
             bulk_insert(conn, run_steps, self.step_rows)

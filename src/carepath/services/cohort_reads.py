@@ -34,11 +34,9 @@ class Cohort:
     snapshot: RunSnapshot  # stands for every member
 
 
-def owned_and_due(conn: Connection, ids: Sequence[int], owner: str, now: datetime) -> Any:
-    """Runs of `ids` this worker still holds and that are still due (events move runs)."""
-    return sa.and_(
-        id_in(conn, runs.c.id, ids), runs.c.lease_owner == owner, LIVE_RUN, runs.c.wake_at <= now
-    )
+def still_due(conn: Connection, ids: Sequence[int], now: datetime) -> Any:
+    """Runs of `ids` that are due: live, and their wake-up has come."""
+    return sa.and_(id_in(conn, runs.c.id, ids), LIVE_RUN, runs.c.wake_at <= now)
 
 
 def read_cohorts(
@@ -47,10 +45,9 @@ def read_cohorts(
     workflows: dict[int, Workflow],
     schema: ContactSchema,
     *,
-    owner: str,
     now: datetime,
 ) -> Iterator[Cohort]:
-    """The runs of `ids` still owned and due, grouped by what their turns read."""
+    """The runs of `ids` that are due, grouped by what their turns read."""
     used = [turn_inputs(w) for w in workflows.values()]
     names = sorted(set().union(*(i.fields for i in used)))
     core = [n for n in names if n in FACT_COLUMNS and n != "attributes"]
@@ -92,7 +89,7 @@ def read_cohorts(
             aggregated_ids(conn, runs.c.id).label("member_ids"),
         )
         .select_from(source)
-        .where(owned_and_due(conn, ids, owner, now))
+        .where(still_due(conn, ids, now))
         .group_by(*key.values())
     )
     groups = conn.execute(query).all()

@@ -64,8 +64,6 @@ def write_cohort(
             ended_at=now if advance.status in TERMINAL_STATUSES else None,
             updated_at=now,
             revision=runs.c.revision + 1,
-            lease_owner=None,
-            lease_until=None,
         )
     )
     for record in advance.records:

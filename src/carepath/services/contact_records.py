@@ -168,7 +168,7 @@ def erase_contact(conn: Connection, contact_id: int, *, now: datetime, who: Prin
         runs.update()
         .where(runs.c.contact_id == contact_id, LIVE_RUN)
         .values(status="exited", reason="contact erased", ended_at=now, updated_at=now)
-        .values(wake_at=None, waiting_for=None, lease_owner=None, lease_until=None)
+        .values(wake_at=None, waiting_for=None)
     )
 
 

@@ -4,7 +4,8 @@ For each event, in order: a live run whose workflow's goal matches ends as
 converted, one whose exit_when matches ends as exited; a run waiting for
 this event (within its window, `where` satisfied) moves on; then workflows
 whose trigger matches enroll the contact. Every change bumps the run's
-revision, so a worker holding a stale copy of the run discards its result.
+revision. The contacts are locked first, in id order, as the runner locks
+them: the two never work on one contact's runs at the same time.
 """
 
 from __future__ import annotations
@@ -237,8 +238,7 @@ def _write(
     *,
     now: datetime,
 ) -> None:
-    # A lease a worker holds stays: its write will find the revision moved and give it back.
-    write_run_updates(conn, changes.run_updates, release_lease=False)
+    write_run_updates(conn, changes.run_updates)
     close_open_steps(conn, changes.closes, now=now)
     if changes.new_events:
         store_events(conn, changes.new_events, now=now)

@@ -17,12 +17,9 @@ from carepath.services.events import NewEvent
 from carepath.services.segment_checks import mark_contacts_where, read_inputs
 
 
-def write_run_updates(
-    conn: Connection, updates: Sequence[Mapping[str, Any]], *, release_lease: bool
-) -> None:
+def write_run_updates(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> None:
     """Each mapping has `id` and the new values; one statement for the batch."""
-    constants = {"lease_owner": None, "lease_until": None} if release_lease else {}
-    bulk_update(conn, runs, updates, constants=constants)
+    bulk_update(conn, runs, updates)
 
 
 def close_open_steps(

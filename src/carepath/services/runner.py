@@ -1,9 +1,15 @@
-"""Claiming due runs and advancing them, a batch at a time.
+"""Taking due runs and advancing them, a batch at a time, in one transaction.
 
-Two short transactions per batch: the claim (lease, SKIP LOCKED on
-PostgreSQL) and the write. The write reads the runs' state itself, only for
-runs this worker still holds: a run another worker took over after the lease
-ran out is left alone, so no step is ever executed twice.
+The transaction that advances a batch is the one that takes it: the due runs
+are locked (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so that two workers never
+take the same run; on SQLite, BEGIN IMMEDIATE makes one writer at a time),
+then their contacts, which event processing locks first too. A contact that
+another transaction holds is skipped: its run stays due for a later batch,
+and the worker never waits while holding runs, so no two workers wait on each
+other in a cycle. A worker that dies mid-batch leaves nothing half-done: its
+transaction rolls back and its runs are due again at once, with no lease to
+run out first. Nothing about a claim is written to the runs themselves, which
+would double the writes to the busiest table.
 """
 
 from __future__ import annotations
@@ -24,8 +30,7 @@ from carepath.domain.engine import advance_run
 from carepath.domain.runs import RunSnapshot, RunStatus
 from carepath.domain.workflow import Workflow
 from carepath.services.batch_writer import BatchWriter
-from carepath.services.clock import wall_time
-from carepath.services.cohort_reads import owned_and_due, read_cohorts
+from carepath.services.cohort_reads import read_cohorts, still_due
 from carepath.services.cohort_writes import write_cohort, writes_as_cohort
 from carepath.services.contacts import load_facts
 from carepath.services.context import EngineContext
@@ -51,124 +56,85 @@ RUN_COLUMNS = (
 MIN_COHORT = 8
 
 
-def claim_due_runs(
-    conn: Connection, ctx: EngineContext, *, now: datetime, limit: int
-) -> list[Row[Any]]:
-    """Lease up to `limit` due runs to this worker: id, contact_id and resource_id of each."""
-    wall = wall_time()
+def lock_due_runs(conn: Connection, *, now: datetime, limit: int) -> list[Row[Any]]:
+    """Lock up to `limit` due runs, oldest wake-up first: id, contact_id and resource_id of each."""
     due = (
-        sa.select(runs.c.id)
-        .where(
-            LIVE_RUN,
-            runs.c.wake_at <= now,
-            sa.or_(runs.c.lease_until.is_(None), runs.c.lease_until < wall),
-            not_paused(runs.c.workflow),
-        )
+        sa.select(runs.c.id, runs.c.contact_id, runs.c.resource_id)
+        .where(LIVE_RUN, runs.c.wake_at <= now, not_paused(runs.c.workflow))
         .order_by(runs.c.wake_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    if conn.dialect.name == "postgresql":
-        # = ANY(ARRAY(…)): the planner cannot turn it into a join over the whole table.
-        chosen = runs.c.id == sa.any_(sa.func.array(due.scalar_subquery()))
-    else:
-        chosen = runs.c.id.in_(due.scalar_subquery())
-    return execute_in_index_order(
-        conn,
-        runs.update()
-        .where(chosen)
-        .values(lease_owner=ctx.worker_id, lease_until=wall + ctx.lease)
-        .returning(runs.c.id, runs.c.contact_id, runs.c.resource_id),
-    )
+    return execute_in_index_order(conn, due)
 
 
 def advance_due_runs(
     ctx: EngineContext, *, now: datetime, limit: int | None = None
 ) -> AdvanceStats:
-    """Claim one batch of due runs and advance each until it waits or ends."""
+    """Take one batch of due runs and advance each until it waits or ends."""
     with ctx.engine.begin() as conn:
-        claimed = claim_due_runs(conn, ctx, now=now, limit=limit or ctx.batch_size)
-    if not claimed:
-        return AdvanceStats(0, 0)
-    try:
-        with ctx.engine.begin() as conn:
-            return advance_claimed(conn, ctx, claimed, now=now)
-    except Exception:
-        with ctx.engine.begin() as conn:  # best effort: let the runs be claimed again at once
-            _release(conn, ctx, [r.id for r in claimed])
-        raise
+        due = lock_due_runs(conn, now=now, limit=limit or ctx.batch_size)
+        return advance_locked(conn, ctx, due, now=now) if due else AdvanceStats(0, 0)
 
 
-def _release(conn: Connection, ctx: EngineContext, ids: list[int]) -> None:
-    conn.execute(
-        runs.update()
-        .where(id_in(conn, runs.c.id, ids), runs.c.lease_owner == ctx.worker_id)
-        .values(lease_owner=None, lease_until=None)
-    )
-
-
-def advance_claimed(
-    conn: Connection, ctx: EngineContext, claimed: Sequence[Row[Any]], *, now: datetime
+def advance_locked(
+    conn: Connection, ctx: EngineContext, due: Sequence[Row[Any]], *, now: datetime
 ) -> AdvanceStats:
-    """Advance the claimed runs this worker still holds and that are still due.
+    """Advance the locked runs `due` whose contacts this transaction can lock too.
 
-    The state is read inside this transaction, after the contacts are locked
-    (events take the same locks first), so a run an event moved since the
-    claim is advanced from where the event left it. Cohorts get set-oriented
-    writes; a contact with several runs in the batch, small cohorts and turns
-    with per-contact effects (emails, lists, tasks, enrollments) go one by one.
+    Cohorts get set-oriented writes; a contact with several runs in the batch,
+    small cohorts and turns with per-contact effects (emails, lists, tasks,
+    enrollments) go one by one.
     """
-    ids = [r.id for r in claimed]
-    _lock_contacts(conn, ids)
-    workflows = ctx.cache.workflows_by_id(conn, {r.resource_id for r in claimed})
+    held = _lock_contacts(conn, due)
+    workflows = ctx.cache.workflows_by_id(conn, {r.resource_id for r in held})
     readable = {rid: w for rid, w in workflows.items() if w is not None}
-    per_contact = Counter(r.contact_id for r in claimed)
-    grouped = [
-        r.id for r in claimed if per_contact[r.contact_id] == 1 and r.resource_id in readable
-    ]
-    one_by_one = sorted(set(ids) - set(grouped))
-    written: set[int] = set()  # each write releases its runs' leases
-    steps = 0
+    per_contact = Counter(r.contact_id for r in held)
+    grouped = [r.id for r in held if per_contact[r.contact_id] == 1 and r.resource_id in readable]
+    one_by_one = sorted({r.id for r in held} - set(grouped))
+    advanced = steps = 0
     listened: tuple[frozenset[str] | None] | None = None  # read once, when first needed
     if grouped:
         schema = ctx.cache.current(conn).catalog.schema
-        cohorts = read_cohorts(conn, grouped, readable, schema, owner=ctx.worker_id, now=now)
-        for cohort in cohorts:
+        for cohort in read_cohorts(conn, grouped, readable, schema, now=now):
             advance = advance_run(cohort.snapshot, now=now, limits=ctx.limits)
             if len(cohort.ids) < MIN_COHORT or not writes_as_cohort(advance):
                 one_by_one += cohort.ids
                 continue
             listened = listened or (event_interest(conn),)
             write_cohort(conn, cohort.ids, advance, now=now, listened=listened[0])
-            written.update(cohort.ids)
+            advanced += len(cohort.ids)
             steps += len(advance.records) * len(cohort.ids)
     if one_by_one:
         rows: list[Row[Any]] = list(
             conn.execute(
-                sa.select(*RUN_COLUMNS)
-                .where(owned_and_due(conn, one_by_one, ctx.worker_id, now))
-                .order_by(runs.c.id)
+                sa.select(*RUN_COLUMNS).where(still_due(conn, one_by_one, now)).order_by(runs.c.id)
             )
         )
-        written.update(r.id for r in rows)
+        advanced += len(rows)
         steps += _advance_one_by_one(conn, ctx, rows, workflows, now=now) if rows else 0
-    if len(written) < len(ids):  # an event moved some out of reach: give them back
-        _release(conn, ctx, sorted(set(ids) - written))
-    return AdvanceStats(len(written), steps)
+    return AdvanceStats(advanced, steps)
 
 
-def _lock_contacts(conn: Connection, run_ids: list[int]) -> None:
-    """PostgreSQL: lock the batch's contacts in id order, as event processing does first."""
+def _lock_contacts(conn: Connection, due: Sequence[Row[Any]]) -> list[Row[Any]]:
+    """The runs of `due` whose contacts are now locked too (PostgreSQL; SQLite: all of them).
+
+    In contact id order, as event processing locks them; a contact locked
+    elsewhere is skipped rather than waited for, since this transaction
+    already holds runs that the other one may be about to write.
+    """
     if conn.dialect.name != "postgresql":
-        return  # one writer at a time already
-    of_runs = sa.select(runs.c.contact_id).where(id_in(conn, runs.c.id, run_ids))
-    locked = (
-        sa.select(contacts.c.id)
-        .where(contacts.c.id.in_(of_runs.scalar_subquery()))
-        .order_by(contacts.c.id)
-        .with_for_update()
+        return list(due)  # one writer at a time already
+    wanted = sorted({r.contact_id for r in due})
+    locked = set(
+        conn.execute(
+            sa.select(contacts.c.id)
+            .where(id_in(conn, contacts.c.id, wanted))
+            .order_by(contacts.c.id)
+            .with_for_update(skip_locked=True)
+        ).scalars()
     )
-    conn.execute(sa.select(sa.func.count()).select_from(locked.subquery()))
+    return [r for r in due if r.contact_id in locked]
 
 
 def _advance_one_by_one(

@@ -97,12 +97,7 @@ _SEGMENTS_NOW = sa.or_(
 # Built once: this runs between every batch, so statement construction matters.
 _DUE_WORK = sa.select(
     sa.exists().where(events.c.processed_at.is_(None)),
-    sa.exists().where(
-        LIVE_RUN,
-        runs.c.wake_at <= _NOW,
-        sa.or_(runs.c.lease_until.is_(None), runs.c.lease_until < _WALL),
-        not_paused(runs.c.workflow),
-    ),
+    sa.exists().where(LIVE_RUN, runs.c.wake_at <= _NOW, not_paused(runs.c.workflow)),
     sa.or_(
         sa.exists().where(due_for_attempt(outbox, _NOW, _WALL)),
         # a crashed worker's messages, to be counted as sent
@@ -213,7 +208,7 @@ def drain(ctx: EngineContext, *, now: datetime | None = None) -> WorkDone:
         done = run_one_round(ctx, now=at, due=due)
         total += done
         if not done.anything:
-            # Due but nothing could be taken (leased elsewhere): stop rather than spin.
+            # Due but nothing could be taken (held by another worker): stop rather than spin.
             return total
 
 
