@@ -71,6 +71,7 @@ def _reflected(engine: sa.Engine) -> dict[str, Any]:
             "indexes": _by_name(inspector.get_indexes(name), dialect),
             "uniques": _by_name(inspector.get_unique_constraints(name), dialect),
             "checks": _by_name(inspector.get_check_constraints(name), dialect),
+            "options": _plain(inspector.get_table_options(name), dialect),  # fillfactor
         }
     if engine.dialect.name == "postgresql":
         tables["<sequences>"] = sorted(inspector.get_sequence_names())
