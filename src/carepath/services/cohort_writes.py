@@ -66,8 +66,7 @@ def write_cohort(
             revision=runs.c.revision + 1,
         )
     )
-    for record in advance.records:
-        _append_history(conn, ids, history_values(record, now=now))
+    _append_history(conn, ids, [history_values(r, now=now) for r in advance.records])
     _change_contacts(conn, ids, advance, now=now)
     if advance.status in COMPLETION_STATUSES:
         processed = arrives_processed(listened, COMPLETION_TYPE)
@@ -87,16 +86,40 @@ def _close_open_waits(
     )
 
 
-def _append_history(conn: Connection, ids: Sequence[int], values: Mapping[str, Any]) -> None:
-    """One history row per member run, copying whose run it is from the run row."""
-    constants = [
-        sa.null() if value is None else sa.literal(value, run_steps.c[name].type)
-        for name, value in values.items()
-    ]
-    selected = sa.select(
-        runs.c.id, runs.c.contact_id, runs.c.workflow, runs.c.workflow_version, *constants
-    ).where(id_in(conn, runs.c.id, ids))
-    columns = ["run_id", "contact_id", "workflow", "workflow_version", *values]
+def _append_history(
+    conn: Connection, ids: Sequence[int], records: Sequence[Mapping[str, Any]]
+) -> None:
+    """The history rows of every member run, in one statement: each run with each record.
+
+    Whose run it is comes from the run row; the records' values are constants.
+    Rows go in record by record, each in run id order, as one statement per
+    record would write them.
+    """
+    if not records:
+        return
+    names = list(records[0])
+    constants = sa.union_all(
+        *(
+            sa.select(
+                sa.literal(order).label("record_order"),
+                *(sa.literal(values[n], run_steps.c[n].type).label(n) for n in names),
+            )
+            for order, values in enumerate(records)
+        )
+    ).subquery("record")
+    selected = (
+        sa.select(
+            runs.c.id,
+            runs.c.contact_id,
+            runs.c.workflow,
+            runs.c.workflow_version,
+            *(constants.c[n] for n in names),
+        )
+        .select_from(runs.join(constants, sa.true()))
+        .where(id_in(conn, runs.c.id, ids))
+        .order_by(constants.c.record_order, runs.c.id)
+    )
+    columns = ["run_id", "contact_id", "workflow", "workflow_version", *names]
     conn.execute(run_steps.insert().from_select(columns, selected))
 
 
