@@ -48,12 +48,8 @@ FLOW_WITH_EXIT = FLOW.replace(
 ONE_WRITER_AT_A_TIME_ON_SQLITE = pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
 
 
-def _worker(
-    journey: Harness, *, lease: timedelta = timedelta(minutes=5), batch: int = 500
-) -> EngineContext:
-    return EngineContext(
-        engine=journey.engine, sender=MemorySender([]), lease=lease, batch_size=batch
-    )
+def _worker(journey: Harness, *, batch: int = 500) -> EngineContext:
+    return EngineContext(engine=journey.engine, sender=MemorySender([]), batch_size=batch)
 
 
 def _step_counts(journey: Harness) -> Counter[tuple[int, str]]:
