@@ -159,7 +159,7 @@ class _SendingRecords:
     survives any client crash. On SQLite a commit is a local file write, made
     on the pool's driver connection with the statement written out: through
     SQLAlchemy, building the statement and its transaction cost several times
-    the write itself, a third of all delivery time.
+    the write itself.
     """
 
     def __init__(self, ctx: EngineContext) -> None:
