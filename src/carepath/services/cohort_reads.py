@@ -34,9 +34,14 @@ class Cohort:
     snapshot: RunSnapshot  # stands for every member
 
 
+def due_by(now: Any) -> sa.ColumnElement[bool]:
+    """Runs that are due at `now` (a time or a bind parameter): live, their wake-up come."""
+    return sa.and_(LIVE_RUN, runs.c.wake_at <= now)
+
+
 def still_due(conn: Connection, ids: Sequence[int], now: datetime) -> Any:
-    """Runs of `ids` that are due: live, and their wake-up has come."""
-    return sa.and_(id_in(conn, runs.c.id, ids), LIVE_RUN, runs.c.wake_at <= now)
+    """Runs of `ids` that are due."""
+    return sa.and_(id_in(conn, runs.c.id, ids), due_by(now))
 
 
 def read_cohorts(

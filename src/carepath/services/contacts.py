@@ -100,6 +100,22 @@ def _stored_attribute(spec: FieldSpec, value: object) -> object:
     return stored
 
 
+def lock_contacts(conn: Connection, ids: Collection[int], *, skip_locked: bool) -> set[int]:
+    """Lock these contacts for this transaction, in id order; the ids locked.
+
+    Every writer of a contact's runs takes this lock first and in this order
+    (event processing waits for it; the runner skips a contact held elsewhere),
+    so that no two transactions wait on each other in a cycle.
+    """
+    query = (
+        sa.select(contacts.c.id)
+        .where(id_in(conn, contacts.c.id, sorted(ids)))
+        .order_by(contacts.c.id)
+        .with_for_update(skip_locked=skip_locked)
+    )
+    return set(conn.execute(query).scalars())
+
+
 def load_facts(
     conn: Connection,
     ids: Iterable[int],

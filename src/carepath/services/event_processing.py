@@ -19,13 +19,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from carepath.db.schema import LIVE_RUN, contacts, events, runs
+from carepath.db.schema import LIVE_RUN, events, runs
 from carepath.domain.conditions import Facts, evaluate
 from carepath.domain.resources import Kind
 from carepath.domain.runs import RunStatus, StepOutcome
 from carepath.domain.workflow import EventMatch, EventTrigger, WaitForStep, Workflow
 from carepath.services.catalog_store import CurrentCatalog
-from carepath.services.contacts import load_facts
+from carepath.services.contacts import load_facts, lock_contacts
 from carepath.services.context import EngineContext
 from carepath.services.enrollment import EnrollRequest, enroll
 from carepath.services.events import NewEvent, store_events
@@ -67,13 +67,7 @@ def process_events(ctx: EngineContext, *, now: datetime, limit: int | None = Non
             return 0
         contact_ids = sorted({e.contact_id for e in batch})
         # Serialise per contact across workers (SQLite already has one writer).
-        # In id order, like the runner, so that the two never wait on each other in a cycle.
-        conn.execute(
-            sa.select(contacts.c.id)
-            .where(contacts.c.id.in_(contact_ids))
-            .order_by(contacts.c.id)
-            .with_for_update()
-        )
+        lock_contacts(conn, contact_ids, skip_locked=False)
         _process(conn, ctx, batch, contact_ids, now=now)
         conn.execute(
             events.update().where(events.c.id.in_([e.id for e in batch])).values(processed_at=now)

@@ -23,16 +23,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from carepath.db.dialect import execute_in_index_order, id_in
-from carepath.db.schema import LIVE_RUN, contacts, runs
+from carepath.db.dialect import execute_in_index_order
+from carepath.db.schema import runs
 from carepath.domain.conditions import Facts
 from carepath.domain.engine import advance_run
 from carepath.domain.runs import RunSnapshot, RunStatus
 from carepath.domain.workflow import Workflow
 from carepath.services.batch_writer import BatchWriter
-from carepath.services.cohort_reads import read_cohorts, still_due
+from carepath.services.cohort_reads import due_by, read_cohorts, still_due
 from carepath.services.cohort_writes import write_cohort, writes_as_cohort
-from carepath.services.contacts import load_facts
+from carepath.services.contacts import load_facts, lock_contacts
 from carepath.services.context import EngineContext
 from carepath.services.event_interest import event_interest
 from carepath.services.facts import load_events, load_lists, load_segments
@@ -60,7 +60,7 @@ def lock_due_runs(conn: Connection, *, now: datetime, limit: int) -> list[Row[An
     """Lock up to `limit` due runs, oldest wake-up first: id, contact_id and resource_id of each."""
     due = (
         sa.select(runs.c.id, runs.c.contact_id, runs.c.resource_id)
-        .where(LIVE_RUN, runs.c.wake_at <= now, not_paused(runs.c.workflow))
+        .where(due_by(now), not_paused(runs.c.workflow))
         .order_by(runs.c.wake_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -119,21 +119,12 @@ def advance_locked(
 def _lock_contacts(conn: Connection, due: Sequence[Row[Any]]) -> list[Row[Any]]:
     """The runs of `due` whose contacts are now locked too (PostgreSQL; SQLite: all of them).
 
-    In contact id order, as event processing locks them; a contact locked
-    elsewhere is skipped rather than waited for, since this transaction
-    already holds runs that the other one may be about to write.
+    A contact locked elsewhere is skipped rather than waited for, since this
+    transaction already holds runs that the other one may be about to write.
     """
     if conn.dialect.name != "postgresql":
         return list(due)  # one writer at a time already
-    wanted = sorted({r.contact_id for r in due})
-    locked = set(
-        conn.execute(
-            sa.select(contacts.c.id)
-            .where(id_in(conn, contacts.c.id, wanted))
-            .order_by(contacts.c.id)
-            .with_for_update(skip_locked=True)
-        ).scalars()
-    )
+    locked = lock_contacts(conn, {r.contact_id for r in due}, skip_locked=True)
     return [r for r in due if r.contact_id in locked]
 
 

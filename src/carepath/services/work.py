@@ -23,6 +23,7 @@ from carepath.db.schema import (
 from carepath.domain.fields import parse_datetime
 from carepath.errors import ConfigurationError
 from carepath.services.clock import set_simulated_now, simulated_now, wall_time
+from carepath.services.cohort_reads import due_by
 from carepath.services.context import EngineContext
 from carepath.services.date_scans import scan_due_at, scans_due_before
 from carepath.services.date_triggers import scan_date_triggers
@@ -97,7 +98,7 @@ _SEGMENTS_NOW = sa.or_(
 # Built once: this runs between every batch, so statement construction matters.
 _DUE_WORK = sa.select(
     sa.exists().where(events.c.processed_at.is_(None)),
-    sa.exists().where(LIVE_RUN, runs.c.wake_at <= _NOW, not_paused(runs.c.workflow)),
+    sa.exists().where(due_by(_NOW), not_paused(runs.c.workflow)),
     sa.or_(
         sa.exists().where(due_for_attempt(outbox, _NOW, _WALL)),
         # a crashed worker's messages, to be counted as sent

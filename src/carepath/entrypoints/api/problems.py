@@ -271,18 +271,21 @@ class RefuseHostileRequests:
         await problem_response(400, detail=detail)(scope, receive, send)
 
 
-def _declared_length(scope: Scope) -> int:
+def _header(scope: Scope, wanted: bytes) -> bytes:
+    """The first value of header `wanted` (a lower-case name), or b""."""
     for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            return int(value) if bytes(value).isdigit() else 0
-    return 0
+        if name == wanted:
+            return bytes(value)
+    return b""
+
+
+def _declared_length(scope: Scope) -> int:
+    length = _header(scope, b"content-length")
+    return int(length) if length.isdigit() else 0
 
 
 def _content_type(scope: Scope) -> bytes:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-type":
-            return bytes(value).split(b";")[0].strip().lower()
-    return b""
+    return _header(scope, b"content-type").split(b";")[0].strip().lower()
 
 
 def _is_json(scope: Scope) -> bool:
