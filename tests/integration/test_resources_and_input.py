@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from carepath.errors import InvalidInput
 from carepath.services import catalog_store
 from carepath.services.contacts import import_contacts
 from carepath.services.documents import load_paths
-from carepath.services.events import ingest_events
+from carepath.services.events import NewEvent, ingest_events, store_events_keyed
 from tests.integration.harness import Harness
 
 V1 = """
@@ -169,3 +170,34 @@ def test_events_no_workflow_listens_to_are_stored_already_processed(journey: Har
     assert {kind for kind, _ in rows} == {"contact.created", "lab.result_available", "page.viewed"}
     journey.work()
     assert journey.run(ann).status == "completed"
+
+
+def test_stored_events_keep_every_field_and_a_stored_key_is_not_stored_again(
+    journey: Harness,
+) -> None:
+    journey.apply(
+        "workflow: w\ntrigger: {event: lab.result_available}\nsteps:\n  done: {exit: completed}\n"
+    )
+    ann, bob = journey.contact(), journey.contact()
+    earlier = journey.now - timedelta(days=2)
+    lab = NewEvent(
+        "lab.result_available", ann, earlier, "k-lab", {"panel": "A1C", "note": "é ✓", "n": [1]},
+        "ehr", chain_depth=2,
+    )  # fmt: skip
+    page = NewEvent("page.viewed", bob, journey.now, "k-page", {}, "site")
+    with journey.engine.begin() as conn:
+        first = store_events_keyed(conn, [lab, page], now=journey.now)
+    with journey.engine.begin() as conn:
+        again = store_events_keyed(conn, [lab], now=journey.now + timedelta(hours=1))
+    assert set(first) == {"k-lab", "k-page"}
+    assert again == {}
+    query = sa.select(events).where(events.c.idempotency_key.in_(["k-lab", "k-page"]))
+    with journey.engine.connect() as conn:
+        rows = {row.idempotency_key: row for row in conn.execute(query)}
+    assert {key: row.id for key, row in rows.items()} == first
+    stored_lab, stored_page = rows["k-lab"], rows["k-page"]
+    assert (stored_lab.type, stored_lab.contact_id, stored_lab.source) == (lab.type, ann, "ehr")
+    assert (stored_lab.occurred_at, stored_lab.received_at) == (earlier, journey.now)
+    assert (stored_lab.data, stored_lab.chain_depth, stored_lab.processed_at) == (lab.data, 2, None)
+    assert (stored_page.contact_id, stored_page.data, stored_page.chain_depth) == (bob, {}, 0)
+    assert stored_page.processed_at == journey.now  # no workflow listens to it

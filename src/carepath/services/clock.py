@@ -9,12 +9,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Protocol
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from carepath.db.schema import settings
 from carepath.domain.fields import parse_datetime
 from carepath.errors import ConfigurationError
+from carepath.services.settings_reads import setting_values
 
 CLOCK_KEY = "clock"
 
@@ -36,7 +36,7 @@ class DatabaseClock:
 
 
 def simulated_now(conn: Connection) -> datetime | None:
-    value = conn.execute(sa.select(settings.c.value).where(settings.c.key == CLOCK_KEY)).scalar()
+    value = setting_values(conn, (CLOCK_KEY,)).get(CLOCK_KEY)
     if not isinstance(value, dict) or value.get("mode") != "simulated":
         return None
     return parse_datetime(value["now"])

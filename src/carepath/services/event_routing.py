@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from carepath.db.schema import settings
 from carepath.services.event_interest import INTEREST_KEY, interest_from
 from carepath.services.segment_checks import INPUTS_KEY, SegmentInputs, inputs_from
+from carepath.services.settings_reads import setting_values
 
 
 @dataclass(frozen=True)
@@ -24,9 +23,7 @@ class EventRouting:
 
 
 def event_routing(conn: Connection) -> EventRouting:
-    keys = (INTEREST_KEY, INPUTS_KEY)
-    rows = conn.execute(sa.select(settings.c.key, settings.c.value).where(settings.c.key.in_(keys)))
-    values = {row.key: row.value for row in rows}
+    values = setting_values(conn, (INTEREST_KEY, INPUTS_KEY))
     return EventRouting(
         interest_from(values.get(INTEREST_KEY)), inputs_from(values.get(INPUTS_KEY))
     )
