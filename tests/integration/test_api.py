@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
+from starlette.exceptions import HTTPException
 from starlette.testclient import TestClient
 
 from carepath.db.schema import api_keys, events
 from carepath.entrypoints.api.app import create_app
-from carepath.entrypoints.api.events import store_single_events, store_sourced_events
+from carepath.entrypoints.api.auth import EventsWriter
+from carepath.entrypoints.api.events import (
+    EVENTS_PATH,
+    store_single_events,
+    store_sourced_events,
+)
 from carepath.services.api_keys import revoke_key
 from carepath.services.clock import DatabaseClock
 from tests.integration.api_support import LINKS, KeyMaker, is_problem
@@ -300,3 +307,61 @@ def test_twin_events_without_key_or_time_stay_two_when_their_requests_are_groupe
     # Within one batch, the same content is the same event, as it always was.
     batch = store_sourced_events(journey.engine, clock, [("api:a", dose), ("api:a", dose)])
     assert batch[0].event_id == batch[1].event_id is not None
+
+
+def test_single_events_of_a_verified_key_are_answered_before_the_router(
+    journey: Harness, key_for: KeyMaker
+) -> None:
+    headers = key_for("events:write")
+    app = create_app(journey.engine)
+    route_key = EventsWriter.__metadata__[0].dependency
+
+    def at_the_route() -> None:  # the route's own key check: answers 418 here
+        raise HTTPException(418)
+
+    app.dependency_overrides[route_key] = at_the_route
+    marked = TestClient(app, raise_server_exceptions=False)
+    journey.contact(external_id="MRN-1")
+    event = {"type": "visit.done", "contact": {"external_id": "MRN-1"}}
+    # Until the key is verified (which the route does), requests go on to the route.
+    assert marked.post(EVENTS_PATH, json=event, headers=headers).status_code == 418
+    app.state.keys.verify(headers["authorization"].removeprefix("Bearer "))
+    answer = marked.post(EVENTS_PATH, json=event, headers=headers)
+    assert answer.status_code == 202
+    assert answer.json() == {"event_id": journey.events("visit.done")[0].id}
+    json_type = {"content-type": "application/json"}
+    for body, content_type, status in (
+        (json.dumps({"events": [event]}).encode(), json_type, 418),  # a batch
+        (b"[1]", json_type, 418),  # not an object
+        (b"type=visit.done", {"content-type": "text/plain"}, 418),
+        (b'{"type": ', json_type, 422),  # not JSON: the route's parser answers before its key check
+    ):
+        response = marked.post(EVENTS_PATH, content=body, headers={**headers, **content_type})
+        assert response.status_code == status
+
+
+@pytest.mark.parametrize(
+    ("scopes", "event", "status"),
+    [
+        (("events:write",), {"type": "visit.done", "contact": {"external_id": "MRN-1"}}, 202),
+        (("events:write",), {"type": "Visit!", "contact": {"phone": "1"}, "extra": 1}, 422),
+        (("events:write",), {"type": "visit.done", "contact": {"external_id": "MRN-404"}}, 422),
+        (("contacts:read",), {"type": "visit.done", "contact": {"external_id": "MRN-1"}}, 403),
+    ],
+)
+def test_the_lane_and_the_route_answer_a_single_event_alike(
+    journey: Harness,
+    key_for: KeyMaker,
+    scopes: tuple[str, ...],
+    event: dict[str, object],
+    status: int,
+) -> None:
+    headers = key_for(*scopes)
+    client = TestClient(create_app(journey.engine), raise_server_exceptions=False)
+    journey.contact(external_id="MRN-1")
+    keyed = {**event, "idempotency_key": "visit-1"}  # so that the same request, same answer
+    by_route = client.post(EVENTS_PATH, json=keyed, headers=headers)  # the key is verified here
+    by_lane = client.post(EVENTS_PATH, json=keyed, headers=headers)
+    assert by_route.status_code == by_lane.status_code == status
+    assert by_route.headers["content-type"] == by_lane.headers["content-type"]
+    assert by_route.json() == by_lane.json()

@@ -34,6 +34,7 @@ from carepath.entrypoints.api import (
 )
 from carepath.entrypoints.api.auth import KeyRing
 from carepath.entrypoints.api.coalescing import Coalescer
+from carepath.entrypoints.api.event_lane import SingleEventLane
 from carepath.entrypoints.api.problems import (
     PROBLEM_RESPONSES,
     install_problem_handlers,
@@ -84,6 +85,8 @@ def create_app(
         secret=secret.encode() if secret else None,
     )
     app.state.keys = KeyRing(engine, rate_per_second=rate_per_second, burst=rate_per_second * 2)
+    # Innermost of the middleware: requests reach it checked by `RefuseHostileRequests`.
+    app.add_middleware(SingleEventLane)
     install_problem_handlers(app)
 
     @app.get("/healthz", tags=["health"], summary="The process is up")

@@ -86,12 +86,29 @@ def _digest(presented: str) -> str:
     return hashlib.sha256(presented.encode("utf-8", "replace")).hexdigest()
 
 
-def _presented(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, credentials = header.partition(" ")
+def presented_key(authorization: str) -> str | None:
+    """The key in an `Authorization: Bearer …` header value, or None."""
+    scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() != "bearer" or not credentials.strip():
         return None
     return credentials.strip()
+
+
+def admit(ring: KeyRing, key: ApiKey | None, scope: str | None) -> ApiKey:
+    """`key` (verified, or None), if it holds `scope` and is within its rate limit;
+    otherwise raises the 401, 403 or 429 to answer."""
+    if key is None:
+        raise HTTPException(401, "a valid API key is required", headers=_CHALLENGE)
+    if scope is not None and scope not in key.scopes:
+        raise HTTPException(403, f"this API key lacks the scope {scope}")
+    wait = ring.take(key)
+    if wait is not None:
+        raise HTTPException(
+            429,
+            "rate limit reached for this API key",
+            headers={"Retry-After": str(int(wait) + 1)},
+        )
+    return key
 
 
 def require(scope: str | None) -> Callable[[Request], Awaitable[ApiKey]]:
@@ -100,22 +117,11 @@ def require(scope: str | None) -> Callable[[Request], Awaitable[ApiKey]]:
 
     async def dependency(request: Request) -> ApiKey:
         ring: KeyRing = request.app.state.keys
-        presented = _presented(request)
+        presented = presented_key(request.headers.get("authorization", ""))
         known, key = ring.remembered(presented) if presented else (True, None)
         if not known and presented:  # the database is asked in a worker thread
             key = await run_in_threadpool(ring.verify, presented)
-        if key is None:
-            raise HTTPException(401, "a valid API key is required", headers=_CHALLENGE)
-        if scope is not None and scope not in key.scopes:
-            raise HTTPException(403, f"this API key lacks the scope {scope}")
-        wait = ring.take(key)
-        if wait is not None:
-            raise HTTPException(
-                429,
-                "rate limit reached for this API key",
-                headers={"Retry-After": str(int(wait) + 1)},
-            )
-        return key
+        return admit(ring, key, scope)
 
     dependency.__name__ = f"require_{(scope or 'key').replace(':', '_')}"
     return dependency
@@ -123,7 +129,8 @@ def require(scope: str | None) -> Callable[[Request], Awaitable[ApiKey]]:
 
 # The calling key, holding one scope (or any valid key): for route signatures.
 AnyKey = Annotated[ApiKey, Depends(require(None))]
-EventsWriter = Annotated[ApiKey, Depends(require("events:write"))]
+EVENTS_WRITE = "events:write"
+EventsWriter = Annotated[ApiKey, Depends(require(EVENTS_WRITE))]
 ContactsReader = Annotated[ApiKey, Depends(require("contacts:read"))]
 ContactsWriter = Annotated[ApiKey, Depends(require("contacts:write"))]
 ResourcesWriter = Annotated[ApiKey, Depends(require("resources:write"))]

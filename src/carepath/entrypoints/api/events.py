@@ -22,6 +22,7 @@ from carepath.services.clock import Clock
 from carepath.services.events import ItemOutcome, accept_events, derived_key
 
 MAX_BATCH = 1000
+EVENTS_PATH = "/v1/events"
 
 router = APIRouter(tags=["events"])
 
@@ -81,7 +82,7 @@ class BatchResult(BaseModel):
 
 
 @router.post(
-    "/v1/events",
+    EVENTS_PATH,
     status_code=202,
     summary="Store one event or a batch",
     description=(
@@ -104,12 +105,8 @@ async def post_events(
 ) -> JSONResponse:
     state = request.app.state.api
     source = f"api:{key.name}"
-    batch = set(body) == {"events"}
-    if not batch:  # stored together with the single events of concurrent requests
-        only: ItemOutcome = await state.single_events.submit((source, body))
-        if only.event_id is None:
-            return _invalid(_item_errors(only, prefix=()))
-        return JSONResponse({"event_id": only.event_id}, status_code=202)
+    if not is_batch(body):  # stored together with the single events of concurrent requests
+        return single_answer(await state.single_events.submit((source, body)))
     items: list[Any] = body["events"]
     if not isinstance(items, list):
         return _invalid([{"pointer": "#/events", "detail": "must be an array of events"}])
@@ -119,6 +116,17 @@ async def post_events(
     sourced = [(source, item) for item in items]
     outcomes = await run_in_threadpool(store_sourced_events, state.engine, state.clock, sourced)
     return JSONResponse(batch_result(outcomes), status_code=202)
+
+
+def is_batch(body: dict[str, Any]) -> bool:
+    return set(body) == {"events"}
+
+
+def single_answer(outcome: ItemOutcome) -> JSONResponse:
+    """The answer to a request with one event (also given by `event_lane`)."""
+    if outcome.event_id is None:
+        return _invalid(_item_errors(outcome, prefix=()))
+    return JSONResponse({"event_id": outcome.event_id}, status_code=202)
 
 
 def single_events_coalescer(

@@ -21,6 +21,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from carepath.entrypoints.api.asgi import (
+    content_type,
+    declared_length,
+    is_json,
+    replaying,
+    route_path,
+)
 from carepath.errors import CarepathError, Conflict, Forbidden, InvalidInput, NotFound, Problem
 
 MEDIA_TYPE = "application/problem+json"
@@ -86,6 +93,25 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
+def carepath_problem(exc: CarepathError) -> JSONResponse:
+    """The problem answering a carepath error raised by a route."""
+    status = next((s for t, s in _STATUS_BY_ERROR if isinstance(exc, t)), 400)
+    if isinstance(exc, InvalidInput):
+        return problem_response(
+            status,
+            detail="the request is not valid",
+            errors=field_errors(exc.problems),
+            kind=exc.code,
+        )
+    return problem_response(status, detail=str(exc), kind=exc.code)
+
+
+def http_problem(exc: HTTPException) -> JSONResponse:
+    """The problem answering an HTTP error raised by a route or a dependency."""
+    detail = exc.detail if isinstance(exc.detail, str) and exc.status_code < 500 else None
+    return problem_response(exc.status_code, detail=detail, headers=exc.headers)
+
+
 def pointer(path: Iterable[str | int]) -> str:
     """A JSON Pointer (RFC 6901) into the request body, as RFC 9457 suggests."""
     parts = (str(p).replace("~", "~0").replace("/", "~1") for p in path)
@@ -121,20 +147,11 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def carepath_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, CarepathError)
-        status = next((s for t, s in _STATUS_BY_ERROR if isinstance(exc, t)), 400)
-        if isinstance(exc, InvalidInput):
-            return problem_response(
-                status,
-                detail="the request is not valid",
-                errors=field_errors(exc.problems),
-                kind=exc.code,
-            )
-        return problem_response(status, detail=str(exc), kind=exc.code)
+        return carepath_problem(exc)
 
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        detail = exc.detail if isinstance(exc.detail, str) and exc.status_code < 500 else None
-        return problem_response(exc.status_code, detail=detail, headers=exc.headers)
+        return http_problem(exc)
 
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(CarepathError, carepath_error)
@@ -222,7 +239,7 @@ class RefuseHostileRequests:
         if scope.get("method") not in ("POST", "PUT", "PATCH") or _is_streamed(scope):
             await self.app(scope, receive, send)
             return
-        if _declared_length(scope) > MAX_BODY_BYTES:
+        if declared_length(scope) > MAX_BODY_BYTES:
             await self._too_large(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -243,19 +260,10 @@ class RefuseHostileRequests:
         if b"\x00" in body or b"\\u0000" in body:
             await self._refuse(scope, receive, send)
             return
-        if _is_json(scope) and (detail := json_problem(body)) is not None:
+        if is_json(scope) and (detail := json_problem(body)) is not None:
             await problem_response(400, detail=detail)(scope, receive, send)
             return
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if delivered:
-                return await receive()
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
     @staticmethod
     async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
@@ -271,33 +279,8 @@ class RefuseHostileRequests:
         await problem_response(400, detail=detail)(scope, receive, send)
 
 
-def _header(scope: Scope, wanted: bytes) -> bytes:
-    """The first value of header `wanted` (a lower-case name), or b""."""
-    for name, value in scope.get("headers", ()):
-        if name == wanted:
-            return bytes(value)
-    return b""
-
-
-def _declared_length(scope: Scope) -> int:
-    length = _header(scope, b"content-length")
-    return int(length) if length.isdigit() else 0
-
-
-def _content_type(scope: Scope) -> bytes:
-    return _header(scope, b"content-type").split(b";")[0].strip().lower()
-
-
-def _is_json(scope: Scope) -> bool:
-    kind = _content_type(scope)
-    return kind == b"application/json" or kind.endswith(b"+json")
-
-
 def _is_streamed(scope: Scope) -> bool:
-    path, root = str(scope.get("path", "")), str(scope.get("root_path", ""))
-    if root and path.startswith(root):  # served under a prefix (`--root-path`)
-        path = path[len(root) :]
-    return path == STREAMED_PATH and _content_type(scope) in STREAMED_TYPES
+    return route_path(scope) == STREAMED_PATH and content_type(scope) in STREAMED_TYPES
 
 
 class ContainErrors:
