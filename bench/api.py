@@ -17,7 +17,7 @@ For each run, on a fresh throw-away PostgreSQL database:
 Targets on PostgreSQL: batched ingestion >= 25,000 events/s; single-event
 POSTs >= 25 % of the trivial endpoint's requests/s; p99 < 50 ms.
 
-    python bench/api.py [--contacts 100000] [--workers 2] [--no-write]
+    python bench/api.py [--contacts 100000] [--workers 1,2] [--no-write]
 """
 
 from __future__ import annotations
@@ -249,35 +249,39 @@ def bench(admin_url: str, n_contacts: int, workers: int) -> dict[str, Any]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    r = report["result"]
-    rows = [
-        ("`GET /healthz` (trivial)", r["trivial"], "-"),
-        ("`POST /v1/events`, 1 event", r["single"], f"{r['single']['events_per_s']:,.0f}"),
-        (f"`POST /v1/events`, {BATCH} events", r["batch"], f"{r['batch']['events_per_s']:,.0f}"),
-    ]
     lines = [
         f"Run on {report['started']} with `{report['command']}`.",
         "",
         f"Machine: {report['machine']}. carepath at {report['revision']}.",
         "",
-        f"PostgreSQL, {report['contacts']:,} contacts, `carepath serve --workers "
-        f"{report['workers']}`, {CONNECTIONS} keep-alive connections, {DURATION:.0f} s each.",
+        f"PostgreSQL, {report['contacts']:,} contacts, `carepath serve --workers W`, "
+        f"{CONNECTIONS} keep-alive connections, {DURATION:.0f} s each.",
         "",
-        "| request | requests/s | events/s | p50 ms | p99 ms | statuses |",
-        "|---|---:|---:|---:|---:|---|",
+        "| W | request | requests/s | events/s | p50 ms | p99 ms | statuses |",
+        "|---:|---|---:|---:|---:|---:|---|",
     ]
-    for name, row, events in rows:
-        statuses = ", ".join(f"{k}: {v:,}" for k, v in sorted(row["statuses"].items()))
-        lines.append(
-            f"| {name} | {row['requests_per_s']:,.0f} | {events} | {row['p50_ms']:.1f} "
-            f"| {row['p99_ms']:.1f} | {statuses} |"
+    shares = []
+    for workers, r in report["results"].items():
+        rows = [
+            ("`GET /healthz` (trivial)", r["trivial"], "-"),
+            ("`POST /v1/events`, 1 event", r["single"], f"{r['single']['events_per_s']:,.0f}"),
+            (
+                f"`POST /v1/events`, {BATCH} events",
+                r["batch"],
+                f"{r['batch']['events_per_s']:,.0f}",
+            ),
+        ]
+        for name, row, events in rows:
+            statuses = ", ".join(f"{k}: {v:,}" for k, v in sorted(row["statuses"].items()))
+            lines.append(
+                f"| {workers} | {name} | {row['requests_per_s']:,.0f} | {events} "
+                f"| {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {statuses} |"
+            )
+        shares.append(
+            f"- W = {workers}: single-event POSTs at {r['single_share_of_trivial']:.0%} of the "
+            f"trivial endpoint's rate; events stored: {r['events_stored']:,}."
         )
-    lines += [
-        "",
-        f"Single-event POSTs: {r['single_share_of_trivial']:.0%} of the trivial endpoint's rate. "
-        f"Events stored: {r['events_stored']:,}.",
-    ]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *shares])
 
 
 def write_results(report: dict[str, Any]) -> None:
@@ -293,7 +297,7 @@ def write_results(report: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--contacts", type=int, default=100_000)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", default="1,2", help="server processes, comma-separated")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
@@ -306,8 +310,10 @@ def main() -> None:
         ),
         "revision": git_revision(),
         "contacts": args.contacts,
-        "workers": args.workers,
-        "result": bench(args.postgres_url, args.contacts, args.workers),
+        "results": {
+            workers: bench(args.postgres_url, args.contacts, workers)
+            for workers in (int(w) for w in args.workers.split(","))
+        },
     }
     print(markdown(report))
     if not args.no_write:
