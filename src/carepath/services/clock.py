@@ -6,6 +6,7 @@ journey schedules uses business time from here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -22,6 +23,10 @@ CLOCK_KEY = "clock"
 class Clock(Protocol):
     def now(self, conn: Connection) -> datetime: ...
 
+    def now_from(self, values: Mapping[str, object]) -> datetime:
+        """As `now`, from settings read already (`CLOCK_KEY` among the keys read)."""
+        ...
+
 
 def wall_time() -> datetime:
     return datetime.now(UTC)
@@ -31,12 +36,18 @@ class DatabaseClock:
     """Reads the clock setting each time: simulated when the database says so."""
 
     def now(self, conn: Connection) -> datetime:
-        simulated = simulated_now(conn)
+        return self.now_from(setting_values(conn, (CLOCK_KEY,)))
+
+    def now_from(self, values: Mapping[str, object]) -> datetime:
+        simulated = _simulated(values.get(CLOCK_KEY))
         return simulated if simulated is not None else wall_time()
 
 
 def simulated_now(conn: Connection) -> datetime | None:
-    value = setting_values(conn, (CLOCK_KEY,)).get(CLOCK_KEY)
+    return _simulated(setting_values(conn, (CLOCK_KEY,)).get(CLOCK_KEY))
+
+
+def _simulated(value: object) -> datetime | None:
     if not isinstance(value, dict) or value.get("mode") != "simulated":
         return None
     return parse_datetime(value["now"])

@@ -7,6 +7,7 @@ re-check): every transaction that stores events needs both.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
@@ -22,8 +23,15 @@ class EventRouting:
     segments: SegmentInputs
 
 
+ROUTING_KEYS = (INTEREST_KEY, INPUTS_KEY)
+
+
 def event_routing(conn: Connection) -> EventRouting:
-    values = setting_values(conn, (INTEREST_KEY, INPUTS_KEY))
+    return routing_from(setting_values(conn, ROUTING_KEYS))
+
+
+def routing_from(values: Mapping[str, object]) -> EventRouting:
+    """The routing from settings read already (`ROUTING_KEYS` among the keys read)."""
     return EventRouting(
         interest_from(values.get(INTEREST_KEY)), inputs_from(values.get(INPUTS_KEY))
     )

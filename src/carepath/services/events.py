@@ -20,7 +20,7 @@ from carepath.domain.fields import index_column, parse_datetime
 from carepath.errors import InvalidInput, Problem
 from carepath.protection.identifiers import identifier_indexes
 from carepath.services.event_interest import arrives_processed
-from carepath.services.event_routing import event_routing
+from carepath.services.event_routing import EventRouting, event_routing
 from carepath.services.message_events import record_on_messages
 from carepath.services.segment_checks import mark_for_events
 
@@ -217,6 +217,7 @@ def accept_events(
     *,
     now: datetime,
     source: str,
+    routing: EventRouting | None = None,
 ) -> list[ItemOutcome]:
     """Store the good items of a batch, report the others; one outcome per item, in order.
 
@@ -224,7 +225,7 @@ def accept_events(
     retried request gets the same answer as the first.
     """
     new, problems = check_events(conn, items, now=now, source=source)
-    stored_ids = store_events_keyed(conn, [e for _, e in new], now=now)
+    stored_ids = store_events_keyed(conn, [e for _, e in new], now=now, routing=routing)
     earlier = sorted({e.idempotency_key for _, e in new} - set(stored_ids))
     if earlier:  # retries: the events stored before under the same keys
         query = sa.select(events.c.idempotency_key, events.c.id).where(
@@ -247,12 +248,20 @@ def store_events(conn: Connection, new: Sequence[NewEvent], *, now: datetime) ->
 
 
 def store_events_keyed(
-    conn: Connection, new: Sequence[NewEvent], *, now: datetime
+    conn: Connection,
+    new: Sequence[NewEvent],
+    *,
+    now: datetime,
+    routing: EventRouting | None = None,
 ) -> dict[str, int]:
-    """As `store_events`; returns idempotency key -> id of each event that was new."""
+    """As `store_events`; returns idempotency key -> id of each event that was new.
+
+    `routing`: when the caller has read it already, in this transaction.
+    """
     if not new:
         return {}
-    routing = event_routing(conn)
+    if routing is None:
+        routing = event_routing(conn)
     if conn.dialect.name == "postgresql":
         stored = _pg_insert_events(conn, new, now=now, interest=routing.interest)
     else:

@@ -18,8 +18,10 @@ from carepath.entrypoints.api.auth import EventsWriter
 from carepath.entrypoints.api.coalescing import Coalescer
 from carepath.entrypoints.api.problems import field_errors, problem_response
 from carepath.errors import Problem
-from carepath.services.clock import Clock
+from carepath.services.clock import CLOCK_KEY, Clock
+from carepath.services.event_routing import ROUTING_KEYS, routing_from
 from carepath.services.events import ItemOutcome, accept_events, derived_key
+from carepath.services.settings_reads import setting_values
 
 MAX_BATCH = 1000
 EVENTS_PATH = "/v1/events"
@@ -177,11 +179,12 @@ def _store_together(
         by_source.setdefault(source, []).append(position)
     placed: dict[int, ItemOutcome] = {}
     with engine.begin() as conn:
-        now = clock.now(conn)
+        settings = setting_values(conn, (CLOCK_KEY, *ROUTING_KEYS))  # one query for both
+        now, routing = clock.now_from(settings), routing_from(settings)
         raw_items = _timed_twins(items, now) if separate_twins else [raw for _, raw in items]
         for source, positions in by_source.items():
             raw = [("", raw_items[p]) for p in positions]
-            outcomes = accept_events(conn, raw, now=now, source=source)
+            outcomes = accept_events(conn, raw, now=now, source=source, routing=routing)
             placed.update(zip(positions, outcomes, strict=True))
     return [placed[p] for p in range(len(items))]
 
