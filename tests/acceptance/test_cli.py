@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import date
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from carepath.db.schema import page_view_counts
 from carepath.entrypoints.cli import app
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "bariatric"
@@ -382,3 +385,31 @@ def test_a_lost_keyring_is_not_replaced_by_a_new_one_that_could_not_read_the_dat
     code, _, err = run("runs", "show", "ext:MRN-1", *db)
     assert code == 2
     assert "no keyring" in err
+
+
+def test_page_views_are_reported_per_path(tmp_path: Path) -> None:
+    db = ("--db", str(tmp_path / "c.db"))
+    assert carepath("init", *db)[0] == 0
+    with sa.create_engine(f"sqlite:///{tmp_path / 'c.db'}").begin() as conn:
+        conn.execute(
+            page_view_counts.insert(),
+            [
+                {"day": date(2026, 3, 1), "path": "/a", "anonymous": 4, "identified": 1},
+                {"day": date(2026, 3, 2), "path": "/a", "anonymous": 2, "identified": 0},
+                {"day": date(2026, 3, 2), "path": "/b", "anonymous": 9, "identified": 0},
+            ],
+        )
+    code, out, _ = carepath(
+        "report", "page-views", "--since", "2026-03-02", "--format", "json", *db
+    )
+    assert code == 0
+    assert json.loads(out)["pages"] == [
+        {"path": "/b", "identified": 0, "anonymous": 9, "views": 9},
+        {"path": "/a", "identified": 0, "anonymous": 2, "views": 2},
+    ]
+    code, out, _ = carepath("report", "page-views", *db)
+    assert code == 0
+    assert "/a" in out
+    assert "7" in out
+    code, _, err = carepath("report", "page-views", "--until", "March", *db)
+    assert (code, err.strip()) == (2, "error: --until is a day such as 2026-01-31")

@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 
 from carepath.db.schema import contacts
 from carepath.entrypoints.api.app import create_app
+from carepath.entrypoints.tracking_app import VISITOR_COOKIE
 from carepath.errors import InvalidInput
 from tests.integration.api_support import LINKS
 from tests.integration.harness import Harness
@@ -100,6 +101,19 @@ def test_a_qualifying_submission_is_scored_saved_and_enrolls_the_contact(
     again = browser.post("/f/bariatric-hra", data=_answers(token, attempts="several"))
     assert again.status_code == 200
     assert len(journey.events("form.submitted")) == 1  # the same page sent twice: one event
+
+
+def test_a_submission_makes_the_browser_a_known_visitor_of_the_site(
+    journey: Harness, browser: TestClient
+) -> None:
+    sent = browser.post("/f/bariatric-hra", data=_answers(_open(browser)))
+    (cookie,) = [c for c in sent.headers.get_list("set-cookie") if c.startswith(VISITOR_COOKIE)]
+    site = TestClient(browser.app, base_url="https://care.example.org")
+    site.cookies.set(VISITOR_COOKIE, cookie.split(";")[0].split("=", 1)[1])
+    viewed = site.post("/t/pv", content=b'{"path": "/bariatric"}')
+    assert viewed.status_code == 204
+    (view,) = journey.events("page.viewed")
+    assert view.contact_id == journey.events("form.submitted")[0].contact_id
 
 
 def test_a_low_score_does_not_enroll(journey: Harness, browser: TestClient) -> None:

@@ -439,3 +439,28 @@ consents = Table(
     Column("revoked_at", UtcDateTime),
     Column("updated_at", UtcDateTime, nullable=False),
 )
+
+# Browsers identified for first-party page-view tracking (services/page_views.py):
+# a visitor cookie holds a random token, signed; only its hash is kept here. Set
+# when someone arrives from a tracked link or submits a form; erasing the contact
+# removes them.
+visitors = Table(
+    "visitors",
+    metadata,
+    Column("token_sha256", String(64), primary_key=True),
+    Column("contact_id", Id, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index(None, "contact_id"),
+)
+
+# Page views per day and path, identified or not: anonymous views are counted
+# here and stored nowhere else.
+page_view_counts = Table(
+    "page_view_counts",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("path", String(300), primary_key=True),
+    Column("anonymous", Integer, nullable=False),
+    Column("identified", Integer, nullable=False),
+)

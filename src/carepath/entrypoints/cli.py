@@ -44,6 +44,7 @@ from carepath.entrypoints.report_commands import (
     report_engagement,
     report_funnel,
     report_messages,
+    report_page_views,
 )
 from carepath.entrypoints.segment_commands import segments_app
 from carepath.entrypoints.server_commands import keys_app, serve, workflows_app
@@ -485,6 +486,7 @@ def runs_show(
 report_app.command("funnel")(report_funnel)
 report_app.command("engagement")(report_engagement)
 report_app.command("messages")(report_messages)
+report_app.command("page-views")(report_page_views)
 report_app.command("contact")(report_contact)
 
 

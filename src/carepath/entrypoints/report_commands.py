@@ -7,7 +7,7 @@ import csv
 import json
 import sys
 from dataclasses import asdict
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,6 +32,7 @@ from carepath.services.catalog_store import build_current
 from carepath.services.clock import wall_time
 from carepath.services.engagement import engagement_by_day, engagement_report
 from carepath.services.message_log import LogFilter, timeline, whole_log
+from carepath.services.page_views import page_view_report
 from carepath.services.reports import (
     FunnelRow,
     RunFilter,
@@ -223,6 +224,38 @@ def report_messages(
         for row in messages:
             table.add_row(*(str(_plain(row[c]) or "") for c in LOG_COLUMNS[:-1]))
         out.print(table)
+
+
+def report_page_views(
+    *,
+    since: Annotated[str | None, typer.Option(help="First day counted (YYYY-MM-DD, UTC).")] = None,
+    until: Annotated[str | None, typer.Option(help="Last day counted (YYYY-MM-DD, UTC).")] = None,
+    fmt: FormatOption = Format.TABLE,
+    db: DbOption = None,
+) -> None:
+    """Page views per path on the site: by known visitors, and counted for everyone else."""
+    first, last = _day(since, "--since"), _day(until, "--until")
+    with errors_to_exit(), opened_engine(db) as engine, read_only(engine) as conn:
+        pages = page_view_report(conn, since=first, until=last)
+    if fmt is Format.JSON:
+        sys.stdout.write(json.dumps({"pages": pages}, indent=2) + "\n")
+        return
+    if fmt is Format.CSV:
+        _write_csv(["path", "views", "identified", "anonymous"], pages)
+        return
+    table = Table("path", "views", "known visitors", "others", title="page views")
+    for page in pages:
+        table.add_row(*(str(page[c]) for c in ("path", "views", "identified", "anonymous")))
+    out.print(table)
+
+
+def _day(text: str | None, option: str) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        fail(f"error: {option} is a day such as 2026-01-31")
 
 
 def report_contact(

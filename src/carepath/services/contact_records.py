@@ -44,6 +44,7 @@ from carepath.services.contacts import (
     upsert_contacts,
 )
 from carepath.services.events import NewEvent, store_events
+from carepath.services.page_views import forget_visitors
 
 ERASED = "erased"  # a task's title once its contact is erased
 
@@ -164,6 +165,7 @@ def erase_contact(conn: Connection, contact_id: int, *, now: datetime, who: Prin
         .values(body={"contact": {"id": contact_id}, "erased": True})
     )
     conn.execute(tasks.update().where(tasks.c.contact_id == contact_id).values(title=ERASED))
+    forget_visitors(conn, contact_id)  # their browsers are no longer recognised
     conn.execute(
         runs.update()
         .where(runs.c.contact_id == contact_id, LIVE_RUN)

@@ -43,10 +43,17 @@ class UnknownLinkError(LookupError):
     """The token is not ours, was tampered with, or names nothing we still have."""
 
 
+@dataclass(frozen=True)
+class Click:
+    url: str  # where the link in the message pointed
+    contact_id: int  # to whom the message went
+    machine: bool  # a scanner's or a proxy's request, not a person's
+
+
 def record_click(
     conn: sa.Connection, links: LinkSigner, token: str, visit: Visit, *, now: datetime
-) -> str:
-    """The URL that was in the message at that place; an `email.clicked` event stored."""
+) -> Click:
+    """The link that was in the message at that place; an `email.clicked` event stored."""
     message_id, _, index_text = _read(links, "click", token).rpartition("#")
     row = _message(conn, message_id)
     targets = row.links or []
@@ -54,15 +61,12 @@ def record_click(
         raise UnknownLinkError("the message has no such link")
     index = int(index_text)
     target = targets[index]
-    data: dict[str, object] = {
-        "outbox_id": row.id,
-        "link": index,
-        "machine": _machine(row, visit, now),
-    }
+    machine = _machine(row, visit, now)
+    data: dict[str, object] = {"outbox_id": row.id, "link": index, "machine": machine}
     if target.get("tag"):
         data["tag"] = target["tag"]
     _store(conn, row, "email.clicked", data, now)
-    return str(target["url"])
+    return Click(str(target["url"]), row.contact_id, machine)
 
 
 def record_open(

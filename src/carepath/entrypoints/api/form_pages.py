@@ -28,8 +28,10 @@ from starlette.concurrency import run_in_threadpool
 from carepath.db.connection import read_only
 from carepath.domain.forms import AnswerType, FormDef, FormField
 from carepath.entrypoints.api.pages import html_page
+from carepath.entrypoints.tracking_app import opted_out, set_visitor_cookie
 from carepath.errors import InvalidInput
 from carepath.services.forms import submit_form
+from carepath.services.page_views import new_visitor
 
 router = APIRouter(include_in_schema=False)
 MAX_FORM_BYTES = 64 * 1024
@@ -111,12 +113,15 @@ def _take_answers(request: Request, name: str, body: bytes) -> HTMLResponse:
     ):
         again = "<p>This page has expired. Please open the form again.</p>"
         return _page("Please try again", again, status=403)
+    visitor = None
     try:
         with state.engine.begin() as conn:
             schema = state.cache.current(conn).catalog.schema
-            result = submit_form(
-                conn, form, submitted, schema, now=state.clock.now(conn), token=token
-            )
+            now = state.clock.now(conn)
+            result = submit_form(conn, form, submitted, schema, now=now, token=token)
+            # Known from now on to the site's page-view tracking (see services/page_views).
+            if result.contact_id is not None and state.links and not opted_out(request):
+                visitor = new_visitor(conn, state.links, result.contact_id, now=now)
     except InvalidInput:
         result = None
     if result is None or result.errors:
@@ -124,7 +129,10 @@ def _take_answers(request: Request, name: str, body: bytes) -> HTMLResponse:
         response = _page(form.title, _form_html(form, token, submitted, errors), status=422)
         _set_cookie(response, name, token)
         return response
-    return _page(form.title, f"<p>{escape(form.thank_you)}</p>")
+    thanks = _page(form.title, f"<p>{escape(form.thank_you)}</p>")
+    if visitor is not None:
+        set_visitor_cookie(thanks, visitor)
+    return thanks
 
 
 def _form(request: Request, name: str) -> FormDef | None:

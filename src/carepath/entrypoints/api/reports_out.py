@@ -1,4 +1,4 @@
-"""`/v1/reports/...`: the funnel, engagement, the message log and a contact's timeline.
+"""`/v1/reports/...`: the funnel, engagement, the message log, page views, a contact's timeline.
 
 The same services as `carepath report`, so the numbers are the CLI's.
 """
@@ -6,6 +6,7 @@ The same services as `carepath report`, so the numbers are the CLI's.
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -19,6 +20,7 @@ from carepath.services import reports
 from carepath.services.catalog_store import build_current
 from carepath.services.engagement import engagement_report
 from carepath.services.message_log import LogFilter, message_log, timeline
+from carepath.services.page_views import page_view_report
 
 router = APIRouter(tags=["reports"])
 Name = Annotated[str | None, Query(max_length=100)]
@@ -100,6 +102,20 @@ def get_messages(
         audit_read_or_change(request, key, "messages.read", named)
     next_after = page[-1].id if len(page) == limit else None
     return MessagePage(messages=[asdict(m) for m in page], next_after=next_after)
+
+
+@router.get(
+    "/v1/reports/page-views",
+    summary="Page views per path: by known visitors, and counted for everyone else",
+)
+def get_page_views(
+    request: Request,
+    _: ReportsReader,
+    since: Annotated[date | None, Query(description="First day counted (UTC)")] = None,
+    until: Annotated[date | None, Query(description="Last day counted (UTC)")] = None,
+) -> dict[str, list[dict[str, Any]]]:
+    with read_only(request.app.state.api.engine) as conn:
+        return {"pages": page_view_report(conn, since=since, until=until)}
 
 
 @router.get("/v1/contacts/{contact_id}/timeline", summary="Everything that happened to a contact")
