@@ -7,6 +7,8 @@ offers no TLS at all. What they accepted is read from their logs.
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from email import message_from_bytes, policy
@@ -237,3 +239,34 @@ def test_message_bytes_parse_back_exactly() -> None:
     assert parsed["Message-ID"] == mail.message_id
     assert parsed.get_body(("html",)).get_content() == mail.html.replace("\n", "\r\n")
     assert parsed.get_body(("plain",)).get_content() == "Bring your ID.\r\n.\r\ntrailing spaces   "
+
+
+def test_a_server_that_stops_answering_mid_envelope_defers_the_message(journey: Harness) -> None:
+    """It greets and answers EHLO, then never answers MAIL: the message waits for a retry."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(b"220 stalling.example ESMTP\r\n")
+            conn.recv(1024)  # EHLO
+            conn.sendall(b"250 stalling.example\r\n")
+            stop.wait(10)  # MAIL is never answered
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    journey.apply(FLOW)
+    ann = journey.contact()
+    sender = _use(journey, f"smtp://127.0.0.1:{port}?tls=none&timeout=1")
+    try:
+        journey.enroll("w", ann)
+        journey.work()
+    finally:
+        stop.set()
+        sender.close()
+        listener.close()
+    row = _row(journey, ann)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.last_error == "delivery failed (TimeoutError)"
