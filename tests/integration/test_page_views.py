@@ -128,7 +128,7 @@ def test_scanners_and_browsers_that_opt_out_get_no_visitor_cookie(
     "body",
     [b"", b"not json", b"[]", b'{"page": "/a"}', b'{"path": 7}', b'{"path": "https://x.example/a"}',
      b'{"path": "//x.example/a"}', b'{"path": "/a\\u0007"}', b'{"path": "/' + b"a" * 300 + b'"}',
-     b'{"path": "/a", "pad": "' + b"x" * 3000 + b'"}'],
+     b'{"path": "/a", "pad": "' + b"x" * 3000 + b'"}', b"[" * 1020 + b"]" * 1020],
 )  # fmt: skip
 def test_what_is_not_a_page_view_is_refused_and_not_counted(journey: Harness, body: bytes) -> None:
     browser = _browser(journey)

@@ -84,7 +84,7 @@ def tracking_app(engine: Engine, links: LinkSigner, clock: Clock | None = None) 
         body = await request.body()
         try:
             reported = json.loads(body) if len(body) <= MAX_VIEW_BODY else None
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             reported = None
         path = page_path(reported.get("path")) if isinstance(reported, dict) else None
         if path is None:
