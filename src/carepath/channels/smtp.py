@@ -10,7 +10,8 @@ AUTH and query parameters:
 - `tls=none`: never TLS (a sink on the loopback interface).
 - `cafile=PATH`: trust this CA bundle instead of the system's.
 - `pool=N` (default 8): connections kept open and used at the same time.
-- `timeout=SECONDS` (default 30).
+- `timeout=SECONDS` (default 30): for connecting, for each envelope (MAIL, RCPT
+  and DATA together) and for the answer to a message.
 
 The sender runs its own event loop so that the synchronous worker can call it;
 connections stay open between batches and are checked before reuse.
