@@ -183,3 +183,17 @@ def test_the_report_adds_up_views_per_path_over_the_days_asked(
     assert asked.status_code == 200
     assert asked.json() == {"pages": first}
     is_problem(known.get("/v1/reports/page-views", params={"since": "soon"}, headers=headers), 422)
+
+
+def test_a_visitor_expires_and_expired_visitors_are_pruned(
+    mailed: tuple[Harness, int, str],
+) -> None:
+    journey, _, click = mailed
+    old = _browser(journey)
+    old.get(f"/c/{click}", headers=BROWSER)
+    journey.shift(timedelta(days=91))
+    assert _view(old, "/a") == 204  # counted, no longer known
+    assert journey.events("page.viewed") == []
+    _browser(journey).get(f"/c/{click}", headers=BROWSER)  # a new visitor prunes the old one
+    with journey.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(visitors)).scalar() == 1

@@ -452,6 +452,7 @@ visitors = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Index(None, "contact_id"),
+    Index(None, "expires_at"),  # expired ones are pruned as new ones are made
 )
 
 # Page views per day and path, identified or not: anonymous views are counted

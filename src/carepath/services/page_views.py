@@ -35,7 +35,11 @@ VIEWED = "page.viewed"
 
 
 def new_visitor(conn: Connection, links: LinkSigner, contact_id: int, *, now: datetime) -> str:
-    """A visitor token for `contact_id`, stored by its hash: the cookie's value."""
+    """A visitor token for `contact_id`, stored by its hash: the cookie's value.
+
+    Expired visitors (anyone's) are removed on the way.
+    """
+    conn.execute(visitors.delete().where(visitors.c.expires_at <= now))
     secret = secrets.token_urlsafe(32)
     conn.execute(
         visitors.insert().values(

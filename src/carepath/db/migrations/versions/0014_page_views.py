@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("token_sha256", name=op.f("pk_visitors")),
     )
     op.create_index(op.f("ix_visitors_contact_id"), "visitors", ["contact_id"])
+    op.create_index(op.f("ix_visitors_expires_at"), "visitors", ["expires_at"])
     op.create_table(
         "page_view_counts",
         sa.Column("day", sa.Date(), nullable=False),
@@ -48,5 +49,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("page_view_counts")
+    op.drop_index(op.f("ix_visitors_expires_at"), table_name="visitors")
     op.drop_index(op.f("ix_visitors_contact_id"), table_name="visitors")
     op.drop_table("visitors")
