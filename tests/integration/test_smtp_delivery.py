@@ -269,4 +269,4 @@ def test_a_server_that_stops_answering_mid_envelope_defers_the_message(journey: 
         listener.close()
     row = _row(journey, ann)
     assert (row.status, row.attempts) == ("pending", 1)
-    assert row.last_error == "delivery failed (TimeoutError)"
+    assert row.last_error == "delivery failed (SMTPReadTimeoutError)"

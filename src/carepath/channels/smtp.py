@@ -10,8 +10,7 @@ AUTH and query parameters:
 - `tls=none`: never TLS (a sink on the loopback interface).
 - `cafile=PATH`: trust this CA bundle instead of the system's.
 - `pool=N` (default 8): connections kept open and used at the same time.
-- `timeout=SECONDS` (default 30): for connecting, for each envelope (MAIL, RCPT
-  and DATA together) and for the answer to a message.
+- `timeout=SECONDS` (default 30).
 
 The sender runs its own event loop so that the synchronous worker can call it;
 connections stay open between batches and are checked before reuse.
@@ -126,7 +125,7 @@ class PooledSmtpSender:
     def __init__(self, url: str, *, dkim: DkimSigner | None = None) -> None:
         self.target = parse_smtp_url(url)
         self.dkim = dkim
-        self._loop = new_event_loop()
+        self._loop = asyncio.new_event_loop()
         self._idle: list[aiosmtplib.SMTP] = []
         self._refusal: str | None = None  # why the TLS policy refused the server, this batch
         self._tls: ssl.SSLContext | None = None  # loading the CA bundle takes tens of ms
@@ -238,25 +237,22 @@ class PooledSmtpSender:
             return client
         try:
             # Commands written out: aiosmtplib's mail() and rcpt() parse each address again.
-            # One time limit for the envelope (its TimeoutError is an OSError): a limit
-            # per command costs each command a timer and a task.
-            async with asyncio.timeout(self.target.timeout):
-                code, _ = await client.execute_command(b"MAIL", sender, timeout=None)
-                if code >= 500:  # about our sender, not this recipient: an operator must look
-                    reason = f"held: the server refused the sender ({code})"
-                    results[mail.outbox_id] = _held(mail, reason)
-                    _drop(client)
-                    return None
-                if code != 250:
-                    return await self._refused(client, mail, code, "sender refused", results)
-                code, _ = await client.execute_command(b"RCPT", recipient, timeout=None)
-                if code not in (250, 251):
-                    return await self._refused(client, mail, code, "recipient refused", results)
-                code, _ = await client.execute_command(b"DATA", timeout=None)
-                if code != 354:
-                    return await self._refused(
-                        client, mail, code, "server refused the message", results
-                    )
+            code, _ = await client.execute_command(b"MAIL", sender)
+            if code >= 500:  # about our sender, not this recipient: an operator must look
+                reason = f"held: the server refused the sender ({code})"
+                results[mail.outbox_id] = _held(mail, reason)
+                _drop(client)
+                return None
+            if code != 250:
+                return await self._refused(client, mail, code, "sender refused", results)
+            code, _ = await client.execute_command(b"RCPT", recipient)
+            if code not in (250, 251):
+                return await self._refused(client, mail, code, "recipient refused", results)
+            code, _ = await client.execute_command(b"DATA")
+            if code != 354:
+                return await self._refused(
+                    client, mail, code, "server refused the message", results
+                )
             assert client.protocol is not None
             client.protocol.write(content)
         except (aiosmtplib.SMTPException, OSError) as exc:
@@ -398,18 +394,6 @@ class _GroupedRecords:
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
         await self.confirm.aclose()
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's event loop where it is installed (with `uvicorn[standard]`, not on Windows):
-    the sender's connections spend most of their CPU in the loop's callbacks and
-    transports, which uvloop runs in C (about a tenth less CPU per message)."""
-    try:
-        import uvloop  # noqa: PLC0415 - optional, by platform
-    except ImportError:
-        return asyncio.new_event_loop()
-    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    return loop
 
 
 def _write_final_dot(client: aiosmtplib.SMTP) -> None:
