@@ -51,14 +51,17 @@ class Subscriptions:
 
 def subscriptions(conn: sa.Connection, links: LinkSigner, token: str) -> Subscriptions:
     """What the token's recipient can leave; reads only."""
-    row = _recipient(conn, links, token)
+    return Subscriptions(_lists_of(conn, _recipient(conn, links, token).contact_id))
+
+
+def _lists_of(conn: sa.Connection, contact_id: int) -> list[tuple[str, str]]:
     query = (
         sa.select(lists.c.name, lists.c.title)
         .join(list_members, list_members.c.list_name == lists.c.name)
-        .where(list_members.c.contact_id == row.contact_id)
+        .where(list_members.c.contact_id == contact_id)
         .order_by(lists.c.title, lists.c.name)
     )
-    return Subscriptions([(name, title) for name, title in conn.execute(query)])
+    return [(name, title) for name, title in conn.execute(query)]
 
 
 def unsubscribe(
@@ -74,9 +77,7 @@ def unsubscribe(
     """Stop what `scope` names and leave the lists in `leave`; True if anything changed
     (False: stopped already). Idempotent."""
     row = _recipient(conn, links, token)
-    on = {name for name, _ in subscriptions(conn, links, token).lists}
-    strangers = sorted(set(leave) - on)
-    if strangers:
+    if not set(leave) <= {name for name, _ in _lists_of(conn, row.contact_id)}:
         raise InvalidInput([Problem("leave", "not a list this address is on")])
     changed = False
     if scope is Scope.ALL:
