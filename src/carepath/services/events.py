@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from carepath.db.dialect import id_in, insert_ignoring_conflicts, text_in
 from carepath.db.schema import contacts, events
+from carepath.db.types import UtcDateTime
 from carepath.domain.conditions import EVENT_TYPE_CHARS
 from carepath.domain.fields import index_column, parse_datetime
 from carepath.errors import InvalidInput, Problem
@@ -129,6 +130,7 @@ _PG_CONTACTS_BY_INDEX = {
     "email": "SELECT id, email_index FROM contacts WHERE email_index "
     "= ANY(ARRAY(SELECT unnest(%(values)s::text[]))) AND erased_at IS NULL",
 }
+_UTC = UtcDateTime()
 _PG_INSERT_EVENTS = (
     "INSERT INTO events (idempotency_key, type, contact_id, occurred_at, received_at, data, "
     "source, chain_depth, processed_at) "
@@ -297,13 +299,15 @@ def _pg_insert_events(
     conn: Connection, new: Sequence[NewEvent], *, now: datetime, interest: frozenset[str] | None
 ) -> dict[str, int]:
     """As `_insert_events`, as one written-out statement over a JSON array of the rows."""
-    processed = _aware(now).isoformat()
+    utc = _UTC.bind_processor(conn.dialect)  # the UTC column type's own check and conversion
+    assert utc is not None
+    processed = utc(now).isoformat()
     rows = [
         {
             "k": e.idempotency_key,
             "t": e.type,
             "c": e.contact_id,
-            "o": _aware(e.occurred_at).isoformat(),
+            "o": utc(e.occurred_at).isoformat(),
             "d": dict(e.data),
             "s": e.source,
             "n": e.chain_depth,
@@ -313,13 +317,6 @@ def _pg_insert_events(
     ]
     values = {"received_at": now, "rows": json.dumps(rows)}
     return dict(list(conn.exec_driver_sql(_PG_INSERT_EVENTS, values)))
-
-
-def _aware(moment: datetime) -> datetime:
-    # As the UTC column type does for statements SQLAlchemy builds.
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime given to a UTC column")
-    return moment
 
 
 def read_jsonl(path: Path) -> list[tuple[str, object]]:

@@ -54,7 +54,7 @@ def preferences_page(request: Request, token: str) -> HTMLResponse:
     except InvalidInput:
         offered = None
     if offered is None:
-        return _page("Email preferences", "<p>This link is not valid.</p>", status=404)
+        return _not_valid()
     return _page("Email preferences", _preferences_form(token, offered))
 
 
@@ -91,7 +91,7 @@ async def unsubscribe_now(request: Request, token: str) -> HTMLResponse:
     try:
         scope = Scope.ALL if one_click else Scope(chosen.get("scope", Scope.ALL.value))
     except ValueError:
-        return _page("Email preferences", "<p>That choice is not offered.</p>", status=400)
+        return _not_offered()
     leave = [] if one_click else [value for name, value in fields if name == "leave"]
     source = "one-click" if one_click else "preferences"
 
@@ -101,14 +101,22 @@ async def unsubscribe_now(request: Request, token: str) -> HTMLResponse:
             unsubscribe(conn, state.links, token, now=now, source=source, scope=scope, leave=leave)
 
     if state.links is None:
-        return _page("Email preferences", "<p>This link is not valid.</p>", status=404)
+        return _not_valid()
     try:
         await run_in_threadpool(save)
     except InvalidInput as refused:
         if any(p.location == "leave" for p in refused.problems):
-            return _page("Email preferences", "<p>That choice is not offered.</p>", status=400)
-        return _page("Email preferences", "<p>This link is not valid.</p>", status=404)
+            return _not_offered()
+        return _not_valid()
     return _page("Saved", f"<p>{_DONE[scope]}</p>")
+
+
+def _not_valid() -> HTMLResponse:
+    return _page("Email preferences", "<p>This link is not valid.</p>", status=404)
+
+
+def _not_offered() -> HTMLResponse:
+    return _page("Email preferences", "<p>That choice is not offered.</p>", status=400)
 
 
 _DONE = {
