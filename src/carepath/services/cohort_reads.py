@@ -39,11 +39,6 @@ def due_by(now: Any) -> sa.ColumnElement[bool]:
     return sa.and_(LIVE_RUN, runs.c.wake_at <= now)
 
 
-def still_due(conn: Connection, ids: Sequence[int], now: datetime) -> Any:
-    """Runs of `ids` that are due."""
-    return sa.and_(id_in(conn, runs.c.id, ids), due_by(now))
-
-
 def read_cohorts(
     conn: Connection,
     ids: Sequence[int],
@@ -52,7 +47,11 @@ def read_cohorts(
     *,
     now: datetime,
 ) -> Iterator[Cohort]:
-    """The runs of `ids` that are due, grouped by what their turns read."""
+    """The runs of `ids`, grouped by what their turns read.
+
+    The runs are locked by this transaction, so they are still due: asking again
+    would also lead the planner to scan every due run instead of taking `ids`.
+    """
     used = [turn_inputs(w) for w in workflows.values()]
     names = sorted(set().union(*(i.fields for i in used)))
     core = [n for n in names if n in FACT_COLUMNS and n != "attributes"]
@@ -94,7 +93,7 @@ def read_cohorts(
             aggregated_ids(conn, runs.c.id).label("member_ids"),
         )
         .select_from(source)
-        .where(still_due(conn, ids, now))
+        .where(id_in(conn, runs.c.id, ids))
         .group_by(*key.values())
     )
     groups = conn.execute(query).all()

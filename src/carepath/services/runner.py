@@ -23,14 +23,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from carepath.db.dialect import execute_in_index_order
+from carepath.db.dialect import execute_in_index_order, id_in
 from carepath.db.schema import runs
 from carepath.domain.conditions import Facts
 from carepath.domain.engine import advance_run
 from carepath.domain.runs import RunSnapshot, RunStatus
 from carepath.domain.workflow import Workflow
 from carepath.services.batch_writer import BatchWriter
-from carepath.services.cohort_reads import due_by, read_cohorts, still_due
+from carepath.services.cohort_reads import due_by, read_cohorts
 from carepath.services.cohort_writes import write_cohort, writes_as_cohort
 from carepath.services.contacts import load_facts, lock_contacts
 from carepath.services.context import EngineContext
@@ -108,7 +108,9 @@ def advance_locked(
     if one_by_one:
         rows: list[Row[Any]] = list(
             conn.execute(
-                sa.select(*RUN_COLUMNS).where(still_due(conn, one_by_one, now)).order_by(runs.c.id)
+                sa.select(*RUN_COLUMNS)
+                .where(id_in(conn, runs.c.id, one_by_one))
+                .order_by(runs.c.id)
             )
         )
         advanced += len(rows)
