@@ -19,6 +19,7 @@ from carepath.db import migrate
 from carepath.db.connection import make_engine, read_only
 from carepath.db.schema import contacts, events, run_steps, runs
 from carepath.services import runner
+from carepath.services.cohort_reads import Cohort
 from tests.integration.conftest import START, truncate_all
 from tests.integration.harness import Harness
 
@@ -151,8 +152,8 @@ def test_cohorts_write_what_one_by_one_writes(
     written: list[int] = []
     write_cohort = runner.write_cohort
 
-    def counting(conn: sa.Connection, cohort: list[Any], *args: Any, **kwargs: Any) -> None:
-        written.append(len(cohort))
+    def counting(conn: sa.Connection, cohort: Cohort, *args: Any, **kwargs: Any) -> None:
+        written.append(len(cohort.ids))
         write_cohort(conn, cohort, *args, **kwargs)
 
     monkeypatch.setattr(runner, "write_cohort", counting)

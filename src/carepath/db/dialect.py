@@ -131,6 +131,26 @@ def ids_table(conn: Connection, ids: Sequence[int]) -> Any:
     return func.json_each(json.dumps(values)).table_valued(column("value", BigInteger)).alias("ids")
 
 
+def id_rows(conn: Connection, name: str, columns: Mapping[str, Sequence[int]]) -> Any:
+    """A table `name` whose integer columns are these equal-length lists (see `id_in`).
+
+    One array parameter per column on PostgreSQL, one JSON text of rows on SQLite.
+    """
+    names = list(columns)
+    lists = [[int(v) for v in columns[n]] for n in names]
+    if conn.dialect.name == "postgresql":
+        arrays = [bindparam(None, values, type_=postgresql.ARRAY(BigInteger)) for values in lists]
+        unnested = func.unnest(*arrays).table_valued(*(column(n, BigInteger) for n in names))
+        return unnested.render_derived(name=name)  # AS name(column, …)
+    rows = json.dumps([list(row) for row in zip(*lists, strict=True)])
+    each = func.json_each(rows).table_valued(column("value")).alias(f"{name}_rows")
+    values = (
+        type_coerce(func.json_extract(each.c.value, f"$[{i}]"), BigInteger).label(n)
+        for i, n in enumerate(names)
+    )
+    return select(*values).subquery(name)
+
+
 def text_in(
     conn: Connection, col: ColumnElement[Any], values: Sequence[str]
 ) -> ColumnElement[bool]:
@@ -288,8 +308,10 @@ def json_member_value(values: Sequence[Any]) -> object:
     return raw
 
 
-def aggregated_ids(conn: Connection, col: ColumnElement[Any]) -> ColumnElement[Any]:
-    """All values of an integer column in a group, as a list once fetched."""
+def aggregated_pairs(
+    conn: Connection, first: ColumnElement[Any], second: ColumnElement[Any]
+) -> ColumnElement[Any]:
+    """The values of two integer columns in a group, as a list of pairs once fetched."""
     if conn.dialect.name == "postgresql":
-        return func.array_agg(col)
-    return type_coerce(func.json_group_array(col), JSON)
+        return func.array_agg(postgresql.array([first, second]))
+    return type_coerce(func.json_group_array(func.json_array(first, second)), JSON)

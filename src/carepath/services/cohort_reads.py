@@ -3,7 +3,7 @@
 The query groups the runs by everything their turn can read (see
 `domain.cohorts`): position, counters, and only the contact fields, list
 memberships and events their workflows look at. Each group comes back with
-its members' ids and the values of its key, from which one `RunSnapshot`
+its members' run and contact ids and the values of its key, from which one `RunSnapshot`
 stands for all of them. No per-run row ever reaches Python.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from carepath.db.dialect import aggregated_ids, id_in, json_member, json_member_value
+from carepath.db.dialect import aggregated_pairs, id_in, json_member, json_member_value
 from carepath.db.schema import LIVE_RUN, contacts, list_members, runs, segment_members
 from carepath.domain.cohorts import turn_inputs
 from carepath.domain.conditions import Facts
@@ -31,6 +31,9 @@ from carepath.services.facts import load_events
 @dataclass(frozen=True)
 class Cohort:
     ids: list[int]  # member runs, in id order
+    contact_ids: list[int]  # each member run's contact, in the same order
+    workflow: str
+    workflow_version: int
     snapshot: RunSnapshot  # stands for every member
 
 
@@ -61,9 +64,9 @@ def read_cohorts(
     events = any(i.events for i in used)
     per_contact = any(i.per_contact for i in used)
 
-    key: dict[str, Any] = {
-        c.name: c for c in (runs.c.resource_id, runs.c.status, runs.c.current_step, runs.c.visits)
-    }
+    # A workflow's name and version follow from its resource id: they split no group.
+    position = (runs.c.resource_id, runs.c.workflow, runs.c.workflow_version, runs.c.status)
+    key: dict[str, Any] = {c.name: c for c in (*position, runs.c.current_step, runs.c.visits)}
     key["chain_depth"] = runs.c.chain_depth
     if events:
         key |= {"trigger_event_id": runs.c.trigger_event_id, "event_id": runs.c.event_id}
@@ -90,7 +93,7 @@ def read_cohorts(
         sa.select(
             *(expr.label(label) for label, expr in key.items()),
             sa.func.min(runs.c.contact_id).label("any_contact"),
-            aggregated_ids(conn, runs.c.id).label("member_ids"),
+            aggregated_pairs(conn, runs.c.id, runs.c.contact_id).label("members"),
         )
         .select_from(source)
         .where(id_in(conn, runs.c.id, ids))
@@ -116,11 +119,14 @@ def read_cohorts(
             trigger=known.get(group.trigger_event_id) if events else None,
             event=known.get(group.event_id) if events else None,
         )
-        ids_of_group = sorted(int(i) for i in group.member_ids)
+        pairs = sorted((int(run), int(contact)) for run, contact in group.members)
         yield Cohort(
-            ids_of_group,
+            [run for run, _ in pairs],
+            [contact for _, contact in pairs],
+            group.workflow,
+            group.workflow_version,
             RunSnapshot(
-                id=ids_of_group[0],
+                id=pairs[0][0],
                 contact_id=group.contact_id if per_contact else group.any_contact,
                 workflow=workflows[group.resource_id],
                 status=RunStatus(group.status),

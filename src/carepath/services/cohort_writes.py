@@ -3,7 +3,9 @@
 A cohort's members share their `Advance` (see `domain.cohorts`), so the run
 rows, the history rows, the contact change and the completion events are
 each one set-oriented statement over the members' ids. Even tags, which
-differ per contact, are edited in SQL from each contact's own list.
+differ per contact, are edited in SQL from each contact's own list. The
+history, the contacts and the events are written from the members' run and
+contact ids as given, without reading the runs again.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from carepath.db.dialect import id_in
+from carepath.db.dialect import id_in, id_rows
 from carepath.db.schema import contacts, run_steps, runs
 from carepath.domain.runs import (
     COMPLETION_STATUSES,
@@ -23,6 +25,7 @@ from carepath.domain.runs import (
     Advance,
     UpdateContact,
 )
+from carepath.services.cohort_reads import Cohort
 from carepath.services.contact_changes import write_shared_change
 from carepath.services.event_interest import arrives_processed
 from carepath.services.run_writes import (
@@ -43,13 +46,14 @@ def writes_as_cohort(advance: Advance) -> bool:
 
 def write_cohort(
     conn: Connection,
-    ids: Sequence[int],
+    cohort: Cohort,
     advance: Advance,
     *,
     now: datetime,
     listened: frozenset[str] | None,
 ) -> None:
     """Apply `advance` to every member run; members' contacts are distinct."""
+    ids = cohort.ids
     _close_open_waits(conn, ids, advance, now=now)
     conn.execute(
         runs.update()
@@ -66,11 +70,26 @@ def write_cohort(
             revision=runs.c.revision + 1,
         )
     )
-    _append_history(conn, ids, [history_values(r, now=now) for r in advance.records])
-    _change_contacts(conn, ids, advance, now=now)
+    _append_history(conn, cohort, [history_values(r, now=now) for r in advance.records])
+    updates = [e for e in advance.effects if isinstance(e, UpdateContact)]
+    if updates:
+        write_shared_change(conn, id_in(conn, contacts.c.id, cohort.contact_ids), updates, now=now)
     if advance.status in COMPLETION_STATUSES:
         processed = arrives_processed(listened, COMPLETION_TYPE)
-        store_completion_events(conn, ids, advance.status, now=now, processed=processed)
+        store_completion_events(
+            conn,
+            _members(conn, cohort),
+            cohort.workflow,
+            advance.status,
+            chain_depth=cohort.snapshot.chain_depth,
+            now=now,
+            processed=processed,
+        )
+
+
+def _members(conn: Connection, cohort: Cohort) -> Any:
+    """The member runs as a table (`run_id`, `contact_id`)."""
+    return id_rows(conn, "member", {"run_id": cohort.ids, "contact_id": cohort.contact_ids})
 
 
 def _close_open_waits(
@@ -86,14 +105,11 @@ def _close_open_waits(
     )
 
 
-def _append_history(
-    conn: Connection, ids: Sequence[int], records: Sequence[Mapping[str, Any]]
-) -> None:
+def _append_history(conn: Connection, cohort: Cohort, records: Sequence[Mapping[str, Any]]) -> None:
     """The history rows of every member run, in one statement: each run with each record.
 
-    Whose run it is comes from the run row; the records' values are constants.
-    Rows go in record by record, each in run id order, as one statement per
-    record would write them.
+    The records' values are constants. Rows go in record by record, each in run
+    id order, as one statement per record would write them.
     """
     if not records:
         return
@@ -107,27 +123,17 @@ def _append_history(
             for order, values in enumerate(records)
         )
     ).subquery("record")
+    members = _members(conn, cohort)
     selected = (
         sa.select(
-            runs.c.id,
-            runs.c.contact_id,
-            runs.c.workflow,
-            runs.c.workflow_version,
+            members.c.run_id,
+            members.c.contact_id,
+            sa.literal(cohort.workflow, run_steps.c.workflow.type),
+            sa.literal(cohort.workflow_version, run_steps.c.workflow_version.type),
             *(constants.c[n] for n in names),
         )
-        .select_from(runs.join(constants, sa.true()))
-        .where(id_in(conn, runs.c.id, ids))
-        .order_by(constants.c.record_order, runs.c.id)
+        .select_from(members.join(constants, sa.true()))
+        .order_by(constants.c.record_order, members.c.run_id)
     )
     columns = ["run_id", "contact_id", "workflow", "workflow_version", *names]
     conn.execute(run_steps.insert().from_select(columns, selected))
-
-
-def _change_contacts(
-    conn: Connection, ids: Sequence[int], advance: Advance, *, now: datetime
-) -> None:
-    updates = [e for e in advance.effects if isinstance(e, UpdateContact)]
-    if updates:
-        of_runs = sa.select(runs.c.contact_id).where(id_in(conn, runs.c.id, ids))
-        which = contacts.c.id.in_(of_runs.scalar_subquery())
-        write_shared_change(conn, which, updates, now=now)

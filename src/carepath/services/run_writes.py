@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from carepath.db.dialect import bulk_update, id_in
+from carepath.db.dialect import bulk_update
 from carepath.db.schema import contacts, events, run_steps, runs
 from carepath.domain.runs import RunStatus, StepOutcome, StepRecord
 from carepath.services.events import NewEvent
@@ -69,35 +69,43 @@ def completion_event(row: Any, status: RunStatus, *, now: datetime) -> NewEvent:
 
 def store_completion_events(
     conn: Connection,
-    run_ids: Sequence[int],
+    members: Any,
+    workflow: str,
     status: RunStatus,
     *,
+    chain_depth: int,
     now: datetime,
     processed: bool,
 ) -> None:
-    """`completion_event` for many runs in one INSERT … SELECT; keys already stored are kept."""
+    """`completion_event` for many runs of one workflow in one INSERT … SELECT.
+
+    `members` is a table of the runs (`run_id`, `contact_id`) with the same
+    chain depth; keys already stored are kept.
+    """
     if conn.dialect.name == "postgresql":
         insert: Any = postgresql.insert(events)
         data = sa.func.jsonb_build_object
     else:
         insert = sqlite.insert(events)
         data = sa.func.json_object
-    key = sa.literal("run:") + sa.cast(runs.c.id, sa.String) + sa.literal(f":{status.value}")
+    run_id = members.c.run_id
+    key = sa.literal("run:") + sa.cast(run_id, sa.String) + sa.literal(f":{status.value}")
     received = sa.literal(now, events.c.received_at.type)
     selected = sa.select(
         key,
         sa.literal(COMPLETION_TYPE),
-        runs.c.contact_id,
+        members.c.contact_id,
         received,
         received,
-        data("workflow", runs.c.workflow, "status", status.value),
+        data("workflow", workflow, "status", status.value),
         sa.literal("engine"),
-        runs.c.chain_depth + 1,
+        sa.literal(chain_depth + 1, events.c.chain_depth.type),
         received if processed else sa.null(),
-    ).where(id_in(conn, runs.c.id, run_ids))
+    ).select_from(members)
+    selected = selected.where(sa.true())  # SQLite reads ON CONFLICT after a bare FROM as a join
     columns = ["idempotency_key", "type", "contact_id", "occurred_at", "received_at", "data"]
     columns += ["source", "chain_depth", "processed_at"]
     conn.execute(insert.from_select(columns, selected).on_conflict_do_nothing())
     if COMPLETION_TYPE in read_inputs(conn).event_types:
-        ended = sa.select(runs.c.contact_id).where(id_in(conn, runs.c.id, run_ids))
+        ended = sa.select(members.c.contact_id)
         mark_contacts_where(conn, contacts.c.id.in_(ended.scalar_subquery()), now=now)

@@ -102,7 +102,7 @@ def advance_locked(
                 one_by_one += cohort.ids
                 continue
             listened = listened or (event_interest(conn),)
-            write_cohort(conn, cohort.ids, advance, now=now, listened=listened[0])
+            write_cohort(conn, cohort, advance, now=now, listened=listened[0])
             advanced += len(cohort.ids)
             steps += len(advance.records) * len(cohort.ids)
     if one_by_one:
