@@ -190,7 +190,9 @@ run_steps = Table(
     "run_steps",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("run_id", Id, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    # No foreign key: only the engine writes history, for runs it holds locked, and
+    # runs are never deleted; checking the run cost a lookup per row (migration 0015).
+    Column("run_id", Id, nullable=False),
     Column("contact_id", Id, nullable=False),
     Column("workflow", String(100), nullable=False),
     Column("workflow_version", Integer, nullable=False),
