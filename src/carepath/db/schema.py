@@ -205,6 +205,13 @@ run_steps = Table(
     Column("entered_at", UtcDateTime, nullable=False),
     Column("left_at", UtcDateTime),
     Index(None, "run_id"),
+    # A waiting run's open row, which resuming it closes (migration 0016).
+    Index(
+        "ix_run_steps_open",
+        "run_id",
+        postgresql_where=text("left_at IS NULL"),
+        sqlite_where=text("left_at IS NULL"),
+    ),
     Index(None, "workflow", "workflow_version", "step"),
 )
 
