@@ -45,9 +45,9 @@ def execute_in_index_order(conn: Connection, statement: Any) -> list[Row[Any]]:
     statement; the index gives the order and the scan stops at the limit.
     """
     if conn.dialect.name != "postgresql":
-        return list(conn.execute(statement))
+        return list(conn.execute(statement).all())
     conn.exec_driver_sql("SET LOCAL enable_sort = off")
-    rows = list(conn.execute(statement))
+    rows = list(conn.execute(statement).all())
     conn.exec_driver_sql("SET LOCAL enable_sort = on")  # (a failure rolls the setting back)
     return rows
 

@@ -113,7 +113,7 @@ def lock_contacts(conn: Connection, ids: Collection[int], *, skip_locked: bool) 
         .order_by(contacts.c.id)
         .with_for_update(skip_locked=skip_locked)
     )
-    return set(conn.execute(query).scalars())
+    return set(conn.execute(query).scalars().all())
 
 
 def load_facts(
