@@ -578,6 +578,215 @@ def baseline_worker(
     _guarded(barrier, body)
 
 
+# ------------------------------------------------------------------ the same rows, bare
+
+# A second yardstick: a bare SQL loop that writes exactly the rows the engine
+# writes for this workflow (the runs, their history, the contact changes, the
+# closed waits and the completion events), through the same tables with their
+# indexes and triggers, set-oriented, with no decision made in Python. What the
+# engine spends beyond it is the engine's own cost; what it spends below the
+# one-row loop above is the journey's data.
+RESET_ENGINE_TABLES = (
+    "DELETE FROM run_steps",
+    "DELETE FROM events",
+    "DELETE FROM funnel_changes",
+    "UPDATE runs SET status = 'active', current_step = 'mark', wake_at = :t0, "
+    "visits = '{}', revision = 0, reason = NULL, ended_at = NULL, updated_at = :t0",
+    "UPDATE contacts SET tags = '[]', attributes = '{}', updated_at = :t0",
+)
+SAME_ROWS_PASS_1 = {
+    "postgresql": (
+        "UPDATE runs SET status = 'waiting', current_step = 'pause', wake_at = %(wake)s, "
+        'visits = \'{"mark": 1, "check": 1, "pause": 1}\', revision = revision + 1, '
+        "updated_at = %(now)s WHERE id = ANY(%(ids)s)",
+        "INSERT INTO run_steps (run_id, contact_id, workflow, workflow_version, step, kind, "
+        "outcome, next_step, detail, entered_at, left_at) "
+        "SELECT m.run_id, m.contact_id, %(workflow)s, 1, s.step, s.kind, s.outcome, s.next_step, "
+        "s.detail, %(now)s, CASE WHEN s.open THEN NULL ELSE %(now)s END "
+        "FROM unnest(%(ids)s, %(contacts)s) AS m(run_id, contact_id) CROSS JOIN (VALUES "
+        "(1, 'mark', 'update', 'done', 'check', NULL, false), "
+        "(2, 'check', 'branch', 'done', 'pause', 'case 1', false), "
+        "(3, 'pause', 'wait', 'waiting', 'tag', NULL, true)"
+        ") AS s(n, step, kind, outcome, next_step, detail, open) ORDER BY s.n, m.run_id",
+        'UPDATE contacts SET attributes = attributes || \'{"bench_stage": "marked"}\', '
+        "updated_at = %(now)s WHERE id = ANY(%(contacts)s)",
+    ),
+    "sqlite": (
+        "UPDATE runs SET status = 'waiting', current_step = 'pause', wake_at = :wake, "
+        'visits = \'{"mark":1,"check":1,"pause":1}\', revision = revision + 1, '
+        "updated_at = :now WHERE id IN (SELECT value FROM json_each(:ids))",
+        "INSERT INTO run_steps (run_id, contact_id, workflow, workflow_version, step, kind, "
+        "outcome, next_step, detail, entered_at, left_at) "
+        "SELECT json_extract(m.value, '$[0]'), json_extract(m.value, '$[1]'), :workflow, 1, "
+        "s.step, s.kind, s.outcome, s.next_step, s.detail, :now, "
+        "CASE WHEN s.open THEN NULL ELSE :now END "
+        "FROM (SELECT 1 AS n, 'mark' AS step, 'update' AS kind, 'done' AS outcome, "
+        "'check' AS next_step, NULL AS detail, 0 AS open "
+        "UNION ALL SELECT 2, 'check', 'branch', 'done', 'pause', 'case 1', 0 "
+        "UNION ALL SELECT 3, 'pause', 'wait', 'waiting', 'tag', NULL, 1) AS s, "
+        "json_each(:members) AS m ORDER BY s.n, m.key",
+        'UPDATE contacts SET attributes = json_patch(attributes, \'{"bench_stage":"marked"}\'), '
+        "updated_at = :now WHERE id IN (SELECT value FROM json_each(:contacts))",
+    ),
+}
+SAME_ROWS_PASS_2 = {
+    "postgresql": (
+        "UPDATE run_steps SET left_at = %(now)s, outcome = 'elapsed', next_step = 'tag' "
+        "WHERE run_id = ANY(%(ids)s) AND left_at IS NULL",
+        "UPDATE runs SET status = 'completed', current_step = 'done', wake_at = NULL, "
+        'visits = \'{"mark": 1, "check": 1, "pause": 1, "tag": 1, "done": 1}\', '
+        "reason = 'exit step done', ended_at = %(now)s, revision = revision + 1, "
+        "updated_at = %(now)s WHERE id = ANY(%(ids)s)",
+        "INSERT INTO run_steps (run_id, contact_id, workflow, workflow_version, step, kind, "
+        "outcome, next_step, detail, entered_at, left_at) "
+        "SELECT m.run_id, m.contact_id, %(workflow)s, 1, s.step, s.kind, s.outcome, s.next_step, "
+        "s.detail, %(now)s, %(now)s "
+        "FROM unnest(%(ids)s, %(contacts)s) AS m(run_id, contact_id) CROSS JOIN (VALUES "
+        "(1, 'tag', 'update', 'done', 'done', NULL), "
+        "(2, 'done', 'exit', 'ended', NULL, 'completed')"
+        ") AS s(n, step, kind, outcome, next_step, detail) ORDER BY s.n, m.run_id",
+        "UPDATE contacts SET tags = tags || '[\"bench-done\"]', updated_at = %(now)s "
+        "WHERE id = ANY(%(contacts)s)",
+        "INSERT INTO events (idempotency_key, type, contact_id, occurred_at, received_at, data, "
+        "source, chain_depth, processed_at) "
+        "SELECT 'run:' || m.run_id || ':completed', 'workflow.completed', m.contact_id, "
+        "%(now)s, %(now)s, jsonb_build_object('workflow', %(workflow)s::text, "
+        "'status', 'completed'), 'engine', 1, %(now)s "
+        "FROM unnest(%(ids)s, %(contacts)s) AS m(run_id, contact_id) "
+        "ON CONFLICT DO NOTHING",
+    ),
+    "sqlite": (
+        "UPDATE run_steps SET left_at = :now, outcome = 'elapsed', next_step = 'tag' "
+        "WHERE run_id IN (SELECT value FROM json_each(:ids)) AND left_at IS NULL",
+        "UPDATE runs SET status = 'completed', current_step = 'done', wake_at = NULL, "
+        'visits = \'{"mark":1,"check":1,"pause":1,"tag":1,"done":1}\', '
+        "reason = 'exit step done', ended_at = :now, revision = revision + 1, "
+        "updated_at = :now WHERE id IN (SELECT value FROM json_each(:ids))",
+        "INSERT INTO run_steps (run_id, contact_id, workflow, workflow_version, step, kind, "
+        "outcome, next_step, detail, entered_at, left_at) "
+        "SELECT json_extract(m.value, '$[0]'), json_extract(m.value, '$[1]'), :workflow, 1, "
+        "s.step, s.kind, s.outcome, s.next_step, s.detail, :now, :now "
+        "FROM (SELECT 1 AS n, 'tag' AS step, 'update' AS kind, 'done' AS outcome, "
+        "'done' AS next_step, NULL AS detail "
+        "UNION ALL SELECT 2, 'done', 'exit', 'ended', NULL, 'completed') AS s, "
+        "json_each(:members) AS m ORDER BY s.n, m.key",
+        "UPDATE contacts SET tags = json_insert(tags, '$[#]', 'bench-done'), updated_at = :now "
+        "WHERE id IN (SELECT value FROM json_each(:contacts))",
+        "INSERT INTO events (idempotency_key, type, contact_id, occurred_at, received_at, data, "
+        "source, chain_depth, processed_at) "
+        "SELECT 'run:' || json_extract(m.value, '$[0]') || ':completed', 'workflow.completed', "
+        "json_extract(m.value, '$[1]'), :now, :now, "
+        "json_object('workflow', :workflow, 'status', 'completed'), 'engine', 1, :now "
+        "FROM json_each(:members) AS m WHERE true ON CONFLICT DO NOTHING",
+    ),
+}
+PG_SAME_ROWS_CLAIM = (
+    "SELECT id, contact_id FROM runs WHERE status IN ('active', 'waiting') "
+    "AND wake_at <= %(now)s ORDER BY wake_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+)
+SQLITE_SAME_ROWS_CLAIM = (
+    "SELECT id, contact_id FROM runs WHERE status IN ('active', 'waiting') "
+    "AND wake_at <= :now ORDER BY wake_at LIMIT :limit"
+)
+
+
+def reset_engine_tables(url: str) -> None:
+    """Back to the state right after enrollment (setup, not measured), compacted."""
+    engine = make_engine(url)
+    try:
+        t0 = T0 if engine.dialect.name == "postgresql" else sqlite_time(T0)
+        with engine.begin() as conn:
+            for statement in RESET_ENGINE_TABLES:
+                conn.execute(sa.text(statement), {"t0": t0})
+        if engine.dialect.name == "postgresql":
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM FULL ANALYZE runs, run_steps, events, contacts")
+    finally:
+        engine.dispose()
+    if url.startswith("sqlite"):
+        raw = sqlite_connect(sqlite_path(url))
+        try:
+            raw.execute("VACUUM")
+        finally:
+            raw.close()
+
+
+def _same_rows_pass_pg(conn: psycopg.Connection[Any], number: int, now: datetime) -> int:
+    statements = (SAME_ROWS_PASS_1 if number == 1 else SAME_ROWS_PASS_2)["postgresql"]
+    rows = 0
+    while True:
+        with conn.transaction():
+            claimed = conn.execute(PG_SAME_ROWS_CLAIM, {"now": now, "limit": BATCH}).fetchall()
+            if not claimed:
+                return rows
+            values = {
+                "ids": [r[0] for r in claimed],
+                "contacts": [r[1] for r in claimed],
+                "now": now,
+                "wake": now + WAIT,
+                "workflow": WORKFLOW_NAME,
+            }
+            for statement in statements:
+                conn.execute(statement, values)
+        rows += len(claimed)
+
+
+def _same_rows_pass_sqlite(conn: sqlite3.Connection, number: int, now: datetime) -> int:
+    statements = (SAME_ROWS_PASS_1 if number == 1 else SAME_ROWS_PASS_2)["sqlite"]
+    rows = 0
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        claim = {"now": sqlite_time(now), "limit": BATCH}
+        claimed = conn.execute(SQLITE_SAME_ROWS_CLAIM, claim).fetchall()
+        if not claimed:
+            conn.execute("COMMIT")
+            return rows
+        values = {
+            "ids": json.dumps([r[0] for r in claimed]),
+            "contacts": json.dumps([r[1] for r in claimed]),
+            "members": json.dumps(sorted([r[0], r[1]] for r in claimed)),
+            "now": sqlite_time(now),
+            "wake": sqlite_time(now + WAIT),
+            "workflow": WORKFLOW_NAME,
+        }
+        for statement in statements:
+            conn.execute(statement, values)
+        conn.execute("COMMIT")
+        rows += len(claimed)
+
+
+def same_rows_worker(
+    index: int, url: str, passes: Sequence[datetime], barrier: Any, results: Any
+) -> None:
+    """The engine's rows written by bare SQL, same barriers as the engine workers."""
+
+    def body() -> None:
+        sqlite = url.startswith("sqlite")
+        conn: Any = sqlite_connect(sqlite_path(url)) if sqlite else psycopg.connect(libpq_url(url))
+        if sqlite:
+            conn.execute("PRAGMA foreign_keys=ON")  # as the engine's connections have it
+        run_pass = _same_rows_pass_sqlite if sqlite else _same_rows_pass_pg
+        ready = rss_mb()
+        done = []
+        barrier.wait()
+        for number, now in enumerate(passes, start=1):
+            barrier.wait()
+            started, cpu = time.perf_counter(), time.process_time()
+            rows = run_pass(conn, number, now)
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+            done.append(
+                {"rows": rows, "batches": -(-rows // BATCH), "seconds": seconds, "cpu_seconds": cpu}
+            )
+            barrier.wait()
+        barrier.wait()
+        conn.close()
+        results.put(
+            {"worker": index, "passes": done, "ready_rss_mb": ready, "peak_rss_mb": peak_rss_mb()}
+        )
+
+    _guarded(barrier, body)
+
+
 # ------------------------------------------------------------------ orchestration
 
 
@@ -750,6 +959,17 @@ def bench_one(
         advanced["outcome"] = check_engine_outcome(url, n)
         print(f"[{label}] engine advanced in {advanced['seconds']:.1f}s", flush=True)
 
+        reset_engine_tables(url)
+        walls, reports = coordinator.run_phased(
+            same_rows_worker,
+            lambda i, barrier, results: (i, url, passes, barrier, results),
+            passes,
+            lambda _now: None,
+        )
+        check_engine_outcome(url, n)  # the very rows the engine wrote, counted the same way
+        same_rows = summarise_passes(walls, reports, "rows")
+        print(f"[{label}] same rows, bare, in {same_rows['seconds']:.1f}s", flush=True)
+
         prepare_baseline(url, n)
         walls, reports = coordinator.run_phased(
             baseline_worker,
@@ -769,6 +989,11 @@ def bench_one(
         "engine": advanced,
         "baseline": baseline,
         "engine_pct_of_baseline": 100 * per_second(advanced["runs_per_s"], baseline["rows_per_s"]),
+        "same_rows": same_rows,
+        "engine_pct_of_same_rows": 100
+        * per_second(advanced["runs_per_s"], same_rows["rows_per_s"]),
+        "same_rows_pct_of_baseline": 100
+        * per_second(same_rows["rows_per_s"], baseline["rows_per_s"]),
     }
 
 
@@ -864,8 +1089,9 @@ def markdown_block(report: dict[str, Any]) -> str:
         f"carepath at {machine['git']}; host load average {machine['load_average']} at the start.",
         "",
         "| backend | N | workers | enroll runs/s | engine runs/s | engine steps/s "
-        "| baseline rows/s | engine % of baseline | peak RSS MiB (advance / enroll) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| baseline rows/s | engine % of baseline | same rows, bare: runs/s "
+        "| engine % of same rows | same rows % of baseline | peak RSS MiB (advance / enroll) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
         engine, baseline, enrolled = r["engine"], r["baseline"], r["enroll"]
@@ -873,6 +1099,8 @@ def markdown_block(report: dict[str, Any]) -> str:
             f"| {r['backend']} | {r['n']:,} | {r['workers']} | {_fmt(enrolled['runs_per_s'])} "
             f"| {_fmt(engine['runs_per_s'])} | {_fmt(engine['steps_per_s'])} "
             f"| {_fmt(baseline['rows_per_s'])} | {r['engine_pct_of_baseline']:.1f}% "
+            f"| {_fmt(r['same_rows']['rows_per_s'])} | {r['engine_pct_of_same_rows']:.0f}% "
+            f"| {r['same_rows_pct_of_baseline']:.0f}% "
             f"| {engine['peak_rss_mb']:.0f} / {enrolled['peak_rss_mb']:.0f} |"
         )
     lines += [
@@ -884,19 +1112,22 @@ def markdown_block(report: dict[str, Any]) -> str:
         "CPUs busy with anything else (other jobs on this shared machine) during the passes.",
         "",
         "| backend | N | workers | enroll s | engine pass 1 s | engine pass 2 s "
-        "| engine CPU s (workers / PostgreSQL) | other load | baseline pass 1 s "
+        "| engine CPU s (workers / PostgreSQL) | other load | same rows, bare: pass 1 s "
+        "| pass 2 s | CPU s (client / PostgreSQL) | baseline pass 1 s "
         "| baseline pass 2 s | advance RSS MiB ready → peak |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
-        engine, baseline = r["engine"], r["baseline"]
+        engine, baseline, same = r["engine"], r["baseline"], r["same_rows"]
         e1, e2 = (p["seconds"] for p in engine["passes"])
+        s1, s2 = (p["seconds"] for p in same["passes"])
         b1, b2 = (p["seconds"] for p in baseline["passes"])
         lines.append(
             f"| {r['backend']} | {r['n']:,} | {r['workers']} | {r['enroll']['seconds']:.1f} "
             f"| {e1:.1f} | {e2:.1f} "
             f"| {engine['client_cpu_s']:.0f} / {engine['postgres_cpu_s']:.0f} "
-            f"| {engine['other_load_pct']:.0f}% | {b1:.2f} | {b2:.2f} "
+            f"| {engine['other_load_pct']:.0f}% | {s1:.1f} | {s2:.1f} "
+            f"| {same['client_cpu_s']:.0f} / {same['postgres_cpu_s']:.0f} | {b1:.2f} | {b2:.2f} "
             f"| {engine['ready_rss_mb']:.0f} → {engine['peak_rss_mb']:.0f} |"
         )
     lines += [
