@@ -122,13 +122,14 @@ def id_in(conn: Connection, col: ColumnElement[Any], ids: Sequence[int]) -> Colu
 
 
 def _bigint_array(values: Sequence[int]) -> ColumnElement[Any]:
-    """A PostgreSQL `bigint[]` parameter sent as one array literal.
+    """A PostgreSQL `bigint[]` parameter sent as one array literal."""
+    return cast(bindparam(None, _array_literal(values), type_=Text), postgresql.ARRAY(BigInteger))
 
-    Handed a list, the driver and SQLAlchemy would each convert and check every
-    element in Python: a tenth of a worker's time for a batch of ids.
-    """
-    listed = "{" + ",".join(map(str, map(int, values))) + "}"
-    return cast(bindparam(None, listed, type_=Text), postgresql.ARRAY(BigInteger))
+
+def _array_literal(values: Sequence[int]) -> str:
+    """`{1,2,3}`. Handed a list, the driver and SQLAlchemy would each convert and check
+    every element in Python: a tenth of a worker's time for a batch of ids."""
+    return "{" + ",".join(map(str, map(int, values))) + "}"
 
 
 def ids_table(conn: Connection, ids: Sequence[int]) -> Any:
@@ -140,23 +141,50 @@ def ids_table(conn: Connection, ids: Sequence[int]) -> Any:
     return func.json_each(json.dumps(values)).table_valued(column("value", BigInteger)).alias("ids")
 
 
-def id_rows(conn: Connection, name: str, columns: Mapping[str, Sequence[int]]) -> Any:
-    """A table `name` whose integer columns are these equal-length lists (see `id_in`).
+def id_rows(dialect: str, name: str, names: Sequence[str]) -> Any:
+    """A table `name` of integer columns `names`, whose values are parameters.
 
-    One array parameter per column on PostgreSQL, one JSON text of rows on SQLite.
+    The statement is the same whatever the values, so it can be built once;
+    `id_rows_values` gives its parameters: one array per column on PostgreSQL,
+    one JSON text of rows on SQLite (see `id_in`).
     """
-    names = list(columns)
-    lists = [[int(v) for v in columns[n]] for n in names]
-    if conn.dialect.name == "postgresql":
-        unnested = func.unnest(*(_bigint_array(values) for values in lists)).table_valued(
-            *(column(n, BigInteger) for n in names)
+    if dialect == "postgresql":
+        arrays = (
+            cast(bindparam(f"{name}_{n}", type_=Text), postgresql.ARRAY(BigInteger)) for n in names
         )
+        unnested = func.unnest(*arrays).table_valued(*(column(n, BigInteger) for n in names))
         return unnested.render_derived(name=name)  # AS name(column, …)
-    rows = json.dumps([list(row) for row in zip(*lists, strict=True)])
+    rows = bindparam(f"{name}_rows", type_=Text)
     each = func.json_each(rows).table_valued(column("value")).alias(f"{name}_rows")
     values = (
         type_coerce(func.json_extract(each.c.value, f"$[{i}]"), BigInteger).label(n)
         for i, n in enumerate(names)
+    )
+    return select(*values).subquery(name)
+
+
+def id_rows_values(dialect: str, name: str, columns: Mapping[str, Sequence[int]]) -> dict[str, str]:
+    """The parameters of `id_rows(dialect, name, …)` for these equal-length columns."""
+    if dialect == "postgresql":
+        return {f"{name}_{n}": _array_literal(values) for n, values in columns.items()}
+    lists = [list(map(int, values)) for values in columns.values()]
+    return {f"{name}_rows": json.dumps([list(row) for row in zip(*lists, strict=True)])}
+
+
+def json_rows(dialect: str, name: str, columns: Mapping[str, TypeEngine[Any]]) -> Any:
+    """A table `name` of these columns from one JSON parameter `{name}_json`: a list of objects.
+
+    Like `id_rows`, the same statement whatever the rows.
+    """
+    payload = bindparam(f"{name}_json", type_=Text)
+    if dialect == "postgresql":
+        recordset = func.jsonb_to_recordset(cast(payload, JSONB))
+        typed = recordset.table_valued(*(column(n, t) for n, t in columns.items()))
+        return typed.render_derived(name=name, with_types=True)  # AS name(column type, …)
+    each = func.json_each(payload).table_valued(column("value")).alias(f"{name}_json")
+    values = (
+        type_coerce(func.json_extract(each.c.value, f"$.{n}"), t).label(n)
+        for n, t in columns.items()
     )
     return select(*values).subquery(name)
 

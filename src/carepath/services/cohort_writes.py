@@ -10,19 +10,24 @@ contact ids as given, without reading the runs again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.types import TypeEngine
 
-from carepath.db.dialect import id_in, id_rows
+from carepath.db.dialect import id_in, id_rows, id_rows_values, json_rows
 from carepath.db.schema import contacts, run_steps, runs
 from carepath.domain.runs import (
     COMPLETION_STATUSES,
     TERMINAL_STATUSES,
     Advance,
+    StepOutcome,
+    StepRecord,
     UpdateContact,
 )
 from carepath.services.cohort_reads import Cohort
@@ -70,7 +75,10 @@ def write_cohort(
             revision=runs.c.revision + 1,
         )
     )
-    _append_history(conn, cohort, [history_values(r, now=now) for r in advance.records])
+    members = id_rows_values(
+        conn.dialect.name, "member", {"run_id": cohort.ids, "contact_id": cohort.contact_ids}
+    )
+    _append_history(conn, cohort, members, advance.records, now=now)
     updates = [e for e in advance.effects if isinstance(e, UpdateContact)]
     if updates:
         write_shared_change(conn, id_in(conn, contacts.c.id, cohort.contact_ids), updates, now=now)
@@ -78,18 +86,13 @@ def write_cohort(
         processed = arrives_processed(listened, COMPLETION_TYPE)
         store_completion_events(
             conn,
-            _members(conn, cohort),
+            members,
             cohort.workflow,
             advance.status,
             chain_depth=cohort.snapshot.chain_depth,
             now=now,
             processed=processed,
         )
-
-
-def _members(conn: Connection, cohort: Cohort) -> Any:
-    """The member runs as a table (`run_id`, `contact_id`)."""
-    return id_rows(conn, "member", {"run_id": cohort.ids, "contact_id": cohort.contact_ids})
 
 
 def _close_open_waits(
@@ -105,35 +108,64 @@ def _close_open_waits(
     )
 
 
-def _append_history(conn: Connection, cohort: Cohort, records: Sequence[Mapping[str, Any]]) -> None:
-    """The history rows of every member run, in one statement: each run with each record.
+# What a history row takes from its step record; the rest is the member's and the time's.
+_RECORD_COLUMNS: dict[str, TypeEngine[Any]] = {
+    "n": sa.Integer(),
+    "step": sa.String(),
+    "kind": sa.String(),
+    "outcome": sa.String(),
+    "next_step": sa.String(),
+    "detail": sa.String(),
+    "error": sa.String(),
+    "open": sa.Boolean(),
+}
 
-    The records' values are constants. Rows go in record by record, each in run
-    id order, as one statement per record would write them.
+
+@functools.cache
+def _history_insert(dialect: str) -> Any:
+    """Each member run with each record, record by record, each in run id order.
+
+    Built once per dialect: the members, the records and the time are parameters.
     """
-    if not records:
-        return
-    names = list(records[0])
-    constants = sa.union_all(
-        *(
-            sa.select(
-                sa.literal(order).label("record_order"),
-                *(sa.literal(values[n], run_steps.c[n].type).label(n) for n in names),
-            )
-            for order, values in enumerate(records)
-        )
-    ).subquery("record")
-    members = _members(conn, cohort)
+    members = id_rows(dialect, "member", ("run_id", "contact_id"))
+    record = json_rows(dialect, "record", _RECORD_COLUMNS)
+    now = sa.bindparam("now", type_=run_steps.c.entered_at.type)
+    texts = [n for n in _RECORD_COLUMNS if n not in ("n", "open")]
     selected = (
         sa.select(
             members.c.run_id,
             members.c.contact_id,
-            sa.literal(cohort.workflow, run_steps.c.workflow.type),
-            sa.literal(cohort.workflow_version, run_steps.c.workflow_version.type),
-            *(constants.c[n] for n in names),
+            sa.bindparam("workflow", type_=run_steps.c.workflow.type),
+            sa.bindparam("workflow_version", type_=run_steps.c.workflow_version.type),
+            *(record.c[n] for n in texts),
+            now,
+            sa.case((record.c.open, sa.null()), else_=now),
         )
-        .select_from(members.join(constants, sa.true()))
-        .order_by(constants.c.record_order, members.c.run_id)
+        .select_from(members.join(record, sa.true()))
+        .order_by(record.c.n, members.c.run_id)
     )
-    columns = ["run_id", "contact_id", "workflow", "workflow_version", *names]
-    conn.execute(run_steps.insert().from_select(columns, selected))
+    columns = ["run_id", "contact_id", "workflow", "workflow_version", *texts]
+    return run_steps.insert().from_select([*columns, "entered_at", "left_at"], selected)
+
+
+def _append_history(
+    conn: Connection,
+    cohort: Cohort,
+    members: dict[str, str],
+    records: Sequence[StepRecord],
+    *,
+    now: datetime,
+) -> None:
+    """The history rows of every member run, in one statement (see `history_values`)."""
+    if not records:
+        return
+    rows = []
+    for n, record in enumerate(records):
+        values = history_values(record, now=now)
+        rows.append(
+            {k: values[k] for k in _RECORD_COLUMNS if k in values}
+            | {"n": n, "open": record.outcome is StepOutcome.WAITING}
+        )
+    params = members | {"record_json": json.dumps(rows), "now": now}
+    params |= {"workflow": cohort.workflow, "workflow_version": cohort.workflow_version}
+    conn.execute(_history_insert(conn.dialect.name), params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -10,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from carepath.db.dialect import bulk_update
+from carepath.db.dialect import bulk_update, id_rows
 from carepath.db.schema import contacts, events, run_steps, runs
 from carepath.domain.runs import RunStatus, StepOutcome, StepRecord
 from carepath.services.events import NewEvent
@@ -69,7 +70,7 @@ def completion_event(row: Any, status: RunStatus, *, now: datetime) -> NewEvent:
 
 def store_completion_events(
     conn: Connection,
-    members: Any,
+    members: Mapping[str, str],
     workflow: str,
     status: RunStatus,
     *,
@@ -79,33 +80,57 @@ def store_completion_events(
 ) -> None:
     """`completion_event` for many runs of one workflow in one INSERT … SELECT.
 
-    `members` is a table of the runs (`run_id`, `contact_id`) with the same
-    chain depth; keys already stored are kept.
+    `members` are the parameters of `id_rows(…, "member", ("run_id", "contact_id"))`,
+    runs with the same chain depth; keys already stored are kept.
     """
-    if conn.dialect.name == "postgresql":
+    params = dict(members) | {
+        "key_prefix": "run:",
+        "key_suffix": f":{status.value}",
+        "event_type": COMPLETION_TYPE,
+        "received": now,
+        "workflow": workflow,
+        "status": status.value,
+        "source": "engine",
+        "chain_depth": chain_depth + 1,
+        "processed_at": now if processed else None,
+    }
+    conn.execute(_completion_insert(conn.dialect.name), params)
+    if COMPLETION_TYPE in read_inputs(conn).event_types:
+        ended = id_rows(conn.dialect.name, "member", ("run_id", "contact_id"))
+        which = contacts.c.id.in_(sa.select(ended.c.contact_id).scalar_subquery())
+        mark_contacts_where(conn, which.params(members), now=now)
+
+
+@functools.cache
+def _completion_insert(dialect: str) -> Any:
+    """The insert of `store_completion_events`, built once per dialect."""
+    if dialect == "postgresql":
         insert: Any = postgresql.insert(events)
         data = sa.func.jsonb_build_object
     else:
         insert = sqlite.insert(events)
         data = sa.func.json_object
-    run_id = members.c.run_id
-    key = sa.literal("run:") + sa.cast(run_id, sa.String) + sa.literal(f":{status.value}")
-    received = sa.literal(now, events.c.received_at.type)
+    members = id_rows(dialect, "member", ("run_id", "contact_id"))
+    text = sa.String()
+    key = (
+        sa.bindparam("key_prefix", type_=text)
+        + sa.cast(members.c.run_id, sa.String)
+        + sa.bindparam("key_suffix", type_=text)
+    )
+    received = sa.bindparam("received", type_=events.c.received_at.type)
+    workflow = sa.bindparam("workflow", type_=text)
     selected = sa.select(
         key,
-        sa.literal(COMPLETION_TYPE),
+        sa.bindparam("event_type", type_=text),
         members.c.contact_id,
         received,
         received,
-        data("workflow", workflow, "status", status.value),
-        sa.literal("engine"),
-        sa.literal(chain_depth + 1, events.c.chain_depth.type),
-        received if processed else sa.null(),
+        data("workflow", workflow, "status", sa.bindparam("status", type_=text)),
+        sa.bindparam("source", type_=text),
+        sa.bindparam("chain_depth", type_=events.c.chain_depth.type),
+        sa.bindparam("processed_at", type_=events.c.processed_at.type),
     ).select_from(members)
     selected = selected.where(sa.true())  # SQLite reads ON CONFLICT after a bare FROM as a join
     columns = ["idempotency_key", "type", "contact_id", "occurred_at", "received_at", "data"]
     columns += ["source", "chain_depth", "processed_at"]
-    conn.execute(insert.from_select(columns, selected).on_conflict_do_nothing())
-    if COMPLETION_TYPE in read_inputs(conn).event_types:
-        ended = sa.select(members.c.contact_id)
-        mark_contacts_where(conn, contacts.c.id.in_(ended.scalar_subquery()), now=now)
+    return insert.from_select(columns, selected).on_conflict_do_nothing()
