@@ -163,6 +163,21 @@ def id_rows(dialect: str, name: str, names: Sequence[str]) -> Any:
     return select(*values).subquery(name)
 
 
+def in_id_rows(
+    dialect: str, col: ColumnElement[Any], name: str, names: Sequence[str], key: str
+) -> ColumnElement[bool]:
+    """`col` is one of the values of column `key` of `id_rows(dialect, name, names)`.
+
+    It reads the same parameters, so a statement can use both.
+    """
+    if dialect == "postgresql":
+        array = cast(bindparam(f"{name}_{key}", type_=Text), postgresql.ARRAY(BigInteger))
+        return col == any_(array)
+    each = func.json_each(bindparam(f"{name}_rows", type_=Text)).table_valued(column("value"))
+    listed = select(func.json_extract(each.c.value, f"$[{names.index(key)}]"))
+    return col.in_(listed.scalar_subquery())
+
+
 def id_rows_values(dialect: str, name: str, columns: Mapping[str, Sequence[int]]) -> dict[str, str]:
     """The parameters of `id_rows(dialect, name, …)` for these equal-length columns."""
     if dialect == "postgresql":

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeEngine
 
-from carepath.db.dialect import id_in, id_rows, id_rows_values, json_rows
+from carepath.db.dialect import id_in, id_rows, id_rows_values, in_id_rows, json_rows
 from carepath.db.schema import contacts, run_steps, runs
 from carepath.domain.runs import (
     COMPLETION_STATUSES,
@@ -58,26 +58,25 @@ def write_cohort(
     listened: frozenset[str] | None,
 ) -> None:
     """Apply `advance` to every member run; members' contacts are distinct."""
-    ids = cohort.ids
-    _close_open_waits(conn, ids, advance, now=now)
-    conn.execute(
-        runs.update()
-        .where(id_in(conn, runs.c.id, ids))
-        .values(
-            status=advance.status.value,
-            current_step=advance.current_step,
-            wake_at=advance.wake_at,
-            waiting_for=advance.waiting_for,
-            visits=dict(advance.visits),
-            reason=advance.reason,
-            ended_at=now if advance.status in TERMINAL_STATUSES else None,
-            updated_at=now,
-            revision=runs.c.revision + 1,
-        )
-    )
+    dialect = conn.dialect.name
     members = id_rows_values(
-        conn.dialect.name, "member", {"run_id": cohort.ids, "contact_id": cohort.contact_ids}
+        dialect, "member", {"run_id": cohort.ids, "contact_id": cohort.contact_ids}
     )
+    if advance.closed_wait is not None:
+        first = advance.records[0].step if advance.records else None
+        closed = {"closed_at": now, "closed_outcome": advance.closed_wait.value}
+        conn.execute(_wait_closing(dialect), members | closed | {"closed_next": first})
+    decided = {
+        "new_status": advance.status.value,
+        "new_step": advance.current_step,
+        "new_wake_at": advance.wake_at,
+        "new_waiting_for": advance.waiting_for,
+        "new_visits": dict(advance.visits),
+        "new_reason": advance.reason,
+        "new_ended_at": now if advance.status in TERMINAL_STATUSES else None,
+        "new_updated_at": now,
+    }
+    conn.execute(_run_update(dialect), members | decided)
     _append_history(conn, cohort, members, advance.records, now=now)
     updates = [e for e in advance.effects if isinstance(e, UpdateContact)]
     if updates:
@@ -95,16 +94,46 @@ def write_cohort(
         )
 
 
-def _close_open_waits(
-    conn: Connection, ids: Sequence[int], advance: Advance, *, now: datetime
-) -> None:
-    if advance.closed_wait is None:
-        return
-    first = advance.records[0].step if advance.records else None
-    conn.execute(
+_MEMBER = ("run_id", "contact_id")
+
+
+@functools.cache
+def _wait_closing(dialect: str) -> Any:
+    """Close the member runs' open history row (their wait), built once per dialect."""
+    return (
         run_steps.update()
-        .where(id_in(conn, run_steps.c.run_id, ids), run_steps.c.left_at.is_(None))
-        .values(left_at=now, outcome=advance.closed_wait.value, next_step=first)
+        .where(
+            in_id_rows(dialect, run_steps.c.run_id, "member", _MEMBER, "run_id"),
+            run_steps.c.left_at.is_(None),
+        )
+        .values(
+            left_at=sa.bindparam("closed_at", type_=run_steps.c.left_at.type),
+            outcome=sa.bindparam("closed_outcome", type_=run_steps.c.outcome.type),
+            next_step=sa.bindparam("closed_next", type_=run_steps.c.next_step.type),
+        )
+    )
+
+
+@functools.cache
+def _run_update(dialect: str) -> Any:
+    """The member runs' new state, built once per dialect."""
+    new = {
+        "status": "new_status",
+        "current_step": "new_step",
+        "wake_at": "new_wake_at",
+        "waiting_for": "new_waiting_for",
+        "visits": "new_visits",
+        "reason": "new_reason",
+        "ended_at": "new_ended_at",
+        "updated_at": "new_updated_at",
+    }
+    return (
+        runs.update()
+        .where(in_id_rows(dialect, runs.c.id, "member", _MEMBER, "run_id"))
+        .values(
+            {c: sa.bindparam(key, type_=runs.c[c].type) for c, key in new.items()}
+            | {"revision": runs.c.revision + 1}
+        )
     )
 
 
@@ -127,7 +156,7 @@ def _history_insert(dialect: str) -> Any:
 
     Built once per dialect: the members, the records and the time are parameters.
     """
-    members = id_rows(dialect, "member", ("run_id", "contact_id"))
+    members = id_rows(dialect, "member", _MEMBER)
     record = json_rows(dialect, "record", _RECORD_COLUMNS)
     now = sa.bindparam("now", type_=run_steps.c.entered_at.type)
     texts = [n for n in _RECORD_COLUMNS if n not in ("n", "open")]
