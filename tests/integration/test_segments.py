@@ -164,3 +164,28 @@ steps:
     journey.contact(external_id="MRN-3", bmi=38)  # Bob joins later
     journey.work()
     assert journey.run(bob, "candidate-outreach").status == "completed"
+
+
+def test_runs_completing_together_move_their_contacts_into_a_segment_on_completions(
+    journey: Harness,
+) -> None:
+    # Enough runs at one step to be decided and written as one cohort.
+    journey.apply("""
+workflow: welcome
+title: Welcome
+purpose: operations
+trigger: manual
+start: done
+steps:
+  done:
+    exit: completed
+---
+segment: welcomed
+condition: {event: workflow.completed, count_gte: 1, within: 30d}
+""")
+    people = [journey.contact(external_id=f"MRN-{i}") for i in range(12)]
+    journey.work()
+    assert members(journey, "welcomed") == set()
+    journey.enroll("welcome", *people)
+    journey.work()
+    assert members(journey, "welcomed") == set(people)

@@ -35,6 +35,7 @@ from carepath.services.contact_changes import write_shared_change
 from carepath.services.event_interest import arrives_processed
 from carepath.services.run_writes import (
     COMPLETION_TYPE,
+    MEMBER,
     history_values,
     store_completion_events,
 )
@@ -94,16 +95,13 @@ def write_cohort(
         )
 
 
-_MEMBER = ("run_id", "contact_id")
-
-
 @functools.cache
 def _wait_closing(dialect: str) -> Any:
     """Close the member runs' open history row (their wait), built once per dialect."""
     return (
         run_steps.update()
         .where(
-            in_id_rows(dialect, run_steps.c.run_id, "member", _MEMBER, "run_id"),
+            in_id_rows(dialect, run_steps.c.run_id, "member", MEMBER, "run_id"),
             run_steps.c.left_at.is_(None),
         )
         .values(
@@ -129,7 +127,7 @@ def _run_update(dialect: str) -> Any:
     }
     return (
         runs.update()
-        .where(in_id_rows(dialect, runs.c.id, "member", _MEMBER, "run_id"))
+        .where(in_id_rows(dialect, runs.c.id, "member", MEMBER, "run_id"))
         .values(
             {c: sa.bindparam(key, type_=runs.c[c].type) for c, key in new.items()}
             | {"revision": runs.c.revision + 1}
@@ -156,7 +154,7 @@ def _history_insert(dialect: str) -> Any:
 
     Built once per dialect: the members, the records and the time are parameters.
     """
-    members = id_rows(dialect, "member", _MEMBER)
+    members = id_rows(dialect, "member", MEMBER)
     record = json_rows(dialect, "record", _RECORD_COLUMNS)
     now = sa.bindparam("now", type_=run_steps.c.entered_at.type)
     texts = [n for n in _RECORD_COLUMNS if n not in ("n", "open")]

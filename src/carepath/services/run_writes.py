@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from carepath.db.dialect import bulk_update, id_rows
+from carepath.db.dialect import bulk_update, id_rows, in_id_rows
 from carepath.db.schema import contacts, events, run_steps, runs
 from carepath.domain.runs import RunStatus, StepOutcome, StepRecord
 from carepath.services.events import NewEvent
@@ -54,6 +54,9 @@ def history_values(record: StepRecord, *, now: datetime) -> dict[str, Any]:
 
 COMPLETION_TYPE = "workflow.completed"
 
+# The member runs of a cohort write, as `id_rows(…, "member", MEMBER)` parameters.
+MEMBER = ("run_id", "contact_id")
+
 
 def completion_event(row: Any, status: RunStatus, *, now: datetime) -> NewEvent:
     """`workflow.completed` for a run that completed or converted; one per run."""
@@ -80,7 +83,7 @@ def store_completion_events(
 ) -> None:
     """`completion_event` for many runs of one workflow in one INSERT … SELECT.
 
-    `members` are the parameters of `id_rows(…, "member", ("run_id", "contact_id"))`,
+    `members` are the parameters of `id_rows(…, "member", MEMBER)`,
     runs with the same chain depth; keys already stored are kept.
     """
     params = dict(members) | {
@@ -96,9 +99,8 @@ def store_completion_events(
     }
     conn.execute(_completion_insert(conn.dialect.name), params)
     if COMPLETION_TYPE in read_inputs(conn).event_types:
-        ended = id_rows(conn.dialect.name, "member", ("run_id", "contact_id"))
-        which = contacts.c.id.in_(sa.select(ended.c.contact_id).scalar_subquery())
-        mark_contacts_where(conn, which.params(members), now=now)
+        which = in_id_rows(conn.dialect.name, contacts.c.id, "member", MEMBER, "contact_id")
+        mark_contacts_where(conn, which, now=now, params=members)
 
 
 @functools.cache
@@ -110,7 +112,7 @@ def _completion_insert(dialect: str) -> Any:
     else:
         insert = sqlite.insert(events)
         data = sa.func.json_object
-    members = id_rows(dialect, "member", ("run_id", "contact_id"))
+    members = id_rows(dialect, "member", MEMBER)
     text = sa.String()
     key = (
         sa.bindparam("key_prefix", type_=text)

@@ -10,9 +10,10 @@ one primary-key read and nothing at all when no segment exists.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -80,15 +81,22 @@ def mark_contacts(conn: Connection, ids: Iterable[int], *, now: datetime) -> Non
         _queue(conn, wanted, now=now)
 
 
-def mark_contacts_where(conn: Connection, which: sa.ColumnElement[bool], *, now: datetime) -> None:
-    """Queue the contacts `which` selects (a condition on `contacts`), in one statement."""
+def mark_contacts_where(
+    conn: Connection,
+    which: sa.ColumnElement[bool],
+    *,
+    now: datetime,
+    params: Mapping[str, Any] | None = None,
+) -> None:
+    """Queue the contacts `which` selects (a condition on `contacts`, with the
+    values of its `params`), in one statement."""
     if not read_inputs(conn).any_segment:
         return
     selected = sa.select(contacts.c.id, sa.literal(now, segment_checks.c.marked_at.type))
     insert = dialect_insert(conn, segment_checks).from_select(
         ["contact_id", "marked_at"], selected.where(which)
     )
-    conn.execute(insert.on_conflict_do_nothing())
+    conn.execute(insert.on_conflict_do_nothing(), dict(params or {}))
 
 
 def mark_for_events(
