@@ -127,8 +127,11 @@ def _bigint_array(values: Sequence[int]) -> ColumnElement[Any]:
 
 
 def _array_literal(values: Sequence[int]) -> str:
-    """`{1,2,3}`. Handed a list, the driver and SQLAlchemy would each convert and check
-    every element in Python: a tenth of a worker's time for a batch of ids."""
+    """The PostgreSQL array literal of `values`, such as `{1,2,3}`.
+
+    Handed a list, the driver and SQLAlchemy would each convert and check every
+    element in Python: a tenth of a worker's time for a batch of ids.
+    """
     return "{" + ",".join(map(str, map(int, values))) + "}"
 
 

@@ -3,8 +3,8 @@
 The query groups the runs by everything their turn can read (see
 `domain.cohorts`): position, counters, and only the contact fields, list
 memberships and events their workflows look at. Each group comes back with
-its members' run and contact ids and the values of its key, from which one `RunSnapshot`
-stands for all of them. No per-run row ever reaches Python.
+its members' run and contact ids and the values of its key, from which one
+`RunSnapshot` stands for all of them. No per-run row ever reaches Python.
 """
 
 from __future__ import annotations
