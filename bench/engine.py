@@ -508,8 +508,9 @@ def check_baseline_outcome(url: str, n: int) -> None:
         raise AssertionError(f"baseline advanced {done} of {n} rows to the end")
 
 
-def _baseline_pass_pg(conn: psycopg.Connection[Any], me: str, now: datetime) -> tuple[int, int]:
-    rows = batches = 0
+def _baseline_pass_pg(conn: psycopg.Connection[Any], _number: int, now: datetime) -> int:
+    me = f"baseline-{os.getpid()}"
+    rows = 0
     lease = timedelta(minutes=5)
     while True:
         wall = datetime.now(UTC)
@@ -517,15 +518,15 @@ def _baseline_pass_pg(conn: psycopg.Connection[Any], me: str, now: datetime) -> 
             claim = {"me": me, "until": wall + lease, "now": now, "wall": wall, "limit": BATCH}
             ids = [r[0] for r in conn.execute(PG_CLAIM, claim).fetchall()]
         if not ids:
-            return rows, batches
+            return rows
         with conn.transaction():
             conn.execute(PG_ADVANCE, {"ids": ids, "me": me, "next": now + WAIT})
         rows += len(ids)
-        batches += 1
 
 
-def _baseline_pass_sqlite(conn: sqlite3.Connection, me: str, now: datetime) -> tuple[int, int]:
-    rows = batches = 0
+def _baseline_pass_sqlite(conn: sqlite3.Connection, _number: int, now: datetime) -> int:
+    me = f"baseline-{os.getpid()}"
+    rows = 0
     lease = timedelta(minutes=5)
     while True:
         wall = datetime.now(UTC)
@@ -540,42 +541,45 @@ def _baseline_pass_sqlite(conn: sqlite3.Connection, me: str, now: datetime) -> t
         ids = [r[0] for r in conn.execute(SQLITE_CLAIM, claim).fetchall()]
         conn.execute("COMMIT")
         if not ids:
-            return rows, batches
+            return rows
         conn.execute("BEGIN IMMEDIATE")
         advance = {"ids": json.dumps(ids), "me": me, "next": sqlite_time(now + WAIT)}
         conn.execute(SQLITE_ADVANCE, advance)
         conn.execute("COMMIT")
         rows += len(ids)
-        batches += 1
 
 
-def baseline_worker(
-    index: int, url: str, passes: Sequence[datetime], barrier: Any, results: Any
+def _bare_sql_passes(
+    index: int,
+    url: str,
+    passes: Sequence[datetime],
+    barrier: Any,
+    results: Any,
+    run_passes: tuple[Callable[..., int], Callable[..., int]],
 ) -> None:
-    """Bare claim-and-advance over bench_items, same barriers as the engine workers."""
-
-    def body() -> None:
-        me = f"baseline-{os.getpid()}-{index}"
-        sqlite = url.startswith("sqlite")
-        conn: Any = sqlite_connect(sqlite_path(url)) if sqlite else psycopg.connect(libpq_url(url))
-        run_pass = _baseline_pass_sqlite if sqlite else _baseline_pass_pg
-        ready = rss_mb()
-        done = []
+    """One bare SQL worker: `run_passes` (SQLite, PostgreSQL) take (conn, pass number, now)
+    and return the rows advanced."""
+    sqlite = url.startswith("sqlite")
+    conn: Any = sqlite_connect(sqlite_path(url)) if sqlite else psycopg.connect(libpq_url(url))
+    if sqlite:
+        conn.execute("PRAGMA foreign_keys=ON")  # as the engine's connections have it
+    run_pass = run_passes[0] if sqlite else run_passes[1]
+    ready = rss_mb()
+    done = []
+    barrier.wait()
+    for number, now in enumerate(passes, start=1):
         barrier.wait()
-        for now in passes:
-            barrier.wait()
-            started, cpu = time.perf_counter(), time.process_time()
-            rows, batches = run_pass(conn, me, now)
-            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-            done.append({"rows": rows, "batches": batches, "seconds": seconds, "cpu_seconds": cpu})
-            barrier.wait()
+        started, cpu = time.perf_counter(), time.process_time()
+        rows = run_pass(conn, number, now)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        batches = -(-rows // BATCH)  # every batch but the last is full
+        done.append({"rows": rows, "batches": batches, "seconds": seconds, "cpu_seconds": cpu})
         barrier.wait()
-        conn.close()
-        results.put(
-            {"worker": index, "passes": done, "ready_rss_mb": ready, "peak_rss_mb": peak_rss_mb()}
-        )
-
-    _guarded(barrier, body)
+    barrier.wait()
+    conn.close()
+    results.put(
+        {"worker": index, "passes": done, "ready_rss_mb": ready, "peak_rss_mb": peak_rss_mb()}
+    )
 
 
 # ------------------------------------------------------------------ the same rows, bare
@@ -755,36 +759,19 @@ def _same_rows_pass_sqlite(conn: sqlite3.Connection, number: int, now: datetime)
         rows += len(claimed)
 
 
-def same_rows_worker(
-    index: int, url: str, passes: Sequence[datetime], barrier: Any, results: Any
+# Per kind of bare loop: its pass on SQLite and on PostgreSQL.
+BARE_SQL_PASSES = {
+    "one_row": (_baseline_pass_sqlite, _baseline_pass_pg),
+    "same_rows": (_same_rows_pass_sqlite, _same_rows_pass_pg),
+}
+
+
+def bare_sql_worker(
+    index: int, url: str, passes: Sequence[datetime], barrier: Any, results: Any, kind: str
 ) -> None:
-    """The engine's rows written by bare SQL, same barriers as the engine workers."""
-
-    def body() -> None:
-        sqlite = url.startswith("sqlite")
-        conn: Any = sqlite_connect(sqlite_path(url)) if sqlite else psycopg.connect(libpq_url(url))
-        if sqlite:
-            conn.execute("PRAGMA foreign_keys=ON")  # as the engine's connections have it
-        run_pass = _same_rows_pass_sqlite if sqlite else _same_rows_pass_pg
-        ready = rss_mb()
-        done = []
-        barrier.wait()
-        for number, now in enumerate(passes, start=1):
-            barrier.wait()
-            started, cpu = time.perf_counter(), time.process_time()
-            rows = run_pass(conn, number, now)
-            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-            done.append(
-                {"rows": rows, "batches": -(-rows // BATCH), "seconds": seconds, "cpu_seconds": cpu}
-            )
-            barrier.wait()
-        barrier.wait()
-        conn.close()
-        results.put(
-            {"worker": index, "passes": done, "ready_rss_mb": ready, "peak_rss_mb": peak_rss_mb()}
-        )
-
-    _guarded(barrier, body)
+    """A bare SQL loop (`BARE_SQL_PASSES`), same barriers as the engine workers."""
+    run_passes = BARE_SQL_PASSES[kind]
+    _guarded(barrier, lambda: _bare_sql_passes(index, url, passes, barrier, results, run_passes))
 
 
 # ------------------------------------------------------------------ orchestration
@@ -961,8 +948,8 @@ def bench_one(
 
         reset_engine_tables(url)
         walls, reports = coordinator.run_phased(
-            same_rows_worker,
-            lambda i, barrier, results: (i, url, passes, barrier, results),
+            bare_sql_worker,
+            lambda i, barrier, results: (i, url, passes, barrier, results, "same_rows"),
             passes,
             lambda _now: None,
         )
@@ -972,8 +959,8 @@ def bench_one(
 
         prepare_baseline(url, n)
         walls, reports = coordinator.run_phased(
-            baseline_worker,
-            lambda i, barrier, results: (i, url, passes, barrier, results),
+            bare_sql_worker,
+            lambda i, barrier, results: (i, url, passes, barrier, results, "one_row"),
             passes,
             lambda _now: None,
         )
