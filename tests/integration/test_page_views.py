@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 import pytest
@@ -17,6 +16,7 @@ from carepath.services.contact_records import erase_contact
 from carepath.services.page_views import page_view_report
 from tests.integration.api_support import LINKS, KeyMaker, is_problem
 from tests.integration.harness import Harness
+from tests.integration.tracked_mail import mail_tracked
 
 FLOW = """
 template: guide
@@ -43,15 +43,7 @@ BROWSER = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"}
 @pytest.fixture
 def mailed(journey: Harness) -> tuple[Harness, int, str]:
     """Ann, sent a message with a tracked link; the link's token."""
-    assert LINKS is not None
-    journey.ctx.links = LINKS
-    journey.apply(FLOW)
-    ann = journey.contact(first_name="Ann")
-    journey.enroll("mail-guide", ann)
-    journey.work()
-    (row,) = journey.outbox(ann)
-    (click,) = re.findall(r"https://care\.example\.org/c/([\w.-]+)", row.html)
-    journey.shift(timedelta(minutes=10))  # a person reads later than a scanner
+    ann, (click,), _ = mail_tracked(journey, LINKS, FLOW, "mail-guide")
     return journey, ann, click
 
 

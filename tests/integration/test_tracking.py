@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
-from datetime import timedelta
-
 import pytest
 from starlette.testclient import TestClient
 
 from carepath.channels.links import LinkSigner
 from carepath.entrypoints.tracking_app import tracking_app
 from tests.integration.harness import Harness
+from tests.integration.tracked_mail import mail_tracked
 
 FLOW = """
 template: guide
@@ -33,16 +31,7 @@ LINKS = LinkSigner.from_settings("https://care.example.org", "t" * 40, None)
 
 @pytest.fixture
 def sent(journey: Harness) -> tuple[Harness, TestClient, list[str], str]:
-    assert LINKS is not None
-    journey.ctx.links = LINKS
-    journey.apply(FLOW)
-    ann = journey.contact(first_name="Ann")
-    journey.enroll("w", ann)
-    journey.work()
-    (row,) = journey.outbox(ann)
-    clicks = re.findall(r"https://care\.example\.org/c/([\w.-]+)", row.html)
-    (pixel,) = re.findall(r"https://care\.example\.org/o/([\w.-]+)", row.html)
-    journey.shift(timedelta(minutes=10))  # a person reads later than a scanner
+    _, clicks, (pixel,) = mail_tracked(journey, LINKS, FLOW, "w")
     client = TestClient(tracking_app(journey.engine, LINKS), follow_redirects=False)
     return journey, client, clicks, pixel
 
