@@ -152,9 +152,7 @@ def id_rows(dialect: str, name: str, names: Sequence[str]) -> Any:
     one JSON text of rows on SQLite (see `id_in`).
     """
     if dialect == "postgresql":
-        arrays = (
-            cast(bindparam(f"{name}_{n}", type_=Text), postgresql.ARRAY(BigInteger)) for n in names
-        )
+        arrays = (_id_array(name, n) for n in names)
         unnested = func.unnest(*arrays).table_valued(*(column(n, BigInteger) for n in names))
         return unnested.render_derived(name=name)  # AS name(column, …)
     rows = bindparam(f"{name}_rows", type_=Text)
@@ -171,14 +169,19 @@ def in_id_rows(
 ) -> ColumnElement[bool]:
     """`col` is one of the values of column `key` of `id_rows(dialect, name, names)`.
 
-    It reads the same parameters, so a statement can use both.
+    It reads the same parameters, so a statement can use both. PostgreSQL gets the
+    column's array itself: `IN (SELECT … FROM unnest(…))` may be planned as a scan
+    of all of `col`'s table.
     """
     if dialect == "postgresql":
-        array = cast(bindparam(f"{name}_{key}", type_=Text), postgresql.ARRAY(BigInteger))
-        return col == any_(array)
-    each = func.json_each(bindparam(f"{name}_rows", type_=Text)).table_valued(column("value"))
-    listed = select(func.json_extract(each.c.value, f"$[{names.index(key)}]"))
+        return col == any_(_id_array(name, key))
+    listed = select(id_rows(dialect, name, names).c[key])
     return col.in_(listed.scalar_subquery())
+
+
+def _id_array(name: str, key: str) -> ColumnElement[Any]:
+    """Column `key` of `id_rows(…, name, …)` on PostgreSQL: a `bigint[]` parameter."""
+    return cast(bindparam(f"{name}_{key}", type_=Text), postgresql.ARRAY(BigInteger))
 
 
 def id_rows_values(dialect: str, name: str, columns: Mapping[str, Sequence[int]]) -> dict[str, str]:
