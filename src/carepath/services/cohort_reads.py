@@ -92,7 +92,6 @@ def read_cohorts(
     query = (
         sa.select(
             *(expr.label(label) for label, expr in key.items()),
-            sa.func.min(runs.c.contact_id).label("any_contact"),
             aggregated_pairs(conn, runs.c.id, runs.c.contact_id).label("members"),
         )
         .select_from(source)
@@ -120,14 +119,16 @@ def read_cohorts(
             event=known.get(group.event_id) if events else None,
         )
         pairs = sorted((int(run), int(contact)) for run, contact in group.members)
+        run_ids = [run for run, _ in pairs]
+        contact_ids = [contact for _, contact in pairs]
         yield Cohort(
-            [run for run, _ in pairs],
-            [contact for _, contact in pairs],
+            run_ids,
+            contact_ids,
             group.workflow,
             group.workflow_version,
             RunSnapshot(
-                id=pairs[0][0],
-                contact_id=group.contact_id if per_contact else group.any_contact,
+                id=run_ids[0],
+                contact_id=group.contact_id if per_contact else min(contact_ids),
                 workflow=workflows[group.resource_id],
                 status=RunStatus(group.status),
                 current_step=group.current_step,

@@ -26,7 +26,6 @@ from carepath.domain.runs import (
     COMPLETION_STATUSES,
     TERMINAL_STATUSES,
     Advance,
-    StepOutcome,
     StepRecord,
     UpdateContact,
 )
@@ -191,7 +190,7 @@ def _append_history(
         values = history_values(record, now=now)
         rows.append(
             {k: values[k] for k in _RECORD_COLUMNS if k in values}
-            | {"n": n, "open": record.outcome is StepOutcome.WAITING}
+            | {"n": n, "open": values["left_at"] is None}
         )
     params = members | {"record_json": json.dumps(rows), "now": now}
     params |= {"workflow": cohort.workflow, "workflow_version": cohort.workflow_version}
