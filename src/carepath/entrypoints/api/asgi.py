@@ -36,6 +36,29 @@ def route_path(scope: Scope) -> str:
     return path
 
 
+class BodyTooLargeError(Exception):
+    """More than the allowed bytes of request body have come."""
+
+
+async def read_body(receive: Receive, limit: int | None = None) -> tuple[bytes, bool]:
+    """The request body and whether it is whole (False: the client went away first).
+
+    Raises `BodyTooLargeError` as soon as more than `limit` bytes have come.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), False
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if limit is not None and size > limit:
+            raise BodyTooLargeError
+        if not message.get("more_body", False):
+            return b"".join(chunks), True
+
+
 def replaying(body: bytes, receive: Receive) -> Receive:
     """A `receive` that hands on `body`, read whole already, and then what `receive` gives."""
     delivered = False

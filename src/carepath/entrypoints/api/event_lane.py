@@ -21,7 +21,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from carepath.entrypoints.api.asgi import header, is_json, replaying, route_path
+from carepath.entrypoints.api.asgi import header, is_json, read_body, replaying, route_path
 from carepath.entrypoints.api.auth import EVENTS_WRITE, KeyRing, admit, presented_key
 from carepath.entrypoints.api.events import EVENTS_PATH, is_batch, single_answer
 from carepath.entrypoints.api.problems import carepath_problem, http_problem
@@ -39,7 +39,7 @@ class SingleEventLane:
         if route_path(scope) != EVENTS_PATH:
             await self.app(scope, receive, send)
             return
-        body, whole = await _read_body(receive)
+        body, whole = await read_body(receive)
         event = _single_event(body) if whole else None
         app_state = scope["app"].state
         ring: KeyRing = app_state.keys
@@ -59,18 +59,6 @@ class SingleEventLane:
             await carepath_problem(failed)(scope, receive, send)
             return
         await single_answer(outcome)(scope, receive, send)
-
-
-async def _read_body(receive: Receive) -> tuple[bytes, bool]:
-    """The body, and whether it is whole (False: the client went away first)."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks), False
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks), True
 
 
 def _single_event(body: bytes) -> dict[str, Any] | None:

@@ -22,9 +22,11 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from carepath.entrypoints.api.asgi import (
+    BodyTooLargeError,
     content_type,
     declared_length,
     is_json,
+    read_body,
     replaying,
     route_path,
 )
@@ -242,21 +244,14 @@ class RefuseHostileRequests:
         if declared_length(scope) > MAX_BODY_BYTES:
             await self._too_large(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                await self.app(scope, receive, send)  # the client went away: let it end
-                return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > MAX_BODY_BYTES:
-                await self._too_large(scope, receive, send)
-                return
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+        try:
+            body, whole = await read_body(receive, MAX_BODY_BYTES)
+        except BodyTooLargeError:
+            await self._too_large(scope, receive, send)
+            return
+        if not whole:
+            await self.app(scope, receive, send)  # the client went away: let it end
+            return
         if b"\x00" in body or b"\\u0000" in body:
             await self._refuse(scope, receive, send)
             return
