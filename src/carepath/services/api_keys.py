@@ -8,7 +8,6 @@ much entropy a fast hash is enough, and a stolen table gives no usable key.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
@@ -22,6 +21,7 @@ from sqlalchemy.engine import Connection
 from carepath.db.schema import api_keys
 from carepath.domain.access import SCOPES, Principal, Role, role_scopes
 from carepath.errors import Conflict, InvalidInput, NotFound, Problem
+from carepath.protection.digests import secret_digest
 
 PREFIX = "cpk"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
@@ -99,7 +99,7 @@ def create_key(
         .values(
             public_id=public_id,
             name=name,
-            secret_sha256=_digest(secret),
+            secret_sha256=secret_digest(secret),
             scopes=sorted(granted),
             created_at=now,
             role=role.value,
@@ -127,7 +127,7 @@ def authenticate(conn: Connection, presented: str) -> ApiKey | None:
             api_keys.c.queues,
         ).where(api_keys.c.public_id == public_id, api_keys.c.revoked_at.is_(None))
     ).first()
-    if row is None or not hmac.compare_digest(row.secret_sha256, _digest(secret)):
+    if row is None or not hmac.compare_digest(row.secret_sha256, secret_digest(secret)):
         return None
     role = Role(row.role)
     scopes = role_scopes(role, frozenset(row.scopes))
@@ -156,7 +156,3 @@ def list_keys(conn: Connection) -> list[KeyListing]:
         KeyListing(r.name, Role(r.role), frozenset(r.scopes), r.created_at, r.revoked_at)
         for r in conn.execute(query)
     ]
-
-
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode("ascii")).hexdigest()

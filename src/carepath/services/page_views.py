@@ -15,7 +15,6 @@ contact removes its visitors.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import uuid
 from datetime import date, datetime, timedelta
@@ -26,6 +25,7 @@ from sqlalchemy.engine import Connection
 from carepath.channels.links import InvalidTokenError, LinkSigner
 from carepath.db.dialect import dialect_insert
 from carepath.db.schema import contacts, page_view_counts, visitors
+from carepath.protection.digests import secret_digest
 from carepath.services.events import NewEvent, store_events
 
 VISITOR_PURPOSE = "visitor"
@@ -43,7 +43,7 @@ def new_visitor(conn: Connection, links: LinkSigner, contact_id: int, *, now: da
     secret = secrets.token_urlsafe(32)
     conn.execute(
         visitors.insert().values(
-            token_sha256=_digest(secret),
+            token_sha256=secret_digest(secret),
             contact_id=contact_id,
             created_at=now,
             expires_at=now + VISITOR_LIFETIME,
@@ -64,7 +64,7 @@ def visitor_contact(
         sa.select(visitors.c.contact_id)
         .join(contacts, contacts.c.id == visitors.c.contact_id)
         .where(
-            visitors.c.token_sha256 == _digest(secret),
+            visitors.c.token_sha256 == secret_digest(secret),
             visitors.c.expires_at > now,
             contacts.c.erased_at.is_(None),
         )
@@ -103,10 +103,6 @@ def record_view(conn: Connection, path: str, contact_id: int | None, *, now: dat
 
 def forget_visitors(conn: Connection, contact_id: int) -> None:
     conn.execute(visitors.delete().where(visitors.c.contact_id == contact_id))
-
-
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode("ascii")).hexdigest()
 
 
 def page_view_report(

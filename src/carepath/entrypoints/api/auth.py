@@ -9,7 +9,6 @@ most one row per key, process and cache period, however busy the client.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,6 +20,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from carepath.db.connection import read_only
+from carepath.protection.digests import secret_digest
 from carepath.services.api_keys import ApiKey, authenticate
 from carepath.services.audit import AuditEntry, record_now
 
@@ -48,7 +48,7 @@ class KeyRing:
 
     def remembered(self, presented: str) -> tuple[bool, ApiKey | None]:
         """(True, the key or None) if verified within the cache period, else (False, None)."""
-        cached = self._cache.get(_digest(presented))
+        cached = self._cache.get(secret_digest(presented))
         if cached is not None and cached[1] > time.monotonic():
             return True, cached[0]
         return False, None
@@ -64,7 +64,7 @@ class KeyRing:
         with self._lock:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
-            self._cache[_digest(presented)] = (key, time.monotonic() + KEY_CACHE_SECONDS)
+            self._cache[secret_digest(presented)] = (key, time.monotonic() + KEY_CACHE_SECONDS)
         return key
 
     def take(self, key: ApiKey) -> float | None:
@@ -80,10 +80,6 @@ class KeyRing:
                 bucket.tokens -= 1
                 return None
             return (1 - bucket.tokens) / self.rate_per_second
-
-
-def _digest(presented: str) -> str:
-    return hashlib.sha256(presented.encode("utf-8", "replace")).hexdigest()
 
 
 def presented_key(authorization: str) -> str | None:
